@@ -1,0 +1,56 @@
+"""Quadrature rules on [0, 1] for the straight-line path of a gradient field.
+
+Kept apart from the method that uses them, as in captum's ``approximation_methods``.
+Every rule returns nodes ``alphas`` (the path coordinate α ∈ [0, 1]) and weights ``w``
+with ``sum(w) == 1``, so that ``∫₀¹ g(α) dα ≈ Σ_k w_k g(α_k)`` (DESIGN §1.4).
+
+Note: captum's ``riemann_trapezoid`` weights sum to (S−1)/S; ours sum to 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+METHODS = (
+    "gausslegendre",
+    "riemann_left",
+    "riemann_right",
+    "riemann_middle",
+    "riemann_trapezoid",
+)
+
+
+def check_method(method: str) -> str:
+    """Return ``method`` if it names a rule, else raise ``ValueError`` listing the valid ones."""
+    if method not in METHODS:
+        raise ValueError(f"unknown quadrature method {method!r}; valid methods: {', '.join(METHODS)}")
+    return method
+
+
+def nodes_and_weights(method: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights of a quadrature rule on [0, 1].
+
+    Args:
+        method: one of :data:`METHODS`.
+        n_steps: S, the number of nodes (≥ 1; ≥ 2 for ``riemann_trapezoid``).
+
+    Returns:
+        ``(alphas, weights)``, two float64 arrays of shape (S,), alphas increasing,
+        weights summing to 1.
+    """
+    check_method(method)
+    if not isinstance(n_steps, (int, np.integer)) or isinstance(n_steps, bool) or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+    s = int(n_steps)
+    k = np.arange(s, dtype=np.float64)
+    if method == "gausslegendre":
+        xi, omega = np.polynomial.legendre.leggauss(s)
+        return (1.0 + xi) / 2.0, omega / 2.0
+    if method == "riemann_trapezoid":
+        if s < 2:
+            raise ValueError("riemann_trapezoid needs n_steps >= 2")
+        w = np.full(s, 1.0 / (s - 1))
+        w[[0, -1]] /= 2.0
+        return k / (s - 1), w
+    offset = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}[method]
+    return (k + offset) / s, np.full(s, 1.0 / s)

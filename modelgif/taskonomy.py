@@ -1,0 +1,167 @@
+"""The Taskonomy zoo: task names, encoder checkpoints, and the published transfer tables.
+
+Encoders are ``visualpriors.taskonomy_network.TaskonomyEncoder`` (a ResNet-50 trunk whose
+output is an 8-channel map at 1/16 of the input size), with weights from
+``TASKONOMY_PRETRAINED_URLS[task + "_encoder"]``. Ground-truth tables are the Taskonomy
+authors' (Zamir et al., CVPR 2018), converted once to JSON under ``data/taskonomy/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .download import sha256_file
+
+#: The 17 tasks, in the seed's order (DESIGN §1, "Tasks and names").
+TASKS = (
+    "autoencoding", "curvature", "denoising", "edge_texture", "edge_occlusion", "keypoints2d",
+    "keypoints3d", "reshading", "depth_zbuffer", "depth_euclidean", "normal", "room_layout",
+    "segment_unsup25d", "segment_unsup2d", "vanishing_point", "segment_semantic", "class_object",
+)
+
+#: New task name → Taskonomy's original name (the keys of the published tables).
+OLD_NAMES = {
+    "autoencoding": "autoencoder", "curvature": "curvature", "denoising": "denoise",
+    "edge_texture": "edge2d", "edge_occlusion": "edge3d", "keypoints2d": "keypoint2d",
+    "keypoints3d": "keypoint3d", "reshading": "reshade", "depth_zbuffer": "rgb2depth",
+    "depth_euclidean": "rgb2mist", "normal": "rgb2sfnorm", "room_layout": "room_layout",
+    "segment_unsup25d": "segment25d", "segment_unsup2d": "segment2d",
+    "vanishing_point": "vanishing_point_well_defined", "segment_semantic": "segmentsemantic_rb",
+    "class_object": "class_1000",
+}
+
+#: Tasks without a published decoder, whose encoder the original code ran with the output
+#: GroupNorm on (``normalize_outputs=True``); every other task runs with it off.
+NORMALIZED_OUTPUT_TASKS = frozenset({"room_layout", "vanishing_point"})
+
+#: The published tables (``results/affinities`` and ``results/winrates`` of StanfordVL/taskonomy).
+GROUND_TRUTH_TABLES = (
+    "all_affinities", "all_affinities_16k", "all_affinities_1k",
+    "wins_vs_pixels", "wins_vs_pixels_16k", "wins_vs_pixels_1k",
+    "wins_vs_task", "wins_vs_task_16k", "wins_vs_task_1k",
+)
+
+#: Where the converted tables live: ``<repository>/data/taskonomy`` (override with
+#: ``MODELGIF_TABLES`` or the ``root`` argument of :func:`load_ground_truth`).
+TABLES_DIR = Path(os.environ.get("MODELGIF_TABLES", Path(__file__).resolve().parent.parent / "data" / "taskonomy"))
+
+
+def check_task(task: str) -> str:
+    """Return ``task`` if it is one of :data:`TASKS`, else raise ``ValueError`` listing them."""
+    if task not in OLD_NAMES:
+        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+    return task
+
+
+def encoder_filename(task: str) -> str:
+    """The official checkpoint file name, ``<task>_encoder-<sha256>.pth``."""
+    from visualpriors.taskonomy_network import TASKONOMY_PRETRAINED_URLS
+
+    check_task(task)
+    return TASKONOMY_PRETRAINED_URLS[f"{task}_encoder"].rsplit("/", 1)[1]
+
+
+def encoder_sha256(task: str) -> str:
+    """The sha256 of the official checkpoint, which its file name carries."""
+    m = re.fullmatch(r".+_encoder-([0-9a-f]{64})\.pth", encoder_filename(task))
+    return m.group(1)
+
+
+def official_manifest() -> dict[str, dict[str, str]]:
+    """``{task: {"file": name, "sha256": hex}}`` for the 17 official encoders."""
+    return {t: {"file": encoder_filename(t), "sha256": encoder_sha256(t)} for t in TASKS}
+
+
+def build_encoder(task: str) -> torch.nn.Module:
+    """An untrained ``TaskonomyEncoder`` configured for ``task`` (eval mode, frozen)."""
+    from visualpriors.taskonomy_network import TaskonomyEncoder
+
+    check_task(task)
+    model = TaskonomyEncoder(normalize_outputs=task in NORMALIZED_OUTPUT_TASKS, eval_only=True)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+def load_encoder(task: str, path: str | os.PathLike, *, sha256: str | None = None,
+                 map_location: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load a Taskonomy encoder checkpoint for ``task``.
+
+    Args:
+        task: one of :data:`TASKS` (decides ``normalize_outputs``).
+        path: a checkpoint holding the encoder's state dict under ``"state_dict"``.
+        sha256: if given, the file's expected sha256; a mismatch raises before loading.
+        map_location: device for the weights.
+
+    Returns:
+        The encoder in eval mode, parameters frozen, on ``map_location``.
+
+    Raises:
+        ValueError: hash mismatch, unreadable file, or state-dict keys/shapes that do not match.
+    """
+    path = Path(path)
+    model = build_encoder(task)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint for {task} at {path}")
+    if sha256 is not None:
+        actual = sha256_file(path)
+        if actual != sha256.lower():
+            raise ValueError(f"checkpoint {path} for {task}: expected sha256 {sha256.lower()}, got {actual}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise ValueError(f"checkpoint {path} for {task} is not a readable weights-only torch file: {e}") from e
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {path} for {task} has no 'state_dict' entry")
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {path} does not match TaskonomyEncoder: "
+            f"{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}"
+        )
+    bad = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
+    if bad:
+        k = bad[0]
+        raise ValueError(f"checkpoint {path}: {k} has shape {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}")
+    model.load_state_dict(state)
+    return model.to(map_location).eval()
+
+
+def load_table(name: str, root: str | os.PathLike | None = None) -> dict[str, float]:
+    """A published table as ``{"<source>__<target>": value}`` in Taskonomy's original names."""
+    if name not in GROUND_TRUTH_TABLES:
+        raise ValueError(f"unknown ground-truth table {name!r}; valid tables: {', '.join(GROUND_TRUTH_TABLES)}")
+    path = Path(root or TABLES_DIR) / f"{name}.json"
+    with open(path) as f:
+        return json.load(f)["table"]
+
+
+def load_ground_truth(name: str, tasks=TASKS, root: str | os.PathLike | None = None) -> np.ndarray:
+    """Ground truth ``T[i, j] = table[old(tasks[i]) + "__" + old(tasks[j])]`` (DESIGN §1.7).
+
+    Args:
+        name: one of :data:`GROUND_TRUTH_TABLES`.
+        tasks: task names (new names, :data:`TASKS`), in the order of the distance matrix.
+
+    Returns:
+        T, float64 (K, K): row = source task, column = target task.
+    """
+    tasks = [check_task(t) for t in tasks]
+    table = load_table(name, root)
+    out = np.empty((len(tasks), len(tasks)), dtype=np.float64)
+    for i, a in enumerate(tasks):
+        for j, b in enumerate(tasks):
+            key = f"{OLD_NAMES[a]}__{OLD_NAMES[b]}"
+            if key not in table:
+                raise KeyError(f"table {name} has no entry {key!r}")
+            out[i, j] = table[key]
+    return out
