@@ -1,0 +1,169 @@
+"""Gradient fields, checked against captum's Integrated Gradients and by their properties."""
+
+import pytest
+import torch
+from captum.attr import IntegratedGradients
+
+import modelgif
+from modelgif.taskonomy import build_encoder
+
+
+def _random_encoder(task="normal", seed=0):
+    """A random-init TaskonomyEncoder in float64 with non-trivial BatchNorm statistics."""
+    torch.manual_seed(seed)
+    m = build_encoder(task).double()
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.normal_(0, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
+    return m
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return _random_encoder()
+
+
+@pytest.fixture(scope="module")
+def images():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 3, 64, 64, generator=g, dtype=torch.float64) * 2 - 1
+    return x, modelgif.make_baselines(x, "shuffled", seed=0)
+
+
+def _captum_ig(model, x, xb, target, n_steps, method):
+    """captum's IG of t(z) = Σ f(z)[indices chosen at x], written independently of modelgif.targets."""
+    with torch.no_grad():
+        fx = model(x)
+    c, h, w = fx.shape[1:]
+    flat = fx.flatten(2)
+    if target == 1:  # per channel: its spatial argmax
+        idx = [[(ch, int(flat[i, ch].argmax())) for ch in range(c)] for i in range(x.shape[0])]
+    elif target == 5:  # per position: its channel argmax
+        idx = [[(int(flat[i, :, p].argmax()), p) for p in range(h * w)] for i in range(x.shape[0])]
+    attributions = []
+    for i in range(x.shape[0]):
+        if target == 6:
+            def forward(z):
+                return model(z).flatten(1).sum(1)
+        else:
+            chans = torch.tensor([a for a, _ in idx[i]])
+            pos = torch.tensor([p for _, p in idx[i]])
+
+            def forward(z, chans=chans, pos=pos):
+                return model(z).flatten(2)[:, chans, pos].sum(1)
+        ig = IntegratedGradients(forward)
+        a = ig.attribute(x[i : i + 1], xb[i : i + 1], n_steps=n_steps, method=method)
+        attributions.append(a.mean(1).flatten())
+    return torch.stack(attributions)
+
+
+@pytest.mark.parametrize("target", [1, 5, 6])
+@pytest.mark.parametrize("method", ["gausslegendre", "riemann_left", "riemann_middle"])
+def test_last_step_equals_captum_integrated_gradients(encoder, images, target, method):
+    x, xb = images
+    n_steps = 6
+    field = modelgif.gradient_field(encoder, x, xb, target=target, n_steps=n_steps, method=method, batch_size=9)
+    reference = _captum_ig(encoder, x, xb, target, n_steps, method)
+    assert field.shape == (3, n_steps, 64 * 64)
+    rel = (field[:, -1] - reference).norm() / reference.norm()
+    # captum rounds its step sizes to float32, hence ~1e-8 and not 1e-15
+    assert rel < 1e-6, rel
+
+
+def test_riemann_right_also_matches_captum(encoder, images):
+    x, xb = images
+    field = modelgif.gradient_field(encoder, x[:1], xb[:1], target=1, n_steps=4, method="riemann_right")
+    reference = _captum_ig(encoder, x[:1], xb[:1], 1, 4, "riemann_right")
+    assert (field[:, -1] - reference).norm() / reference.norm() < 1e-6
+
+
+class _Smooth(torch.nn.Module):
+    """A small smooth convolutional model (tanh, softplus) with an 8×h×w output."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.a = torch.nn.Conv2d(3, 6, 3, stride=2, padding=1)
+        self.b = torch.nn.Conv2d(6, 8, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return torch.nn.functional.softplus(self.b(torch.tanh(self.a(x))))
+
+
+@pytest.mark.parametrize("target", [1, 5, 6])
+def test_completeness(target):
+    model = _Smooth().double().eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 16, 16, generator=g, dtype=torch.float64) * 2 - 1
+    xb = modelgif.make_baselines(x, "shuffled", 0)
+    field = modelgif.gradient_field(model, x, xb, target=target, n_steps=32)
+    sel = modelgif.target_selector(model(x), target)
+    gap = (model(x) * sel).flatten(1).sum(1) - (model(xb) * sel).flatten(1).sum(1)
+    total = field[:, -1].sum(1) * 3  # channel mean × 3 channels = channel sum
+    assert torch.allclose(total, gap, rtol=1e-10, atol=1e-12), (total, gap)
+    assert gap.abs().min() > 1e-3  # a real gap, not 0 = 0
+
+
+def test_batch_size_and_one_image_at_a_time_do_not_change_the_field(encoder, images):
+    x, xb = images
+    kw = dict(target=1, n_steps=5)
+    ref = modelgif.gradient_field(encoder, x, xb, batch_size=15, **kw)
+    for bs in (1, 4, 7, 1000):
+        f = modelgif.gradient_field(encoder, x, xb, batch_size=bs, **kw)
+        assert torch.allclose(f, ref, rtol=1e-12, atol=1e-18), bs
+    one_by_one = torch.cat([modelgif.gradient_field(encoder, x[i : i + 1], xb[i : i + 1], **kw) for i in range(3)])
+    assert torch.allclose(one_by_one, ref, rtol=1e-12, atol=1e-18)
+
+
+def test_cumulative_field_is_running_sum_of_stepwise_field(encoder, images):
+    x, xb = images
+    cum = modelgif.gradient_field(encoder, x[:2], xb[:2], n_steps=4, cumulative=True)
+    step = modelgif.gradient_field(encoder, x[:2], xb[:2], n_steps=4, cumulative=False)
+    assert torch.allclose(step.cumsum(1), cum, rtol=1e-12, atol=1e-18)
+    assert not torch.allclose(step, cum)
+
+
+def test_iter_chunks_cover_images_in_order(encoder, images):
+    x, xb = images
+    starts = [(s, c.shape) for s, c in modelgif.iter_gradient_field(encoder, x, xb, n_steps=2, batch_size=4)]
+    assert starts == [(0, (2, 2, 4096)), (2, (1, 2, 4096))]
+
+
+def test_float32_stays_float32_and_parameters_get_no_gradients():
+    model = build_encoder("room_layout")
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    f = modelgif.gradient_field(model, x, x.flip(0), n_steps=2)
+    assert f.dtype == torch.float32 and torch.isfinite(f).all()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_target_6_with_output_groupnorm_is_identically_zero():
+    # Documented void case: GroupNorm makes Σ f(z) constant, so its gradient vanishes.
+    model = build_encoder("room_layout").double()
+    x = torch.rand(2, 3, 32, 32, dtype=torch.float64) * 2 - 1
+    f = modelgif.gradient_field(model, x, x.flip(0), target=6, n_steps=2)
+    assert f.abs().max() < 1e-10
+
+
+def test_bad_inputs_name_the_problem(encoder, images):
+    x, xb = images
+    with pytest.raises(ValueError, match="same shape"):
+        modelgif.gradient_field(encoder, x, xb[:2])
+    with pytest.raises(ValueError, match="4-D"):
+        modelgif.gradient_field(encoder, x[0], xb[0])
+    with pytest.raises(ValueError, match="valid targets"):
+        modelgif.gradient_field(encoder, x, xb, target=3)
+    with pytest.raises(ValueError, match="valid methods"):
+        modelgif.gradient_field(encoder, x, xb, method="simpson")
+    with pytest.raises(ValueError, match="dtype"):
+        modelgif.gradient_field(encoder, x, xb.float())
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        modelgif.gradient_field(encoder, bad, xb)
+    with pytest.raises(ValueError, match="batch_size"):
+        modelgif.gradient_field(encoder, x, xb, batch_size=0)
+    train_model = torch.nn.Conv2d(3, 2, 3).double().train()
+    with pytest.raises(ValueError, match="training mode"):
+        modelgif.gradient_field(train_model, x, xb)
