@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy.stats import spearmanr
 
@@ -14,11 +16,13 @@ def per_task_spearman(distance: np.ndarray, ground_truth: np.ndarray) -> np.ndar
         ground_truth: T (K, K), in the same task order (e.g. :func:`modelgif.load_ground_truth`).
 
     Returns:
-        ρ, float64 (K,). Negative is good when T is an affinity and D a distance.
+        ρ, float64 (K,). Negative is good when T is an affinity and D a distance. Where a
+        column of D or T is constant, ρ is undefined: that entry is NaN and a
+        ``RuntimeWarning`` names the columns (e.g. target 6 on an encoder whose output
+        GroupNorm makes the field vanish, so its distance to every model is 1).
 
     Raises:
-        ValueError: shapes differ or are not square, K < 3, non-finite values, or a constant
-            column (whose ρ is undefined).
+        ValueError: shapes differ or are not square, K < 3, or non-finite values.
     """
     d = np.asarray(distance, dtype=np.float64)
     t = np.asarray(ground_truth, dtype=np.float64)
@@ -29,7 +33,9 @@ def per_task_spearman(distance: np.ndarray, ground_truth: np.ndarray) -> np.ndar
     for name, m in (("distance", d), ("ground truth", t)):
         if not np.isfinite(m).all():
             raise ValueError(f"{name} matrix has NaN or infinite values")
-        constant = [j for j in range(m.shape[1]) if np.all(m[:, j] == m[0, j])]
-        if constant:
-            raise ValueError(f"{name} matrix has constant column(s) {constant}: Spearman's rho is undefined there")
-    return np.array([spearmanr(t[:, j], d[:, j]).statistic for j in range(d.shape[1])], dtype=np.float64)
+    constant = [j for j in range(d.shape[1]) if np.ptp(d[:, j]) == 0 or np.ptp(t[:, j]) == 0]
+    if constant:
+        warnings.warn(f"constant column(s) {constant}: Spearman's rho is undefined there (NaN)",
+                      RuntimeWarning, stacklevel=2)
+    return np.array([np.nan if j in constant else spearmanr(t[:, j], d[:, j]).statistic
+                     for j in range(d.shape[1])], dtype=np.float64)

@@ -18,6 +18,10 @@ class DownloadError(RuntimeError):
     """A file could not be fetched or failed its checksum."""
 
 
+class ChecksumError(DownloadError):
+    """A file's sha256 differs from the expected one (the network itself worked)."""
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()
@@ -70,8 +74,9 @@ def download_file(
     retried ``retries`` times with exponential backoff.
 
     Raises:
-        DownloadError: unreachable after retries, or the sha256 differs (the message names
-            the file, the expected and the actual hash).
+        DownloadError: unreachable after retries, or HTTP 404.
+        ChecksumError: (a DownloadError) the sha256 differs; the message names the URL, the
+            expected and the actual hash.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +91,7 @@ def download_file(
                 if progress:
                     from tqdm.auto import tqdm
 
-                    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name, leave=False)
+                    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=url.rsplit("/", 1)[-1] or dest.name, leave=False)
                 for block in iter(lambda: r.read(_BLOCK), b""):
                     f.write(block)
                     h.update(block)
@@ -96,8 +101,8 @@ def download_file(
                     bar.close()
             actual = h.hexdigest()
             if sha256 is not None and actual != sha256.lower():
-                raise DownloadError(
-                    f"checksum mismatch for {dest.name} from {url}: expected sha256 {sha256.lower()}, got {actual}"
+                raise ChecksumError(
+                    f"checksum mismatch for {url}: expected sha256 {sha256.lower()}, got {actual}"
                 )
             os.replace(tmp, dest)
             return dest
@@ -126,7 +131,7 @@ def copy_verified(src: str | os.PathLike, dest: str | os.PathLike, *, sha256: st
     if sha256 is not None:
         actual = sha256_file(src)
         if actual != sha256.lower():
-            raise DownloadError(f"checksum mismatch for {src}: expected sha256 {sha256.lower()}, got {actual}")
+            raise ChecksumError(f"checksum mismatch for {src}: expected sha256 {sha256.lower()}, got {actual}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)

@@ -32,7 +32,7 @@ import os
 import tarfile
 import tempfile
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 
@@ -56,12 +56,12 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".t
 # --------------------------------------------------------------------------- sources
 
 
-def sample_url(point: int, base_url: str = SAMPLE_BASE_URL, commit: str = SAMPLE_COMMIT) -> str:
+def sample_url(point: int | str, base_url: str = SAMPLE_BASE_URL, commit: str = SAMPLE_COMMIT) -> str:
     """URL of the view-0 RGB image of ``point`` in the sample building."""
     return f"{base_url.rstrip('/')}/{commit}/rgb/{sample_name(point)}"
 
 
-def sample_name(point: int) -> str:
+def sample_name(point: int | str) -> str:
     return f"point_{point}_view_0_domain_rgb.png"
 
 
@@ -279,7 +279,7 @@ class ReferenceSet:
     """A built reference set: ``images`` uint8 (N, 3, S, S) and its ``manifest`` (JSON-able)."""
 
     images: np.ndarray
-    manifest: dict = field(default_factory=dict)
+    manifest: dict
 
 
 def build_reference_set(
@@ -321,7 +321,7 @@ def build_reference_set(
     manifest: dict = {"source": source}
     if source == SAMPLE:
         files = sorted(fetch_taskonomy_sample(n_images, base_url, commit, workers=workers, retries=retries, progress=progress))
-        manifest.update(kind="taskonomy-sample", url_template=sample_url(0, base_url, commit).replace("point_0_", "point_{p}_"))
+        manifest.update(kind="taskonomy-sample", url_template=sample_url("{p}", base_url, commit))
         images, names, digest = decode_images(files, size, source)
     elif is_url(source):
         with tempfile.TemporaryDirectory() as tmp:
@@ -356,9 +356,14 @@ def build_reference_set(
         n_images=n_images,
         size=size,
         files=names,
-        cutmix={"enabled": use_cutmix, "batch": batch, "seed": seed, "batches": [asdict(b) for b in batches]},
+        cutmix={"enabled": use_cutmix, "batch": batch, "seed": seed, "batches": [_json_ready(asdict(b)) for b in batches]},
     )
     return ReferenceSet(images, manifest)
+
+
+def _json_ready(record: dict) -> dict:
+    """Tuples as lists, so the manifest equals what ``json`` reads back."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in record.items()}
 
 
 def _check_n(n_images: int) -> None:

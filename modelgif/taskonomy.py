@@ -52,6 +52,13 @@ GROUND_TRUTH_TABLES = (
 TABLES_DIR = Path(os.environ.get("MODELGIF_TABLES", Path(__file__).resolve().parent.parent / "data" / "taskonomy"))
 
 
+def target_is_void(task: str, target: int) -> bool:
+    """True where the field is identically zero whatever the weights: target 6 (Σ f) on an
+    encoder with the output GroupNorm on, whose 8 single-channel groups each sum to zero.
+    Computed in floating point such a field is rounding noise, not a signal."""
+    return int(target) == 6 and check_task(task) in NORMALIZED_OUTPUT_TASKS
+
+
 def check_task(task: str) -> str:
     """Return ``task`` if it is one of :data:`TASKS`, else raise ``ValueError`` listing them."""
     if task not in OLD_NAMES:

@@ -47,5 +47,12 @@ def test_bad_input():
         per_task_spearman(np.zeros((3, 3)), np.zeros((4, 4)))
     with pytest.raises(ValueError, match="NaN"):
         per_task_spearman(np.full((3, 3), np.nan), np.eye(3))
-    with pytest.raises(ValueError, match=r"constant column\(s\) \[1\]"):
-        per_task_spearman(np.array([[1.0, 2, 3], [2, 2, 1], [3, 2, 2]]), np.eye(3))
+
+
+def test_constant_column_is_nan_with_a_warning_naming_it():
+    d = np.array([[1.0, 2, 3], [2, 2, 1], [3, 2, 2]])
+    t = np.array([[1.0, 5, 2], [2, 3, 3], [3, 4, 1]])
+    with pytest.warns(RuntimeWarning, match=r"constant column\(s\) \[1\]"):
+        rho = per_task_spearman(d, t)
+    assert np.isnan(rho[1])
+    assert rho[0] == pytest.approx(1.0) and rho[2] == pytest.approx(-0.5)

@@ -1,0 +1,40 @@
+# The two commands of the README: `make repro` (the experiment) and `make test` (the suite).
+# Both create .venv if it is missing and install the project into it, torch first.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+TORCH_VERSION ?= 2.13.0
+# Without an NVIDIA driver, take torch's CPU build instead of PyPI's multi-GB CUDA one.
+# Override with TORCH_INDEX= (empty) or another wheel index.
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
+
+# Stage commands call `python` and `dvc`: the venv's.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install repro test test-fast bench clean-venv
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || \
+	  $(BIN)/python -m pip install "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+## make repro: run the whole pipeline (dvc repro); see README for time and disk
+repro: install
+	dvc repro
+
+## make test: the whole test suite, the end-to-end `dvc repro` test included
+test: install
+	python -m pytest -ra
+
+## make test-fast: the suite without the slow end-to-end pipeline tests
+test-fast: install
+	python -m pytest -ra -m "not slow"
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,49 @@
+"""Stage affinity: the K×K ModelGiF distance matrix over the fields of the listed tasks.
+
+    python stages/affinity.py --params params.yaml --metric cosine --fields data/fields --out data/affinity
+
+Reads ``tasks`` from the params file and only those tasks' fields (a stale field of a
+removed task is never read). Writes ``distance.csv`` (labelled matrix),
+``distance_long.csv`` (``source,target,distance`` for the heatmap) and
+``similarity_tree.png`` (average-linkage dendrogram).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from _cli import clean_errors
+import yaml
+
+from modelgif.distance import affinity_matrix
+from modelgif.plots import long_csv, matrix_csv, similarity_tree
+
+
+def read_tasks(params: Path) -> list[str]:
+    tasks = (yaml.safe_load(params.read_text()) or {}).get("tasks")
+    if not tasks or not isinstance(tasks, list) or len(set(tasks)) != len(tasks):
+        raise ValueError(f"{params}: 'tasks' must be a non-empty list of distinct task names, got {tasks!r}")
+    return [str(t) for t in tasks]
+
+
+@clean_errors
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file holding the task list"),
+    metric: str = typer.Option("cosine", help="cosine or euclidean"),
+    fields: Path = typer.Option(Path("data/fields"), help="folder of <task>.npy fields"),
+    out: Path = typer.Option(Path("data/affinity"), help="output folder"),
+) -> None:
+    tasks = read_tasks(params)
+    missing = [t for t in tasks if not (fields / f"{t}.npy").is_file()]
+    if missing:
+        raise FileNotFoundError(f"no field for task(s) {', '.join(missing)} in {fields}")
+    d = affinity_matrix([fields / f"{t}.npy" for t in tasks], metric, progress=True)
+    matrix_csv(out / "distance.csv", d, tasks)
+    long_csv(out / "distance_long.csv", d, tasks, "distance")
+    similarity_tree(out / "similarity_tree.png", d, tasks, title=f"ModelGiF similarity tree ({metric})")
+    typer.echo(f"{metric} distances between {len(tasks)} tasks -> {out}")
+
+
+if __name__ == "__main__":
+    typer.run(main)

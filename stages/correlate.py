@@ -1,0 +1,75 @@
+"""Stage correlate: per-task Spearman ρ of the ModelGiF distances against Taskonomy tables.
+
+    python stages/correlate.py --params params.yaml --distance data/affinity/distance.csv \
+        --metrics metrics/correlation.json --plots data/correlate
+
+Reads ``ground_truth`` (table names) from the params file. Writes the metrics JSON
+(``{table: {"mean_rho": ..., "per_task": {task: rho}}}``; a task whose ρ is
+undefined — a constant column — gets ``null`` and is left out of the mean, which says so
+in ``n_tasks``), ``metrics/per_task_rho.csv``
+beside it (``task,table,rho`` for the bar chart) and, per table,
+``<plots>/<table>_long.csv`` (``source,target,affinity`` for the heatmap).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+from _cli import clean_errors
+import yaml
+
+from modelgif._atomic import write_text
+from modelgif.correlation import per_task_spearman
+from modelgif.plots import long_csv, read_matrix_csv
+from modelgif.taskonomy import GROUND_TRUTH_TABLES, load_ground_truth
+
+
+def read_tables(params: Path) -> list[str]:
+    names = (yaml.safe_load(params.read_text()) or {}).get("ground_truth")
+    if isinstance(names, str):
+        names = [names]
+    if not names:
+        raise ValueError(f"{params}: 'ground_truth' must name at least one of {', '.join(GROUND_TRUTH_TABLES)}")
+    return [str(n) for n in names]
+
+
+@clean_errors
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file holding the ground_truth list"),
+    distance: Path = typer.Option(Path("data/affinity/distance.csv"), help="distance matrix from the affinity stage"),
+    metrics: Path = typer.Option(Path("metrics/correlation.json"), help="metrics JSON to write"),
+    plots: Path = typer.Option(Path("data/correlate"), help="folder for plot data"),
+) -> None:
+    tables = read_tables(params)
+    d, tasks = read_matrix_csv(distance)
+    result, rows = {}, []
+    for name in tables:
+        t = load_ground_truth(name, tasks)
+        rho = per_task_spearman(d, t)
+        defined = np.isfinite(rho)
+        if not defined.any():
+            raise ValueError(f"Spearman's rho against {name} is undefined for every task")
+        result[name] = {
+            "mean_rho": float(rho[defined].mean()),
+            "n_tasks": int(defined.sum()),
+            "per_task": {task: (float(r) if ok else None) for task, r, ok in zip(tasks, rho, defined)},
+        }
+        rows += [(task, name, repr(float(r))) for task, r, ok in zip(tasks, rho, defined) if ok]
+        long_csv(plots / f"{name}_long.csv", t, tasks, "affinity")
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([("task", "table", "rho"), *rows])
+    write_text(metrics.parent / "per_task_rho.csv", buf.getvalue())
+    write_text(metrics, json.dumps(result, indent=2) + "\n")
+    for name, r in result.items():
+        undefined = [task for task, v in r["per_task"].items() if v is None]
+        note = f" (undefined for {', '.join(undefined)})" if undefined else ""
+        typer.echo(f"{name}: mean rho {r['mean_rho']:+.4f} over {r['n_tasks']} tasks{note}")
+
+
+if __name__ == "__main__":
+    typer.run(main)

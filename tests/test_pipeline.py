@@ -1,0 +1,200 @@
+"""End to end: real `dvc repro` on a temporary copy of the project, offline.
+
+A local HTTP server stands in for GitHub: it serves random-init Taskonomy encoders in the
+official checkpoint format (with their own manifest) and PNGs in the sample building's
+layout. The params point at it with a tiny size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import modelgif
+from modelgif.plots import read_matrix_csv
+from modelgif.reference import load_reference_images
+from modelgif.storage import save_field
+from modelgif.taskonomy import load_encoder
+from helpers import closed_port, serve_directory, write_encoder_checkpoint, write_sample_building
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ["normal", "reshading", "room_layout"]
+EXTRA = "curvature"
+N_IMAGES, SIZE, N_STEPS = 6, 64, 3
+
+
+def _run(args, cwd, env, check=True):
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def _set_params(project: Path, **changes):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        node = params
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A git + DVC copy of the project whose params point at a local mirror."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    project = tmp / "project"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split("\n")
+    for rel in filter(None, files):
+        if (ROOT / rel).is_file():
+            (project / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, project / rel)
+
+    mirror = tmp / "mirror"
+    encoders = {}
+    for seed, task in enumerate(TASKS + [EXTRA]):
+        name = f"{task}_encoder-random{seed}.pth"
+        encoders[task] = {"file": name, "sha256": write_encoder_checkpoint(mirror / "checkpoints" / name, seed)}
+    (project / "mirror_manifest.json").write_text(json.dumps({"source": "test mirror", "encoders": encoders}))
+    write_sample_building(mirror / "sample", N_IMAGES + 2, size=(80, 72), missing=(2,))
+    base, stop = serve_directory(mirror)
+
+    _set_params(project, tasks=TASKS, **{
+        "reference.base_url": f"{base}/sample", "reference.n_images": N_IMAGES, "reference.size": SIZE,
+        "checkpoints.base_url": f"{base}/checkpoints/", "checkpoints.manifest": "mirror_manifest.json",
+        "field.n_steps": N_STEPS,
+    })
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "TORCH_HOME": str(tmp / "torch_home"), "MODELGIF_DEVICE": "cpu",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1"}
+    _run(["git", "init", "-q", "-b", "main"], project, env)
+    _run(["git", "add", "-A"], project, env)
+    _run(["git", "commit", "-qm", "copy"], project, env)
+    yield project, env, mirror
+    stop()
+
+
+def test_pipeline_end_to_end(project):
+    project, env, mirror = project
+
+    # 1. the whole pipeline
+    out = _run(["dvc", "repro"], project, env).stdout
+    assert _ran(out) == {"fetch_reference", "affinity", "correlate"} | {
+        f"{s}@{t}" for s in ("fetch_checkpoint", "field") for t in TASKS}
+
+    # metrics equal a direct library computation on the same files
+    metrics = json.loads((project / "metrics/correlation.json").read_text())
+    images = load_reference_images(project / "data/reference/images.npy")
+    assert images.shape == (N_IMAGES, 3, SIZE, SIZE)
+    baselines = modelgif.make_baselines(images, "shuffled", 0)
+    paths = []
+    for task in TASKS:
+        model = load_encoder(task, project / f"data/checkpoints/{task}.pth")
+        field = modelgif.gradient_field(model, images, baselines, target=1, n_steps=N_STEPS, batch_size=128)
+        paths.append(save_field(project.parent / f"direct_{task}.npy", field))
+    direct = modelgif.affinity_matrix(paths, "cosine")
+    d, labels = read_matrix_csv(project / "data/affinity/distance.csv")
+    assert labels == TASKS
+    assert np.allclose(d, direct, rtol=1e-5, atol=1e-7)
+    for table in ("all_affinities", "wins_vs_pixels_16k"):
+        rho = modelgif.per_task_spearman(direct, modelgif.load_ground_truth(table, TASKS))
+        got = metrics[table]
+        assert got["n_tasks"] == 3 and np.isfinite(got["mean_rho"])
+        assert np.allclose([got["per_task"][t] for t in TASKS], rho)
+        assert got["mean_rho"] == pytest.approx(rho.mean())
+    for plot in ("data/affinity/distance_long.csv", "data/correlate/all_affinities_long.csv",
+                 "metrics/per_task_rho.csv", "data/affinity/similarity_tree.png",
+                 "data/reference/contact_sheet.png"):
+        assert (project / plot).stat().st_size > 0, plot
+    assert "Data and pipelines are up to date" in _run(["dvc", "status"], project, env).stdout
+    shown = _run(["dvc", "metrics", "show", "--json"], project, env).stdout
+    assert "mean_rho" in shown
+    _run(["git", "add", "-A"], project, env)
+    _run(["git", "commit", "-qm", "baseline"], project, env)
+
+    # 2. adding a task runs only its stages, then affinity and correlate
+    _set_params(project, tasks=TASKS + [EXTRA])
+    out = _run(["dvc", "repro"], project, env).stdout
+    assert _ran(out) == {f"fetch_checkpoint@{EXTRA}", f"field@{EXTRA}", "affinity", "correlate"}
+    assert read_matrix_csv(project / "data/affinity/distance.csv")[1] == TASKS + [EXTRA]
+    _set_params(project, tasks=TASKS)
+    out = _run(["dvc", "repro"], project, env).stdout
+    assert "field@" not in "".join(_ran(out))  # removing it again: the stale field is not read
+    assert np.allclose(read_matrix_csv(project / "data/affinity/distance.csv")[0], d)
+
+    # 3. changing target reruns every field and fetches nothing
+    _set_params(project, target=5)
+    out = _run(["dvc", "repro"], project, env).stdout
+    assert _ran(out) == {f"field@{t}" for t in TASKS} | {"affinity", "correlate"}
+    assert not np.allclose(read_matrix_csv(project / "data/affinity/distance.csv")[0], d)
+    # ... and switching back restores it from the run cache
+    _set_params(project, target=1)
+    out = _run(["dvc", "repro"], project, env).stdout
+    assert "Stage 'field@normal' is cached - skipping run, checking out outputs" in out
+    assert np.allclose(read_matrix_csv(project / "data/affinity/distance.csv")[0], d)
+    assert "Data and pipelines are up to date" in _run(["dvc", "status"], project, env).stdout
+    _run(["git", "add", "-A"], project, env)
+    _run(["git", "commit", "-qm", "back to target 1"], project, env)
+
+    # 4. an experiment with another target
+    out = _run(["dvc", "exp", "run", "-S", "target=6"], project, env).stdout
+    exps = json.loads(_run(["dvc", "exp", "show", "--json"], project, env).stdout)
+    flat = json.dumps(exps)
+    assert '"target": 6' in flat
+    exp_metrics = [e for e in _walk(exps) if e.get("params", {}).get("params.yaml", {}).get("data", {}).get("target") == 6]
+    assert exp_metrics, "dvc exp show does not list the target=6 experiment"
+    m6 = exp_metrics[0]["metrics"]["metrics/correlation.json"]["data"]["all_affinities"]
+    # target 6 on room_layout (output GroupNorm) is the documented void case: rho undefined there
+    assert m6["per_task"].get("room_layout") is None and m6["n_tasks"] == 2  # dvc drops the null
+    assert m6["per_task"]["normal"] != metrics["all_affinities"]["per_task"]["normal"] or \
+        m6["mean_rho"] != metrics["all_affinities"]["mean_rho"]
+
+    # 5. a corrupted checkpoint is refused by hash, leaving nothing behind
+    ckpt = mirror / "checkpoints" / "reshading_encoder-random1.pth"
+    original = ckpt.read_bytes()
+    ckpt.write_bytes(original[:-10] + b"corrupted!")
+    try:
+        proc = _run(["dvc", "repro", "--force", "--single-item", "fetch_checkpoint@reshading"], project, env, check=False)
+    finally:
+        ckpt.write_bytes(original)
+    assert proc.returncode != 0
+    assert re.search(r"checksum mismatch for \S*reshading_encoder-random1\.pth: expected sha256 [0-9a-f]{64}, got", proc.stderr)
+    assert [p.name for p in (project / "data/checkpoints").iterdir() if p.name.startswith(("reshading", ".reshading"))] == []
+
+    # 6. an unreachable server gives a clear error
+    _set_params(project, **{"checkpoints.base_url": f"http://127.0.0.1:{closed_port()}/"})
+    proc = _run(["dvc", "repro", "fetch_checkpoint@reshading"], project, env, check=False)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "could not download" in text and "checkpoints.base_url" in text
+
+
+def _walk(node):
+    """Every dict in the nested `dvc exp show --json` output that has a 'data' with params."""
+    if isinstance(node, dict):
+        if "params" in node and "metrics" in node:
+            yield node
+        for v in node.values():
+            yield from _walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v)
