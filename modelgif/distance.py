@@ -22,6 +22,20 @@ def _open(field, i: int):
     return np.asarray(field) if not isinstance(field, np.ndarray) else field, f"fields[{i}]"
 
 
+def _rows(arr: np.ndarray, start: int, stop: int, from_file: bool) -> np.ndarray:
+    """Images ``start … stop − 1`` of a field. A field this module opened from a file (a whole,
+    C-ordered memory map) is read with an ordinary file read instead of through its map, so
+    pages already used do not stay mapped: resident memory stays bounded by one chunk, not N."""
+    if from_file and isinstance(arr, np.memmap) and arr.filename and arr.flags.c_contiguous:
+        per_image = int(np.prod(arr.shape[1:], dtype=np.int64))
+        with open(arr.filename, "rb") as f:
+            f.seek(arr.offset + start * per_image * arr.dtype.itemsize)
+            block = np.fromfile(f, dtype=arr.dtype, count=(stop - start) * per_image)
+        if block.size == (stop - start) * per_image:
+            return block.reshape((stop - start,) + arr.shape[1:])
+    return arr[start:stop]
+
+
 def affinity_matrix(
     fields: Sequence,
     metric: str = "cosine",
@@ -37,9 +51,9 @@ def affinity_matrix(
     - ``euclidean``: ``D[a, b] = mean over (i, k) of ‖F^a_i[k] − F^b_i[k]‖₂``.
 
     Fields are read once, ``chunk_size`` images at a time, in float64 through a per-row Gram
-    matrix. Peak memory is about ``2 · K · chunk_size · S · H·W · 8`` bytes beside the
-    (memory-mapped) inputs, whatever N: by default ``chunk_size`` is the largest count with
-    ``K · chunk_size · S · H·W · 8 ≤ max_chunk_bytes`` (at least 1).
+    matrix. Peak memory is about ``2 · K · chunk_size · S · H·W · 8`` bytes, whatever N (field
+    files are read chunk by chunk, not kept mapped): by default ``chunk_size`` is the largest
+    count with ``K · chunk_size · S · H·W · 8 ≤ max_chunk_bytes`` (at least 1).
 
     Args:
         fields: K ≥ 1 fields of equal shape (N, S, H·W): arrays (float, or the structured
@@ -58,6 +72,8 @@ def affinity_matrix(
     """
     if metric not in METRICS:
         raise ValueError(f"unknown distance metric {metric!r}; valid metrics: {', '.join(METRICS)}")
+    fields = list(fields)
+    from_file = [isinstance(f, (str, os.PathLike)) for f in fields]
     opened = [_open(f, i) for i, f in enumerate(fields)]
     if not opened:
         raise ValueError("affinity_matrix needs at least one field")
@@ -86,7 +102,7 @@ def affinity_matrix(
         rows = (stop - start) * s
         xc = x[:rows]
         for a, (arr, name) in enumerate(opened):
-            values = decode(arr[start:stop], np.float64).reshape(rows, p)
+            values = decode(_rows(arr, start, stop, from_file[a]), np.float64).reshape(rows, p)
             if not np.isfinite(values).all():
                 raise ValueError(f"{name} has NaN or infinite values in images {start}..{stop - 1}")
             xc[:, a] = values
