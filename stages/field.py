@@ -2,12 +2,18 @@
 
     python stages/field.py normal --checkpoint data/checkpoints/normal.pth \
         --reference data/reference/images.npy --target 1 --n-steps 50 --method gausslegendre \
-        --baseline shuffled --seed 0 --cumulative true --dtype float16 --out data/fields/normal.npy
+        --baseline shuffled --seed 0 --cumulative true --dtype float16 --precision float32 \
+        --sketch-dim 0 --sketch-seed 0 --out data/fields/normal.npy
+
+``--precision`` (float32 | tf32 | bf16) and ``--sketch-dim`` (0 = exact; d > 0 stores every
+row projected to d values) change the result, so they come from params (``field:``). While
+one chunk of images is computed, the previous one is copied to the host and written by a
+background thread (:func:`modelgif.field.write_chunks`).
 
 Settings that do not change the result come from the environment, so changing them
 reruns nothing: ``MODELGIF_DEVICE`` (``auto`` = CUDA when present, else CPU; or ``cpu``,
 ``cuda``, ``cuda:1``) and ``MODELGIF_BATCH_SIZE`` (path points per pass; default 1024 on
-CUDA, 128 on the CPU).
+CUDA, 128 on the CPU: :func:`modelgif.field.default_batch_size`).
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ from _cli import clean_errors, parse_bool
 from tqdm.auto import tqdm
 
 from modelgif.baselines import make_baselines
-from modelgif.field import iter_gradient_field
+from modelgif.field import check_precision, default_batch_size, iter_gradient_field, write_chunks
 from modelgif.reference import load_reference_images
 from modelgif.storage import FieldWriter
 from modelgif.quadrature import check_method
+from modelgif.sketch import check_sketch_dim
 from modelgif.targets import check_target
 from modelgif.taskonomy import load_encoder, target_is_void
 
@@ -54,33 +61,43 @@ def main(
     seed: int = typer.Option(0, help="seed of the shuffled baseline"),
     cumulative: str = typer.Option("true", help="true: cumulative field; false: per-step"),
     dtype: str = typer.Option("float16", help="storage dtype: float16 or float32"),
+    precision: str = typer.Option("float32", help="arithmetic: float32, tf32 (CUDA) or bf16"),
+    sketch_dim: int = typer.Option(0, help="0: exact field; d > 0: rows sketched to d values"),
+    sketch_seed: int = typer.Option(0, help="seed of the sketch projection (same for every task)"),
     out: Path = typer.Option(..., help="output .npy"),
     device: str = typer.Option("auto", envvar="MODELGIF_DEVICE", help="auto, cpu, cuda, cuda:N"),
     batch_size: int = typer.Option(0, envvar="MODELGIF_BATCH_SIZE", help="path points per pass (0: by device)"),
 ) -> None:
+    check_precision(precision)
+    check_sketch_dim(sketch_dim)
     dev = resolve_device(device)
-    batch = batch_size or (1024 if dev.type == "cuda" else 128)
+    batch = batch_size or default_batch_size(dev)
     model = load_encoder(task, checkpoint, map_location=dev)
     images = load_reference_images(reference).to(dev)
     baselines = make_baselines(images, baseline, seed)
     n, _, h, w = images.shape
     check_method(method)
+    n_values = check_sketch_dim(sketch_dim, h * w) or h * w
     if target_is_void(task, check_target(target)):
         # Exactly zero in exact arithmetic; store that rather than float rounding noise.
         typer.echo(f"warning: target {target} is void for {task} (output GroupNorm: Σ f is constant); "
                    "its field is identically zero and its rho will be undefined", err=True)
-        chunks = iter([(0, torch.zeros(n, n_steps, h * w))])
+        chunks = iter([(0, torch.zeros(n, n_steps, n_values))])
     else:
         chunks = iter_gradient_field(model, images, baselines, target=target, n_steps=n_steps, method=method,
-                                     cumulative=parse_bool(cumulative, "--cumulative"), batch_size=batch)
+                                     cumulative=parse_bool(cumulative, "--cumulative"), batch_size=batch,
+                                     precision=precision, sketch_dim=sketch_dim, sketch_seed=sketch_seed)
     t0 = time.perf_counter()
-    with FieldWriter(out, n, n_steps, h * w, dtype=dtype) as writer, \
-            tqdm(total=n, unit="img", desc=f"field {task} ({dev})") as bar:
-        for start, chunk in chunks:
-            writer.write(start, chunk)
-            bar.update(chunk.shape[0])
+    shape = f"{n}×{n_steps}×{h * w}" + (f" sketched to {n_values}" if n_values != h * w else "")
+    with FieldWriter(out, n, n_steps, n_values, dtype=dtype) as writer, \
+            tqdm(total=n, unit="img", desc=f"field {task} ({dev}, {precision})") as bar:
+
+        def written(start: int, m: int) -> None:
+            bar.update(m)
             bar.set_postfix(points_per_s=f"{bar.n * n_steps / (time.perf_counter() - t0):.1f}")
-    typer.echo(f"{task}: field {n}×{n_steps}×{h * w} ({dtype}) -> {out}")
+
+        write_chunks(chunks, writer.write, on_written=written)
+    typer.echo(f"{task}: field {shape} ({dtype}, {precision}) -> {out}")
 
 
 if __name__ == "__main__":

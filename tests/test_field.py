@@ -1,5 +1,6 @@
 """Gradient fields, checked against captum's Integrated Gradients and by their properties."""
 
+import numpy as np
 import pytest
 import torch
 from captum.attr import IntegratedGradients
@@ -167,3 +168,88 @@ def test_bad_inputs_name_the_problem(encoder, images):
     train_model = torch.nn.Conv2d(3, 2, 3).double().train()
     with pytest.raises(ValueError, match="training mode"):
         modelgif.gradient_field(train_model, x, xb)
+
+
+def test_float32_fields_do_not_depend_on_batch_size_beyond_rounding():
+    torch.manual_seed(0)
+    model = build_encoder("normal")
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(6, 3, 64, 64, generator=g) * 2 - 1
+    xb = modelgif.make_baselines(x, "shuffled", 0)
+    kw = dict(target=1, n_steps=5)
+    ref = modelgif.gradient_field(model, x, xb, batch_size=128, **kw)
+    # Passes of a single path point (batch_size=1) may take another oneDNN kernel on the CPU;
+    # a path point within rounding of a ReLU/max-pool kink can then flip, so they are left
+    # to the smooth model below.
+    for bs in (2, 3, 7, 15, 1000):
+        f = modelgif.gradient_field(model, x, xb, batch_size=bs, **kw)
+        assert (f - ref).norm() / ref.norm() < 1e-5, bs
+    one_by_one = torch.cat([modelgif.gradient_field(model, x[i : i + 1], xb[i : i + 1], **kw) for i in range(6)])
+    assert (one_by_one - ref).norm() / ref.norm() < 1e-5
+
+    smooth = _Smooth().eval()
+    xs = torch.rand(4, 3, 16, 16, generator=g) * 2 - 1
+    xsb = modelgif.make_baselines(xs, "shuffled", 0)
+    ref = modelgif.gradient_field(smooth, xs, xsb, n_steps=8, batch_size=32)
+    for bs in (1, 3, 8, 1000):
+        f = modelgif.gradient_field(smooth, xs, xsb, n_steps=8, batch_size=bs)
+        assert (f - ref).norm() / ref.norm() < 1e-5, bs
+
+
+def test_default_batch_size_by_device():
+    from modelgif.field import DEFAULT_BATCH_SIZE, default_batch_size
+
+    assert default_batch_size("cpu") == DEFAULT_BATCH_SIZE == 128
+    assert default_batch_size(torch.device("cuda", 0)) == 1024
+
+
+def _chunks(n=7, m=2, s=3, p=5, fail_at=None):
+    rng = torch.Generator().manual_seed(0)
+    for start in range(0, n, m):
+        if fail_at is not None and start >= fail_at:
+            raise RuntimeError("compute failed")
+        yield start, torch.randn(min(m, n - start), s, p, generator=rng)
+
+
+def test_write_chunks_writes_every_chunk_in_order_in_the_background(tmp_path):
+    import threading
+
+    from modelgif.field import write_chunks
+    from modelgif.storage import FieldWriter, load_field
+
+    expected = torch.cat([c for _, c in _chunks()]).numpy()
+    for depth in (1, 2, 5):
+        seen = []
+        with FieldWriter(tmp_path / f"f{depth}.npy", 7, 3, 5, dtype="float32") as w:
+            write_chunks(_chunks(), w.write, depth=depth,
+                         on_written=lambda start, m: seen.append((start, m, threading.current_thread().name)))
+        assert [(s, m) for s, m, _ in seen] == [(0, 2), (2, 2), (4, 2), (6, 1)]
+        assert {name for *_, name in seen} == {"modelgif-field-writer"}
+        assert np.array_equal(load_field(tmp_path / f"f{depth}.npy"), expected)
+    with pytest.raises(ValueError, match="depth"):
+        write_chunks(_chunks(), lambda *a: None, depth=0)
+
+
+def test_write_chunks_raises_the_first_error_of_either_side(tmp_path):
+    from modelgif.field import write_chunks
+    from modelgif.storage import FieldWriter
+
+    computed = []
+
+    def counted(chunks):
+        for start, chunk in chunks:
+            computed.append(start)
+            yield start, chunk
+
+    def bad_write(start, array):
+        if start == 2:
+            raise ValueError("disk full")
+
+    with pytest.raises(ValueError, match="disk full"):
+        write_chunks(counted(_chunks(n=40)), bad_write, depth=1)
+    assert len(computed) < 20  # the computation stopped soon after the writer failed
+
+    with pytest.raises(RuntimeError, match="compute failed"):
+        with FieldWriter(tmp_path / "f.npy", 7, 3, 5) as w:
+            write_chunks(_chunks(fail_at=4), w.write)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written is left
