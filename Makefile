@@ -37,5 +37,9 @@ test: install
 test-fast: install
 	python -m pytest -ra -m "not slow"
 
+## make bench: field throughput, affinity memory, precision and sketch effects (CPU: ~5 min; not in make test)
+bench: install
+	python benchmarks/run.py
+
 clean-venv:
 	rm -rf $(VENV)

@@ -1,0 +1,489 @@
+"""Benchmark: field throughput, affinity memory, and what precision and sketching do to distances.
+
+    python benchmarks/run.py                  # or: make bench
+    python benchmarks/run.py --device cuda    # auto (default): CUDA when present, else CPU
+    python benchmarks/run.py --quick          # a smoke run: small sizes, one repeat, no JSON
+
+Prints markdown tables and writes them, with every number and the machine, to
+``benchmarks/results-<device>.json`` (``--out`` to change). Sections:
+
+1. Throughput, in path points per second, of a randomly initialised TaskonomyEncoder
+   (ResNet-50 trunk) at 64 and 128 px, 50 path steps, for each precision (CPU: float32, bf16;
+   CUDA: float32, tf32, bf16):
+   - ``field``: :func:`modelgif.gradient_field` at its default batching
+     (:func:`modelgif.field.default_batch_size`: 128 path points per pass on the CPU, i.e. two
+     images' 50 points = 100; 1024 on CUDA, i.e. 1000), target selection included;
+   - ``field→file``: the field stage's path: :func:`modelgif.field.iter_gradient_field` and
+     :func:`modelgif.field.write_chunks` into a float16 :class:`modelgif.storage.FieldWriter`;
+   - ``loop``: shaped like the original research code: one image at a time, its target chosen
+     by its own forward pass, its 50 path points in one pass, its field copied to the host;
+   - ``ceiling``: the encoder's plain forward plus input-gradient pass on a batch of the
+     field's pass size, nothing else.
+   Measurements are interleaved (ceiling, field, field→file, loop) and repeated; ratios are
+   medians of the per-repeat ratios, so a slow phase of the machine hits all four alike.
+   GFLOP/s come from ``torch.utils.flop_counter.FlopCounterMode`` counts (convolutions and
+   matrix products of the passes; the field adds its target-selection forward passes)
+   divided by the median times, beside the machine's measured matrix-multiply rate in the
+   same precision.
+2. ``affinity_matrix`` peak resident memory (VmHWM of a fresh process per configuration) and time for K = 8 fields of 16 steps × 64·64 values, stored float16, at
+   N = 64, 256, 1024 images, against loading every field whole into memory first.
+3. Distances from opt-in precisions and from sketched fields against exact float32 fields,
+   for 8 random-init encoders with correlated seeds (the construction of tests/test_sketch.py):
+   Spearman over the 28 distinct pairs, and the largest and mean relative error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import modelgif  # noqa: E402
+from modelgif.field import default_batch_size, iter_gradient_field, precision_mode, write_chunks  # noqa: E402
+from modelgif.sketch import GaussianSketch  # noqa: E402
+from modelgif.storage import FieldWriter, save_field  # noqa: E402
+from modelgif.targets import target_selector  # noqa: E402
+from modelgif.taskonomy import build_encoder  # noqa: E402
+
+N_STEPS = 50
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine_info(device: torch.device) -> dict:
+    cpu, fields = platform.processor() or "unknown", {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "cpu family", "model", "cpu MHz") and key not in fields:
+                fields[key] = value.strip()
+        cpu = fields.get("model name", cpu)
+    except OSError:
+        pass
+    flags = ""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem_gb = None
+    info = {
+        "cpu": cpu,
+        "cpu_family_model_mhz": [fields.get("cpu family"), fields.get("model"), fields.get("cpu MHz")],
+        "cpu_flags": [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags],
+        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gb": round(mem_gb, 1) if mem_gb else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
+    try:
+        info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                            check=True).stdout.strip()
+        info["git_dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--", "modelgif", "benchmarks",
+                                                 "stages"], cwd=ROOT, capture_output=True, text=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return info
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device: torch.device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def matmul_rate(device: torch.device, precision: str, quick: bool) -> float:
+    """Measured GFLOP/s of a square matrix product in ``precision`` (median of repeats)."""
+    n = 8192 if device.type == "cuda" else (1024 if quick else 2048)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    g = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+    with precision_mode("tf32" if precision == "tf32" else "float32", device):
+        a @ b
+        times = [_timed(lambda: a @ b, device) for _ in range(3 if quick else 7)]
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+# --------------------------------------------------------------------------- 1. throughput
+
+
+def _original_loop(model, images, baselines, precision, device):
+    """One image at a time, its own target, its 50 path points in one pass, copied to the host."""
+    alphas, weights = modelgif.nodes_and_weights("gausslegendre", N_STEPS)
+    alpha = torch.as_tensor(alphas, dtype=images.dtype, device=device).view(-1, 1, 1, 1)
+    weight = torch.as_tensor(weights, dtype=images.dtype, device=device).view(-1, 1, 1, 1)
+    out = []
+    for i in range(images.shape[0]):
+        x, xb = images[i : i + 1], baselines[i : i + 1]
+        with torch.no_grad():
+            sel = target_selector(model(x), 1)
+        z = (xb + alpha * (x - xb))
+        if precision != "float32":
+            z = z.contiguous(memory_format=torch.channels_last)
+        z = z.requires_grad_(True)
+        with torch.enable_grad(), precision_mode(precision, device):
+            t = (model(z).float() * sel).sum()
+            (grad,) = torch.autograd.grad(t, z)
+        field = ((x - xb) * (grad * weight).cumsum(0)).mean(1).reshape(N_STEPS, -1)
+        out.append(field.cpu())
+    return out
+
+
+def _ceiling_pass(model, z, precision, device):
+    zz = z.detach().requires_grad_(True)
+    with torch.enable_grad(), precision_mode(precision, device):
+        out = model(zz)
+        (g,) = torch.autograd.grad(out.float().sum(), zz)
+    return g
+
+
+def throughput(device, precisions, sizes, repeats, quick, tmp: Path, rates) -> list[dict]:
+    torch.manual_seed(0)
+    model = build_encoder("normal").to(device)
+    batch = default_batch_size(device)
+    per_chunk = max(1, batch // N_STEPS)
+    points_per_pass = per_chunk * N_STEPS
+    rows = []
+    for precision in precisions:
+        for px in sizes:
+            n_chunks = 4 if device.type == "cuda" else (2 if px <= 64 else 1)
+            n_images = per_chunk * n_chunks
+            g = torch.Generator().manual_seed(px)
+            images = (torch.rand(n_images, 3, px, px, generator=g) * 2 - 1).to(device)
+            baselines = modelgif.make_baselines(images, "shuffled", 0)
+            z = (torch.rand(points_per_pass, 3, px, px, generator=g) * 2 - 1).to(device)
+            if precision != "float32":
+                z = z.contiguous(memory_format=torch.channels_last)
+            n_points = n_images * N_STEPS
+
+            def field():
+                return modelgif.gradient_field(model, images, baselines, n_steps=N_STEPS, precision=precision)
+
+            def field_to_file():
+                chunks = iter_gradient_field(model, images, baselines, n_steps=N_STEPS, precision=precision)
+                with FieldWriter(tmp / "bench_field.npy", n_images, N_STEPS, px * px) as w:
+                    write_chunks(chunks, w.write)
+
+            def loop():
+                return _original_loop(model, images, baselines, precision, device)
+
+            def ceiling():
+                for _ in range(n_chunks):
+                    _ceiling_pass(model, z, precision, device)
+
+            # warm-up (oneDNN / cuDNN choose and cache their kernels), then FLOP counts
+            for fn in (ceiling, field, loop):
+                fn()
+            # (FlopCounterMode's module hooks refuse autograd.grad on a leaf: count with backward())
+            zz = z.detach().requires_grad_(True)
+            with FlopCounterMode(display=False) as fc, torch.enable_grad(), precision_mode(precision, device):
+                model(zz).float().sum().backward()
+            ceiling_flops = fc.get_total_flops() * n_chunks
+            with FlopCounterMode(display=False) as fc, torch.no_grad():
+                model(images)  # the field's target selection: one forward pass per image
+            field_flops = ceiling_flops + fc.get_total_flops()
+
+            times = {k: [] for k in ("ceiling", "field", "field_to_file", "loop")}
+            for _ in range(repeats):
+                for name, fn in (("ceiling", ceiling), ("field", field), ("field_to_file", field_to_file),
+                                 ("loop", loop)):
+                    times[name].append(_timed(fn, device))
+            med = {k: statistics.median(v) for k, v in times.items()}
+
+            def ratio(a, b):
+                return statistics.median(tb / ta for ta, tb in zip(times[a], times[b]))
+
+            rate = rates["tf32" if precision == "tf32" else ("bf16" if precision == "bf16" else "float32")]
+            row = {
+                "precision": precision, "px": px, "points_per_pass": points_per_pass, "images": n_images,
+                "points": n_points, "repeats": repeats,
+                "seconds": {k: [round(t, 4) for t in v] for k, v in times.items()},
+                "field_pts_s": n_points / med["field"], "field_to_file_pts_s": n_points / med["field_to_file"],
+                "loop_pts_s": n_points / med["loop"], "ceiling_pts_s": n_points / med["ceiling"],
+                "field_vs_ceiling": ratio("field", "ceiling"), "field_to_file_vs_ceiling": ratio("field_to_file", "ceiling"),
+                "field_vs_loop": ratio("field", "loop"),
+                "gflop_per_point": ceiling_flops / n_points / 1e9,
+                "field_gflop_per_point": field_flops / n_points / 1e9,
+                "field_gflops": field_flops / med["field"] / 1e9, "ceiling_gflops": ceiling_flops / med["ceiling"] / 1e9,
+                "matmul_gflops": rate,
+            }
+            rows.append(row)
+            print(f"  {precision:7s} {px:4d} px: field {row['field_pts_s']:8.1f} pts/s, "
+                  f"ceiling {row['ceiling_pts_s']:8.1f}, loop {row['loop_pts_s']:8.1f}, "
+                  f"field/ceiling {row['field_vs_ceiling']:.3f}", flush=True)
+    (tmp / "bench_field.npy").unlink(missing_ok=True)
+    return rows
+
+
+# --------------------------------------------------------------------------- 2. affinity memory
+
+AFF_K, AFF_S, AFF_P = 8, 16, 64 * 64
+
+
+def _write_fields(root: Path, n: int) -> list[Path]:
+    """K correlated random fields (N, S, P), float16 storage, written 64 images at a time."""
+    root.mkdir(parents=True, exist_ok=True)
+    paths = [root / f"{k}.npy" for k in range(AFF_K)]
+    rng = np.random.default_rng(n)
+    writers = [FieldWriter(p, n, AFF_S, AFF_P) for p in paths]
+    scales = rng.uniform(0.3, 2.0, AFF_K)
+    for start in range(0, n, 64):
+        m = min(64, n - start)
+        base = rng.standard_normal((m, AFF_S, AFF_P), dtype=np.float32)
+        for k, w in enumerate(writers):
+            w.write(start, base + scales[k] * rng.standard_normal((m, AFF_S, AFF_P), dtype=np.float32))
+    for w in writers:
+        w.close()
+    return paths
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak resident set size (VmHWM). Not ``ru_maxrss``: Linux carries that
+    over from the parent through fork and exec, so a child of a big process starts big."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _affinity_child(mode: str, folder: str) -> None:
+    """Runs in a fresh process: peak RSS of one affinity computation."""
+    paths = sorted(Path(folder).glob("*.npy"), key=lambda p: int(p.stem))
+    base = _peak_rss_kb()
+    t0 = time.perf_counter()
+    if mode == "streamed":
+        d = modelgif.affinity_matrix(paths)
+    else:  # every field loaded whole (np.load without mmap), decoded, then compared
+        fields = [load_field_whole(p) for p in paths]
+        d = modelgif.affinity_matrix(fields)
+    seconds = time.perf_counter() - t0
+    peak = _peak_rss_kb()
+    print(json.dumps({"baseline_kb": base, "peak_kb": peak, "seconds": seconds, "d01": float(d[0, 1])}))
+
+
+def load_field_whole(path):
+    from modelgif.storage import decode
+
+    return decode(np.load(path, allow_pickle=False), np.float32)
+
+
+def affinity_memory(sizes, tmp: Path) -> list[dict]:
+    rows = []
+    for n in sizes:
+        folder = tmp / f"aff{n}"
+        _write_fields(folder, n)
+        for mode in ("streamed", "whole"):
+            proc = subprocess.run([sys.executable, __file__, "--affinity-child", mode, str(folder)],
+                                  capture_output=True, text=True, check=True)
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            row = {"mode": mode, "n_images": n, "k": AFF_K, "steps": AFF_S, "values_per_row": AFF_P,
+                   "field_file_mb": sum(p.stat().st_size for p in folder.glob("*.npy")) / 2**20,
+                   "peak_rss_mb": r["peak_kb"] / 1024, "rss_after_imports_mb": r["baseline_kb"] / 1024,
+                   "above_imports_mb": (r["peak_kb"] - r["baseline_kb"]) / 1024, "seconds": r["seconds"],
+                   "d01": r["d01"]}
+            rows.append(row)
+            print(f"  affinity {mode:8s} N={n:5d}: peak {row['peak_rss_mb']:8.1f} MB "
+                  f"({row['above_imports_mb']:8.1f} above imports), {row['seconds']:.2f} s", flush=True)
+        for p in folder.glob("*.npy"):
+            p.unlink()
+        folder.rmdir()
+    return rows
+
+
+# --------------------------------------------------------------------------- 3. distance effects
+
+FAMILY = (0.0, 0.01, 0.02, 0.04, 0.07, 0.12, 0.2, 0.35)
+
+
+def _family(device):
+    """tests/test_sketch.py's construction: sqrt(1 − λ²) θ₀ + λ θ_k, conv/linear weights."""
+    torch.manual_seed(100)
+    base = build_encoder("normal").state_dict()
+    models = []
+    for k, lam in enumerate(FAMILY):
+        torch.manual_seed(k)
+        own = build_encoder("normal").state_dict()
+        m = build_encoder("normal")
+        m.load_state_dict({n: (np.sqrt(1 - lam**2) * v + lam * own[n]) if v.dim() > 1 else v for n, v in base.items()})
+        models.append(m.to(device).eval())
+    return models
+
+
+def _compare(exact, other):
+    from scipy.stats import spearmanr
+
+    iu = np.triu_indices(exact.shape[0], 1)
+    rel = np.abs(other[iu] - exact[iu]) / exact[iu]
+    return {"spearman": float(spearmanr(exact[iu], other[iu])[0]), "max_rel_err": float(rel.max()),
+            "mean_rel_err": float(rel.mean())}
+
+
+def distance_effects(device, precisions, px, n_images, n_steps, sketch_dims, n_seeds, tmp: Path) -> dict:
+    models = _family(device)
+    g = torch.Generator().manual_seed(1)
+    images = (torch.rand(n_images, 3, px, px, generator=g) * 2 - 1).to(device)
+    baselines = modelgif.make_baselines(images, "shuffled", 0)
+    t0 = time.perf_counter()
+    exact_fields = [modelgif.gradient_field(m, images, baselines, n_steps=n_steps).cpu() for m in models]
+    exact_seconds = time.perf_counter() - t0
+    exact = modelgif.affinity_matrix(exact_fields)
+    iu = np.triu_indices(len(models), 1)
+    out = {"px": px, "images": n_images, "steps": n_steps, "models": len(models), "lambdas": list(FAMILY),
+           "exact_distance_range": [float(exact[iu].min()), float(exact[iu].max())],
+           "exact_seconds": exact_seconds, "variants": []}
+    # the pipeline's own storage (float16 unit rows + norms) of exact fields
+    paths = [save_field(tmp / f"exact{k}.npy", f) for k, f in enumerate(exact_fields)]
+    out["variants"].append({"variant": "float32, stored float16", **_compare(exact, modelgif.affinity_matrix(paths))})
+    for precision in precisions:
+        if precision == "float32":
+            continue
+        t0 = time.perf_counter()
+        fields = [modelgif.gradient_field(m, images, baselines, n_steps=n_steps, precision=precision).cpu()
+                  for m in models]
+        out["variants"].append({"variant": precision, "seconds": time.perf_counter() - t0,
+                                **_compare(exact, modelgif.affinity_matrix(fields))})
+    for d in sketch_dims:
+        per_seed = []
+        for seed in range(n_seeds):
+            sk = GaussianSketch(px * px, d, seed)
+            per_seed.append(_compare(exact, modelgif.affinity_matrix([sk(f.double()) for f in exact_fields])))
+        # the stage's path once: sketched on the device while computed, stored float16
+        sk_paths = [save_field(tmp / f"sk{k}.npy", modelgif.gradient_field(m, images, baselines, n_steps=n_steps,
+                                                                           sketch_dim=d, sketch_seed=0))
+                    for k, m in enumerate(models)]
+        stored = _compare(exact, modelgif.affinity_matrix(sk_paths))
+        out["variants"].append({
+            "variant": f"sketch {d} ({px * px // d}× smaller)", "sketch_dim": d, "seeds": n_seeds,
+            "spearman": min(r["spearman"] for r in per_seed),
+            "spearman_mean": statistics.mean(r["spearman"] for r in per_seed),
+            "max_rel_err": max(r["max_rel_err"] for r in per_seed),
+            "mean_rel_err": statistics.mean(r["mean_rel_err"] for r in per_seed),
+            "stored_float16_seed0": stored,
+        })
+    for p in tmp.glob("*.npy"):
+        p.unlink()
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def tables(result: dict) -> str:
+    m = result["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cpu_cores']} cores ({', '.join(m['cpu_flags'])}), "
+             f"{m.get('gpu', 'no GPU')}, torch {m['torch']} ({m['torch_threads']} threads); device {m['device']}.",
+             "Matrix-multiply rate: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in result["matmul_gflops"].items()),
+             "",
+             "| precision | px | pts/pass | field pts/s | field→file pts/s | loop pts/s | ceiling pts/s "
+             "| field / ceiling | field→file / ceiling | field / loop | GFLOP/pt | field GFLOP/s | ceiling GFLOP/s "
+             "| matmul GFLOP/s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["throughput"]:
+        lines.append(f"| {r['precision']} | {r['px']} | {r['points_per_pass']} | {r['field_pts_s']:.1f} "
+                     f"| {r['field_to_file_pts_s']:.1f} | {r['loop_pts_s']:.1f} | {r['ceiling_pts_s']:.1f} "
+                     f"| **{r['field_vs_ceiling']:.3f}** | {r['field_to_file_vs_ceiling']:.3f} "
+                     f"| {r['field_vs_loop']:.2f} | {r['gflop_per_point']:.2f} | {r['field_gflops']:.0f} "
+                     f"| {r['ceiling_gflops']:.0f} | {r['matmul_gflops']:.0f} |")
+    lines += ["", "| affinity, K = 8 | N | field files (MB) | peak RSS (MB) | above imports (MB) | time (s) |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for r in result["affinity_memory"]:
+        lines.append(f"| {r['mode']} | {r['n_images']} | {r['field_file_mb']:.0f} | {r['peak_rss_mb']:.0f} "
+                     f"| {r['above_imports_mb']:.0f} | {r['seconds']:.2f} |")
+    e = result["distance_effects"]
+    lines += ["", f"Distances vs exact float32 ({e['models']} random-init encoders, {e['px']} px, {e['images']} images × "
+              f"{e['steps']} steps, exact distances {e['exact_distance_range'][0]:.3f}–{e['exact_distance_range'][1]:.3f}):",
+              "", "| variant | Spearman (min over seeds) | max rel. error | mean rel. error |", "|---|---:|---:|---:|"]
+    for v in e["variants"]:
+        lines.append(f"| {v['variant']} | {v['spearman']:.4f} | {v['max_rel_err']:.4f} | {v['mean_rel_err']:.4f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ap.add_argument("--quick", action="store_true", help="small sizes and one repeat (a smoke run)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results-<device>.json)")
+    ap.add_argument("--affinity-child", nargs=2, metavar=("MODE", "FOLDER"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.affinity_child:
+        _affinity_child(*args.affinity_child)
+        return
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    precisions = ("float32", "tf32", "bf16") if device.type == "cuda" else ("float32", "bf16")
+    quick = args.quick
+    result = {"command": " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
+              "machine": machine_info(device), "quick": quick}
+    t_start = time.perf_counter()
+    print(f"modelgif benchmark on {device} ({result['machine']['cpu']}, {result['machine']['cpu_cores']} cores)",
+          flush=True)
+    result["matmul_gflops"] = {p: matmul_rate(device, p, quick) for p in precisions}
+    with tempfile.TemporaryDirectory(prefix="modelgif-bench-") as tmp:
+        tmp = Path(tmp)
+        print("1. throughput", flush=True)
+        result["throughput"] = throughput(device, precisions, (64,) if quick else (64, 128), 1 if quick else 3,
+                                          quick, tmp, result["matmul_gflops"])
+        print("2. affinity memory", flush=True)
+        result["affinity_memory"] = affinity_memory((64, 256) if quick else (64, 256, 1024), tmp)
+        print("3. distance effects", flush=True)
+        result["distance_effects"] = distance_effects(
+            device, precisions, px=64 if quick else 128, n_images=4 if quick else 16, n_steps=4 if quick else 8,
+            sketch_dims=(256,) if quick else (1024, 256), n_seeds=2 if quick else 10, tmp=tmp)
+    streamed = {r["n_images"]: r["peak_rss_mb"] for r in result["affinity_memory"] if r["mode"] == "streamed"}
+    result["checks"] = {
+        "min_field_vs_ceiling_float32": min(r["field_vs_ceiling"] for r in result["throughput"]
+                                                if r["precision"] == "float32"),
+        "affinity_peak_ratio_largest_vs_smallest_n": streamed[max(streamed)] / streamed[min(streamed)],
+    }
+    result["total_seconds"] = time.perf_counter() - t_start
+    result["tables_markdown"] = tables(result)
+    out = args.out or (None if quick else ROOT / "benchmarks" / f"results-{device.type}.json")
+    if out is not None:
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    print()
+    print(result["tables_markdown"])
+    print(f"\nchecks: {json.dumps(result['checks'])}; {result['total_seconds']:.0f} s"
+          + (f"; written to {out}" if out else " (quick run: no JSON written; --out to keep one)"))
+
+
+if __name__ == "__main__":
+    main()
