@@ -8,7 +8,8 @@
 ``--precision`` (float32 | tf32 | bf16) and ``--sketch-dim`` (0 = exact; d > 0 stores every
 row projected to d values) change the result, so they come from params (``field:``). While
 one chunk of images is computed, the previous one is copied to the host and written by a
-background thread (:func:`modelgif.field.write_chunks`).
+background thread (:func:`modelgif.field.write_chunks`). On the CPU the process keeps freed
+memory for reuse (:func:`modelgif.field.keep_freed_cpu_memory`).
 
 Settings that do not change the result come from the environment, so changing them
 reruns nothing: ``MODELGIF_DEVICE`` (``auto`` = CUDA when present, else CPU; or ``cpu``,
@@ -27,7 +28,8 @@ from _cli import clean_errors, parse_bool
 from tqdm.auto import tqdm
 
 from modelgif.baselines import make_baselines
-from modelgif.field import check_precision, default_batch_size, iter_gradient_field, write_chunks
+from modelgif.field import (check_precision, default_batch_size, iter_gradient_field, keep_freed_cpu_memory,
+                            write_chunks)
 from modelgif.reference import load_reference_images
 from modelgif.storage import FieldWriter
 from modelgif.quadrature import check_method
@@ -72,6 +74,8 @@ def main(
     check_sketch_dim(sketch_dim)
     dev = resolve_device(device)
     batch = batch_size or default_batch_size(dev)
+    if dev.type == "cpu":
+        keep_freed_cpu_memory()  # no page faults for every pass's activations (a one-shot process)
     model = load_encoder(task, checkpoint, map_location=dev)
     images = load_reference_images(reference).to(dev)
     baselines = make_baselines(images, baseline, seed)
