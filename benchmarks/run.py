@@ -8,8 +8,8 @@ Prints markdown tables and writes them, with every number and the machine, to
 ``benchmarks/results-<device>.json`` (``--out`` to change). Sections:
 
 1. Throughput, in path points per second, of a randomly initialised TaskonomyEncoder
-   (ResNet-50 trunk) at 64 and 128 px, 50 path steps, for each precision (CPU: float32, bf16;
-   CUDA: float32, tf32, bf16):
+   (ResNet-50 trunk) at 64 and 128 px, 50 path steps, for each precision: float32, tf32 (on
+   the CPU: float32 arithmetic in channels_last, as TF32 exists only on CUDA) and bf16:
    - ``field``: :func:`modelgif.gradient_field` at its default batching
      (:func:`modelgif.field.default_batch_size`: 128 path points per pass on the CPU, i.e. two
      images' 50 points = 100; 1024 on CUDA, i.e. 1000), target selection included;
@@ -26,7 +26,7 @@ Prints markdown tables and writes them, with every number and the machine, to
    GFLOP/s come from ``torch.utils.flop_counter.FlopCounterMode`` counts (convolutions and
    matrix products of the passes; the field adds its target-selection forward passes)
    divided by the median times, beside the machine's measured matrix-multiply rate in the
-   same precision.
+   same precision (the better of ``torch.matmul`` and a 1×1 convolution; both are kept).
 2. ``affinity_matrix`` peak resident memory (VmHWM of a fresh process per configuration) and time for K = 8 fields of 16 steps × 64·64 values, stored float16, at
    N = 64, 256, 1024 images, against loading every field whole into memory first.
 3. Distances from opt-in precisions and from sketched fields against exact float32 fields,
@@ -130,17 +130,28 @@ def _timed(fn, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def matmul_rate(device: torch.device, precision: str, quick: bool) -> float:
-    """Measured GFLOP/s of a square matrix product in ``precision`` (median of repeats)."""
+def matmul_rate(device: torch.device, precision: str, quick: bool) -> dict:
+    """Measured GFLOP/s of matrix products in ``precision`` (medians of repeats): ``matmul``, a
+    square ``torch.matmul`` (MKL or cuBLAS), and ``conv1x1``, the same kind of product as a
+    1×1 convolution on a channels_last input (oneDNN or cuDNN, the libraries the encoder's
+    passes use; on AMD CPUs MKL's sgemm takes a slower path than oneDNN). ``best`` is the larger."""
     n = 8192 if device.type == "cuda" else (1024 if quick else 2048)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     g = torch.Generator(device="cpu").manual_seed(0)
     a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
     b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
-    with precision_mode("tf32" if precision == "tf32" else "float32", device):
+    batch, side, ch = (64, 64, 2048) if device.type == "cuda" else (16, 32, 1024)
+    x = torch.randn(batch, ch, side, side, generator=g).to(device=device, dtype=dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(ch, ch, 1, 1, generator=g).to(device=device, dtype=dtype)
+    repeats = 3 if quick else 7
+    with torch.no_grad(), precision_mode("tf32" if precision == "tf32" else "float32", device):
         a @ b
-        times = [_timed(lambda: a @ b, device) for _ in range(3 if quick else 7)]
-    return 2 * n**3 / statistics.median(times) / 1e9
+        mm = 2 * n**3 / statistics.median(_timed(lambda: a @ b, device) for _ in range(repeats)) / 1e9
+        torch.nn.functional.conv2d(x, w)
+        conv = 2 * batch * side * side * ch * ch / statistics.median(
+            _timed(lambda: torch.nn.functional.conv2d(x, w), device) for _ in range(repeats)) / 1e9
+    return {"matmul": mm, "conv1x1": conv, "best": max(mm, conv)}
 
 
 # --------------------------------------------------------------------------- 1. throughput
@@ -232,7 +243,7 @@ def throughput(device, precisions, sizes, repeats, quick, tmp: Path, rates) -> l
             def ratio(a, b):
                 return statistics.median(tb / ta for ta, tb in zip(times[a], times[b]))
 
-            rate = rates["tf32" if precision == "tf32" else ("bf16" if precision == "bf16" else "float32")]
+            rate = rates[precision]["best"]
             row = {
                 "precision": precision, "px": px, "points_per_pass": points_per_pass, "images": n_images,
                 "points": n_points, "repeats": repeats,
@@ -382,7 +393,8 @@ def distance_effects(device, precisions, px, n_images, n_steps, sketch_dims, n_s
         t0 = time.perf_counter()
         fields = [modelgif.gradient_field(m, images, baselines, n_steps=n_steps, precision=precision).cpu()
                   for m in models]
-        out["variants"].append({"variant": precision, "seconds": time.perf_counter() - t0,
+        name = "tf32 (CPU: float32, channels_last)" if precision == "tf32" and device.type != "cuda" else precision
+        out["variants"].append({"variant": name, "seconds": time.perf_counter() - t0,
                                 **_compare(exact, modelgif.affinity_matrix(fields))})
     for d in sketch_dims:
         per_seed = []
@@ -414,11 +426,12 @@ def tables(result: dict) -> str:
     m = result["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cpu_cores']} cores ({', '.join(m['cpu_flags'])}), "
              f"{m.get('gpu', 'no GPU')}, torch {m['torch']} ({m['torch_threads']} threads); device {m['device']}.",
-             "Matrix-multiply rate: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in result["matmul_gflops"].items()),
+             "Matrix-multiply rate (GFLOP/s; torch.matmul / as a 1×1 conv): "
+             + ", ".join(f"{k} {v['matmul']:.0f} / {v['conv1x1']:.0f}" for k, v in result["matmul_gflops"].items()),
              "",
              "| precision | px | pts/pass | field pts/s | field→file pts/s | loop pts/s | ceiling pts/s "
              "| field / ceiling | field→file / ceiling | field / loop | GFLOP/pt | field GFLOP/s | ceiling GFLOP/s "
-             "| matmul GFLOP/s |",
+             "| machine GEMM GFLOP/s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["throughput"]:
         lines.append(f"| {r['precision']} | {r['px']} | {r['points_per_pass']} | {r['field_pts_s']:.1f} "
@@ -455,7 +468,8 @@ def main(argv=None) -> None:
         return
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    precisions = ("float32", "tf32", "bf16") if device.type == "cuda" else ("float32", "bf16")
+    # on the CPU "tf32" is float32 arithmetic in channels_last (TF32 exists only on CUDA)
+    precisions = ("float32", "tf32", "bf16")
     quick = args.quick
     result = {"command": " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
               "machine": machine_info(device), "quick": quick}
