@@ -110,8 +110,10 @@ def machine_info(device: torch.device) -> dict:
     try:
         info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                                             check=True).stdout.strip()
-        info["git_dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--", "modelgif", "benchmarks",
-                                                 "stages"], cwd=ROOT, capture_output=True, text=True).stdout.strip())
+        # tracked code changed since that commit (earlier results files, untracked, do not count)
+        info["git_dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                                 "modelgif", "benchmarks", "stages"], cwd=ROOT, capture_output=True,
+                                                text=True).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
         pass
     return info
@@ -447,12 +449,14 @@ def tables(result: dict) -> str:
     e = result["distance_effects"]
     lines += ["", f"Distances vs exact float32 ({e['models']} random-init encoders, {e['px']} px, {e['images']} images × "
               f"{e['steps']} steps, exact distances {e['exact_distance_range'][0]:.3f}–{e['exact_distance_range'][1]:.3f}):",
-              "", "| variant | Spearman (min over seeds) | max rel. error | mean rel. error |", "|---|---:|---:|---:|"]
+              "", "| variant | Spearman (min over seeds) | Spearman (mean) | max rel. error | mean rel. error |",
+              "|---|---:|---:|---:|---:|"]
     def pct(x):
         return f"{100 * x:.2f} %" if x >= 1e-4 else f"{100 * x:.1e} %"
 
     for v in e["variants"]:
-        lines.append(f"| {v['variant']} | {v['spearman']:.4f} | {pct(v['max_rel_err'])} | {pct(v['mean_rel_err'])} |")
+        lines.append(f"| {v['variant']} | {v['spearman']:.4f} | {v.get('spearman_mean', v['spearman']):.4f} "
+                     f"| {pct(v['max_rel_err'])} | {pct(v['mean_rel_err'])} |")
     return "\n".join(lines)
 
 
