@@ -10,7 +10,7 @@ inner products and norms are unbiased, with a standard deviation of about
 ``‖u‖‖v‖ · sqrt((1 + cos²(u, v)) / d)``. Cosine and Euclidean distances computed on sketched
 rows therefore estimate the exact ones; their error per row shrinks as ``1/sqrt(d)``, and
 distances averaged over N·S rows much further. ``benchmarks/README.md`` states the error
-measured on Taskonomy encoders.
+measured on random-init Taskonomy encoders.
 
 Every model compared must be sketched with the *same* ``R``: it is drawn from numpy's
 PCG64 generator seeded with ``seed`` (float64, then cast), so it depends only on (P, d, seed),
