@@ -268,7 +268,8 @@ def gradient_field(
         ``images``; units of t (output units), per pixel. ``F[:, -1].sum(-1) * 3``
         approximates ``t(x) − t(x')`` (completeness; exact fields only).
     """
-    n, _, h, w = images.shape if isinstance(images, torch.Tensor) and images.dim() == 4 else (0, 0, 0, 0)
+    _check_inputs(model, images, baselines)
+    n = images.shape[0]
     out = None
     chunks = iter_gradient_field(model, images, baselines, target=target, n_steps=n_steps, method=method,
                                  cumulative=cumulative, batch_size=batch_size, precision=precision,
