@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from helpers import serve_directory
+
+import modelgif
+from modelgif.taskonomy import build_encoder
 
 # A proxy configured in the environment must not intercept the local test servers
 # (this also reaches the stage scripts the tests run as subprocesses).
@@ -33,3 +38,30 @@ def http_server():
     yield serve
     for stop in stops:
         stop()
+
+
+def _family(weights, task="normal", base_seed=100):
+    """Random-init TaskonomyEncoders with correlated seeds: model k mixes a shared init θ₀ with its
+    own θ_k as sqrt(1 − λ_k²) θ₀ + λ_k θ_k (weights of every conv/linear layer). Each is again
+    distributed as a random init; their field distances spread from ~0.05 to ~0.9 with λ."""
+    torch.manual_seed(base_seed)
+    base = build_encoder(task).state_dict()
+    models = []
+    for k, lam in enumerate(weights):
+        torch.manual_seed(k)
+        own = build_encoder(task).state_dict()
+        mixed = {name: (np.sqrt(1 - lam**2) * v + lam * own[name]) if v.dim() > 1 else v for name, v in base.items()}
+        m = build_encoder(task)
+        m.load_state_dict(mixed)
+        models.append(m.eval())
+    return models
+
+
+@pytest.fixture(scope="session")
+def family_fields():
+    """Exact fields of 8 random-init encoders at 64 px: 16 images × 8 steps, H·W = 4096."""
+    models = _family([0.0, 0.01, 0.02, 0.04, 0.07, 0.12, 0.2, 0.35])
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(16, 3, 64, 64, generator=g) * 2 - 1
+    xb = modelgif.make_baselines(x, "shuffled", 0)
+    return models, x, xb, [modelgif.gradient_field(m, x, xb, n_steps=8) for m in models]

@@ -15,7 +15,6 @@ from modelgif.sketch import GaussianSketch
 from modelgif.storage import FieldWriter, load_field
 from modelgif.targets import target_selector
 from modelgif.taskonomy import build_encoder
-from test_sketch import family_fields  # noqa: F401 - a shared fixture: 8 random-init encoders' fields
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -14,7 +14,6 @@ import modelgif
 from modelgif.sketch import GaussianSketch, check_sketch_dim, projection_matrix
 from modelgif.reference import load_reference_images
 from modelgif.storage import load_field
-from modelgif.taskonomy import build_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,33 +74,6 @@ def test_bad_sketch_dims_are_refused():
         check_sketch_dim(64, 64)
     with pytest.raises(ValueError, match="sketch_dim"):
         GaussianSketch(64, 0)
-
-
-def _family(weights, task="normal", base_seed=100):
-    """Random-init TaskonomyEncoders with correlated seeds: model k mixes a shared init θ₀ with its
-    own θ_k as sqrt(1 − λ_k²) θ₀ + λ_k θ_k (weights of every conv/linear layer). Each is again
-    distributed as a random init; their field distances spread from ~0.05 to ~0.9 with λ."""
-    torch.manual_seed(base_seed)
-    base = build_encoder(task).state_dict()
-    models = []
-    for k, lam in enumerate(weights):
-        torch.manual_seed(k)
-        own = build_encoder(task).state_dict()
-        mixed = {name: (np.sqrt(1 - lam**2) * v + lam * own[name]) if v.dim() > 1 else v for name, v in base.items()}
-        m = build_encoder(task)
-        m.load_state_dict(mixed)
-        models.append(m.eval())
-    return models
-
-
-@pytest.fixture(scope="module")
-def family_fields():
-    """Exact fields of 8 random-init encoders at 64 px: 16 images × 8 steps, H·W = 4096."""
-    models = _family([0.0, 0.01, 0.02, 0.04, 0.07, 0.12, 0.2, 0.35])
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand(16, 3, 64, 64, generator=g) * 2 - 1
-    xb = modelgif.make_baselines(x, "shuffled", 0)
-    return models, x, xb, [modelgif.gradient_field(m, x, xb, n_steps=8) for m in models]
 
 
 @pytest.mark.parametrize("sketch_dim", [1024, 256])
