@@ -1,0 +1,408 @@
+"""The mini-Taskonomy zoo: small encoders trained on rendered scenes, one per task (step 2).
+
+Each task of :data:`modelgif.mini.scenes.TASK_LABELS` gets a :class:`MiniEncoder` (four
+stride-2 conv blocks, then a 3×3 conv to 8 channels and a ReLU: an 8-channel, non-negative
+map at 1/16 of the input size, the shape of a Taskonomy encoder's output, so ModelGiF targets
+1, 5 and 6 apply unchanged) trained jointly with a :class:`MiniDecoder` (upsampling back to
+the label's full size) on the task's labels; only the encoder is kept.
+
+Normalisation is GroupNorm, not BatchNorm: an output never depends on the other images of a
+batch, and train and eval mode compute the same function, so a field of the trained encoder
+(which :func:`modelgif.gradient_field` needs in eval mode) is the function that was trained.
+
+Inputs: ``rgb`` mapped from [0, 1] to [-1, 1] (Taskonomy's input range); for ``denoising``,
+``rgb_noisy`` mapped the same way (:func:`model_input`). Losses (:func:`task_spec`):
+
+* ``"l1"``: mean absolute error on the raw label, for every dense float label (autoencoding,
+  denoising, curvature, edge_texture, edge_occlusion, keypoints2d, reshading, the two
+  depths, normal). Labels are not rescaled, so losses of different tasks are in different
+  units (depth in metres, curvature in 1/m); transfer is only ever compared within a target.
+* ``"ce"``: pixel-wise cross-entropy, for ``segment_semantic`` (5 classes; the ids mean the
+  same in every scene).
+* ``"pairwise"``: for the k-means segmentations ``segment_unsup2d`` / ``segment_unsup25d``.
+  Their cluster ids are permutation-arbitrary per scene (renumbered in raster order of first
+  appearance), so a per-pixel cross-entropy on them would mostly learn "which cluster
+  appears first", not the clustering. The decoder instead outputs K = 8 logits per pixel;
+  with p the softmax, the probability that pixels i and j are in the same cluster is
+  ``p_i · p_j``, and the loss is the binary cross-entropy of it against ``[y_i == y_j]``,
+  averaged over all pairs of a grid of pixels (stride ``size // 16``, so 16×16 = 256 pixels
+  and 65 536 pairs per image; the grid's offset is random in training, drawn from the
+  training generator, and 0 in :func:`evaluate`). This loss is invariant to relabelling
+  the clusters, which is what the issue's "clusters" task amounts to.
+
+Determinism: :func:`train_encoder` and :func:`train_readout` draw the initial weights after
+``torch.manual_seed(seed)`` inside ``torch.random.fork_rng`` (the caller's global RNG state
+is left as it was) and the batch order and grid offsets from a ``torch.Generator`` seeded
+with ``seed``; on the CPU the same seed (and thread count) gives the same weights.
+
+Transfer (:func:`train_readout`): freeze a source encoder, train a fresh decoder for a target
+task on a fixed budget, return its test loss; with ``encoder=None`` the source is raw pixels
+(see :class:`PixelSource`), Taskonomy's "pixels" baseline.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._atomic import atomic_path
+from ..download import sha256_file
+from .scenes import KMEANS_K, SEMANTIC_CLASSES, TASK_LABELS
+
+#: Channels of the encoder's four stride-2 blocks.
+ENCODER_WIDTHS = (16, 32, 64, 64)
+#: Channels of the encoder's output map (Taskonomy's).
+OUT_CHANNELS = 8
+#: Total down-sampling of the encoder.
+STRIDE = 16
+#: Channels of the decoder's four ×2 up-sampling blocks.
+DECODER_WIDTHS = (64, 32, 16, 16)
+#: Pixels per side of the grid the pairwise loss compares (16×16 pixels per image).
+PAIR_GRID = 16
+
+_L1_TASKS = frozenset({
+    "autoencoding", "denoising", "curvature", "edge_texture", "edge_occlusion", "keypoints2d",
+    "reshading", "depth_zbuffer", "depth_euclidean", "normal",
+})
+_CHANNELS = {
+    "autoencoding": 3, "denoising": 3, "curvature": 2, "edge_texture": 1, "edge_occlusion": 1,
+    "keypoints2d": 1, "reshading": 1, "depth_zbuffer": 1, "depth_euclidean": 1, "normal": 3,
+    "segment_semantic": len(SEMANTIC_CLASSES), "segment_unsup2d": KMEANS_K,
+    "segment_unsup25d": KMEANS_K,
+}
+LOSSES = ("l1", "ce", "pairwise")
+
+
+def task_spec(task: str) -> tuple[int, str]:
+    """``(out_channels, loss_name)`` of a task's decoder; loss_name in :data:`LOSSES`."""
+    if task not in TASK_LABELS:
+        raise ValueError(f"unknown mini-Taskonomy task {task!r}; valid tasks: {', '.join(TASK_LABELS)}")
+    if task in _L1_TASKS:
+        return _CHANNELS[task], "l1"
+    if task == "segment_semantic":
+        return _CHANNELS[task], "ce"
+    return _CHANNELS[task], "pairwise"
+
+
+def _gn(c: int) -> nn.GroupNorm:
+    return nn.GroupNorm(max(1, c // 8), c)
+
+
+class MiniEncoder(nn.Module):
+    """(B, 3, H, W) in [-1, 1] → (B, 8, H/16, W/16), non-negative; H and W multiples of 16.
+
+    Four blocks ``conv 3×3 stride 2 → GroupNorm → ReLU`` (widths :data:`ENCODER_WIDTHS`),
+    then ``conv 3×3 → ReLU`` to :data:`OUT_CHANNELS` channels; about 65 k parameters
+    (260 kB in float32).
+    """
+
+    def __init__(self):
+        super().__init__()
+        layers, c_in = [], 3
+        for c in ENCODER_WIDTHS:
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), _gn(c), nn.ReLU(inplace=True)]
+            c_in = c
+        self.blocks = nn.Sequential(*layers)
+        self.head = nn.Conv2d(c_in, OUT_CHANNELS, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] % STRIDE or x.shape[3] % STRIDE:
+            raise ValueError(f"MiniEncoder needs (B, 3, H, W) with H, W multiples of {STRIDE}; "
+                             f"got {tuple(x.shape)}")
+        return F.relu(self.head(self.blocks(x)))
+
+
+class MiniDecoder(nn.Module):
+    """(B, 8, h, w) → (B, out_channels, 16h, 16w): a 3×3 conv, then four blocks
+    ``bilinear ×2 → conv 3×3 → GroupNorm → ReLU`` (widths :data:`DECODER_WIDTHS`), then a
+    1×1 conv to ``out_channels`` (regression values or logits)."""
+
+    def __init__(self, out_channels: int, in_channels: int = OUT_CHANNELS):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, DECODER_WIDTHS[0], 3, padding=1),
+                                  _gn(DECODER_WIDTHS[0]), nn.ReLU(inplace=True))
+        layers, c_in = [], DECODER_WIDTHS[0]
+        for c in DECODER_WIDTHS:
+            layers += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                       nn.Conv2d(c_in, c, 3, padding=1), _gn(c), nn.ReLU(inplace=True)]
+            c_in = c
+        self.up = nn.Sequential(*layers)
+        self.out = nn.Conv2d(c_in, out_channels, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(self.up(self.stem(z)))
+
+
+class PixelSource(nn.Module):
+    """The raw-pixel source of :func:`train_readout`: the image average-pooled to the
+    encoder's 1/16 grid (a fixed map), lifted 3 → 8 channels by a 1×1 conv that is trained
+    as part of the readout (so the readout has the encoder-fed decoder's input shape)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lift = nn.Conv2d(3, OUT_CHANNELS, 1)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.lift(pooled)
+
+
+# ----------------------------------------------------------------------------- data and losses
+def model_input(task: str, data: Mapping) -> torch.Tensor:
+    """The model input of ``task``: ``rgb`` (``rgb_noisy`` for denoising) mapped to [-1, 1]."""
+    key = "rgb_noisy" if task == "denoising" else "rgb"
+    x = data[key]
+    x = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+    return x.float() * 2 - 1
+
+
+def task_target(task: str, data: Mapping) -> torch.Tensor:
+    """The label of ``task`` as a tensor: float32 (N, C, H, W), or int64 (N, H, W) for segmentations."""
+    _, loss = task_spec(task)
+    y = data[task]
+    y = y if isinstance(y, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(y))
+    return y.long() if loss != "l1" else y.float()
+
+
+def _tensors(task: str, data: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = model_input(task, data), task_target(task, data)
+    if x.shape[0] != y.shape[0] or x.shape[-2:] != y.shape[-2:]:
+        raise ValueError(f"inputs {tuple(x.shape)} and {task} labels {tuple(y.shape)} do not match")
+    if x.shape[-1] % STRIDE or x.shape[-2] % STRIDE:
+        raise ValueError(f"image size {tuple(x.shape[-2:])} is not a multiple of {STRIDE}")
+    return x, y
+
+
+def _pairwise_loss(logits: torch.Tensor, y: torch.Tensor, offset: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Permutation-invariant clustering loss (module doc) on a PAIR_GRID × PAIR_GRID grid."""
+    h, w = y.shape[-2:]
+    sh, sw = max(1, h // PAIR_GRID), max(1, w // PAIR_GRID)
+    oy, ox = offset[0] % sh, offset[1] % sw
+    p = logits[:, :, oy::sh, ox::sw].softmax(1).flatten(2)  # (B, K, P)
+    lab = y[:, oy::sh, ox::sw].flatten(1)  # (B, P)
+    same = (lab[:, :, None] == lab[:, None, :]).float()
+    prob = torch.bmm(p.transpose(1, 2), p).clamp(1e-6, 1 - 1e-6)
+    return F.binary_cross_entropy(prob, same)
+
+
+def _loss(loss: str, pred: torch.Tensor, y: torch.Tensor, offset=(0, 0)) -> torch.Tensor:
+    if loss == "l1":
+        return F.l1_loss(pred, y)
+    if loss == "ce":
+        return F.cross_entropy(pred, y)
+    return _pairwise_loss(pred, y, offset)
+
+
+def _offset(loss: str, size: int, gen: torch.Generator) -> tuple[int, int]:
+    if loss != "pairwise":
+        return (0, 0)
+    s = max(1, size // PAIR_GRID)
+    o = torch.randint(0, s, (2,), generator=gen)
+    return int(o[0]), int(o[1])
+
+
+def _fit(modules: list[nn.Module], params, forward, x, y, loss, *, steps, batch_size, lr, seed, progress, desc):
+    """Adam on ``loss(forward(x[batch]), y[batch])``; batch order from a seeded generator."""
+    gen = torch.Generator().manual_seed(int(seed))
+    opt = torch.optim.Adam(params, lr=lr)
+    n = x.shape[0]
+    bs = min(int(batch_size), n)
+    for m in modules:
+        m.train()
+    history, order, pos = [], torch.randperm(n, generator=gen), 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=desc, unit="step")
+    for _ in range(int(steps)):
+        if pos + bs > n:
+            order, pos = torch.randperm(n, generator=gen), 0
+        idx = order[pos : pos + bs]
+        pos += bs
+        off = _offset(loss, y.shape[-1], gen)
+        value = _loss(loss, forward(x[idx]), y[idx], off)
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        history.append(float(value.detach()))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{history[-1]:.4f}")
+    if bar is not None:
+        bar.close()
+    for m in modules:
+        m.eval()
+    return history
+
+
+@torch.no_grad()
+def _eval_loss(forward, x, y, loss, batch_size: int = 64) -> float:
+    total, n = 0.0, x.shape[0]
+    for i in range(0, n, batch_size):
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+        total += float(_loss(loss, forward(xb), yb)) * xb.shape[0]
+    return total / n
+
+
+# ----------------------------------------------------------------------------- training
+def train_encoder(task: str, data: Mapping, *, steps: int = 2000, batch_size: int = 32, lr: float = 1e-3,
+                  seed: int = 0, progress: bool = True) -> tuple[MiniEncoder, MiniDecoder, list[float]]:
+    """Train a :class:`MiniEncoder` and a :class:`MiniDecoder` on ``task`` with Adam.
+
+    Args:
+        task: one of :data:`TASK_LABELS`.
+        data: the dict of :func:`modelgif.mini.scenes.render_scenes` (numpy or tensors);
+            the input and label arrays are converted to tensors once.
+        steps: optimiser steps; batch_size: images per step (sampled without replacement,
+            an epoch at a time, in a seeded order); lr: Adam's learning rate.
+        seed: initial weights and batch order (module doc, "Determinism").
+
+    Returns:
+        ``(encoder, decoder, history)``: both modules in eval mode (parameters still
+        trainable), history the training loss of every step.
+    """
+    out_channels, loss = task_spec(task)
+    x, y = _tensors(task, data)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        encoder, decoder = MiniEncoder(), MiniDecoder(out_channels)
+    params = list(encoder.parameters()) + list(decoder.parameters())
+    history = _fit([encoder, decoder], params, lambda xb: decoder(encoder(xb)), x, y, loss, steps=steps,
+                   batch_size=batch_size, lr=lr, seed=seed, progress=progress, desc=f"train {task}")
+    return encoder, decoder, history
+
+
+def evaluate(encoder: nn.Module, decoder: nn.Module, task: str, data: Mapping) -> float:
+    """Mean test loss (:func:`task_spec`'s loss) of ``decoder(encoder(input))`` on ``data``;
+    the pairwise loss on its fixed grid (offset 0). Puts both modules in eval mode."""
+    _, loss = task_spec(task)
+    x, y = _tensors(task, data)
+    encoder.eval()
+    decoder.eval()
+    return _eval_loss(lambda xb: decoder(encoder(xb)), x, y, loss)
+
+
+@torch.no_grad()
+def _features(encoder: nn.Module | None, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    if encoder is None:
+        return F.avg_pool2d(x, STRIDE)
+    return torch.cat([encoder(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+
+def train_readout(encoder: nn.Module | None, task: str, train_data: Mapping, test_data: Mapping, *,
+                  steps: int = 500, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
+                  progress: bool = False) -> float:
+    """Transfer from a frozen source to ``task``: train a fresh :class:`MiniDecoder` on a fixed
+    budget, return its test loss (lower is better; compare only within one target task).
+
+    Args:
+        encoder: the source encoder, used frozen (eval mode, no gradients; its features of
+            the train and test inputs are computed once), or ``None`` for raw pixels: the
+            input average-pooled to the 1/16 grid, through a 1×1 conv 3 → 8 (:class:`PixelSource`)
+            trained with the decoder.
+        task: the target task; its input (``rgb``, ``rgb_noisy`` for denoising) is what the
+            source sees.
+        train_data, test_data: dicts of :func:`render_scenes`.
+        steps, batch_size, lr, seed: as :func:`train_encoder` (same seed → same readout).
+
+    The source encoder's parameters and mode are restored on return; it is never updated.
+    """
+    out_channels, loss = task_spec(task)
+    x_train, y_train = _tensors(task, train_data)
+    x_test, y_test = _tensors(task, test_data)
+    was_training, grads = None, None
+    if encoder is not None:
+        was_training = encoder.training
+        grads = [p.requires_grad for p in encoder.parameters()]
+        encoder.eval()
+        for p in encoder.parameters():
+            p.requires_grad_(False)
+    try:
+        f_train, f_test = _features(encoder, x_train), _features(encoder, x_test)
+    finally:
+        if encoder is not None:
+            encoder.train(was_training)
+            for p, g in zip(encoder.parameters(), grads):
+                p.requires_grad_(g)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        decoder = MiniDecoder(out_channels)
+        source = PixelSource() if encoder is None else nn.Identity()
+    params = list(decoder.parameters()) + list(source.parameters())
+
+    def forward(f):
+        return decoder(source(f))
+
+    _fit([decoder, source], params, forward, f_train, y_train, loss, steps=steps, batch_size=batch_size,
+         lr=lr, seed=seed, progress=progress, desc=f"readout {task}")
+    return _eval_loss(forward, f_test, y_test, loss)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def save_encoder(path: str | os.PathLike, encoder: MiniEncoder) -> Path:
+    """Write ``{"state_dict": encoder.state_dict()}`` (on the CPU) to ``path`` atomically."""
+    state = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state}, tmp)
+    return Path(path)
+
+
+def build_mini_encoder() -> MiniEncoder:
+    """An untrained :class:`MiniEncoder` in eval mode with frozen parameters."""
+    model = MiniEncoder()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+def load_mini_encoder(path: str | os.PathLike, sha256: str | None = None,
+                      map_location: str | torch.device = "cpu") -> MiniEncoder:
+    """Load a checkpoint written by :func:`save_encoder`.
+
+    Mirrors :func:`modelgif.taskonomy.load_encoder`: ``FileNotFoundError`` if there is no
+    file; ``ValueError`` on a sha256 mismatch (checked before loading), a file that is not a
+    weights-only torch file, a missing ``"state_dict"``, or keys/shapes that do not match a
+    :class:`MiniEncoder`. Returns the encoder in eval mode with frozen parameters.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no mini encoder checkpoint at {path}")
+    if sha256 is not None:
+        actual = sha256_file(path)
+        if actual != sha256.lower():
+            raise ValueError(f"mini encoder checkpoint {path}: expected sha256 {sha256.lower()}, got {actual}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise ValueError(f"mini encoder checkpoint {path} is not a readable weights-only torch file: {e}") from e
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"mini encoder checkpoint {path} has no 'state_dict' entry")
+    model = build_mini_encoder()
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {path} does not match MiniEncoder: "
+            f"{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}"
+        )
+    bad = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
+    if bad:
+        k = bad[0]
+        raise ValueError(f"checkpoint {path}: {k} has shape {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}")
+    model.load_state_dict(state)
+    return model.to(map_location).eval()
+
+
+__all__ = [
+    "DECODER_WIDTHS", "ENCODER_WIDTHS", "LOSSES", "MiniDecoder", "MiniEncoder", "OUT_CHANNELS",
+    "PixelSource", "STRIDE", "build_mini_encoder", "evaluate", "load_mini_encoder", "model_input",
+    "save_encoder", "task_spec", "task_target", "train_encoder", "train_readout",
+]
