@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .download import sha256_file
+from .checkpoint import load_state_dict_checked
 
 #: The 17 tasks, in the seed's order (DESIGN §1, "Tasks and names").
 TASKS = (
@@ -112,35 +112,8 @@ def load_encoder(task: str, path: str | os.PathLike, *, sha256: str | None = Non
     Raises:
         ValueError: hash mismatch, unreadable file, or state-dict keys/shapes that do not match.
     """
-    path = Path(path)
-    model = build_encoder(task)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint for {task} at {path}")
-    if sha256 is not None:
-        actual = sha256_file(path)
-        if actual != sha256.lower():
-            raise ValueError(f"checkpoint {path} for {task}: expected sha256 {sha256.lower()}, got {actual}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ValueError(f"checkpoint {path} for {task} is not a readable weights-only torch file: {e}") from e
-    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {path} for {task} has no 'state_dict' entry")
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"checkpoint {path} does not match TaskonomyEncoder: "
-            f"{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}"
-        )
-    bad = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
-    if bad:
-        k = bad[0]
-        raise ValueError(f"checkpoint {path}: {k} has shape {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}")
-    model.load_state_dict(state)
-    return model.to(map_location).eval()
+    return load_state_dict_checked(build_encoder(task), path, sha256=sha256, map_location=map_location,
+                                   what=f"checkpoint for {task}")
 
 
 def load_table(name: str, root: str | os.PathLike | None = None) -> dict[str, float]:

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._atomic import atomic_path
-from ..download import sha256_file
+from ..checkpoint import load_state_dict_checked
 from .scenes import KMEANS_K, SEMANTIC_CLASSES, TASK_LABELS
 
 #: Channels of the encoder's four stride-2 blocks.
@@ -370,35 +370,8 @@ def load_mini_encoder(path: str | os.PathLike, sha256: str | None = None,
     weights-only torch file, a missing ``"state_dict"``, or keys/shapes that do not match a
     :class:`MiniEncoder`. Returns the encoder in eval mode with frozen parameters.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no mini encoder checkpoint at {path}")
-    if sha256 is not None:
-        actual = sha256_file(path)
-        if actual != sha256.lower():
-            raise ValueError(f"mini encoder checkpoint {path}: expected sha256 {sha256.lower()}, got {actual}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ValueError(f"mini encoder checkpoint {path} is not a readable weights-only torch file: {e}") from e
-    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f"mini encoder checkpoint {path} has no 'state_dict' entry")
-    model = build_mini_encoder()
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"checkpoint {path} does not match MiniEncoder: "
-            f"{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}"
-        )
-    bad = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
-    if bad:
-        k = bad[0]
-        raise ValueError(f"checkpoint {path}: {k} has shape {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}")
-    model.load_state_dict(state)
-    return model.to(map_location).eval()
+    return load_state_dict_checked(build_mini_encoder(), path, sha256=sha256, map_location=map_location,
+                                   what="mini encoder checkpoint")
 
 
 __all__ = [
