@@ -26,15 +26,11 @@ def _find_seed(kind: str) -> int:
     raise AssertionError(f"no scene with a {kind} in seeds 0-99")
 
 
-def test_task_labels_are_taskonomy_names():
-    assert len(sc.TASK_LABELS) == 13 and len(set(sc.TASK_LABELS)) == 13
-    taskonomy_new_names = {
-        "autoencoding", "curvature", "denoising", "edge_texture", "edge_occlusion",
-        "keypoints2d", "keypoints3d", "reshading", "depth_zbuffer", "depth_euclidean", "normal",
-        "room_layout", "segment_unsup25d", "segment_unsup2d", "vanishing_point",
-        "segment_semantic", "class_object",
-    }
-    assert set(sc.TASK_LABELS) <= taskonomy_new_names
+def test_task_labels_are_the_17_taskonomy_tasks():
+    from modelgif.taskonomy import TASKS
+
+    assert sc.TASK_LABELS == tuple(TASKS)  # same names, same order: the pipeline's task list
+    assert set(sc.VECTOR_LABELS) < set(sc.TASK_LABELS)
     labels = sc.render_scene(0, 16)
     assert set(labels) == set(sc.TASK_LABELS) | {"rgb", "rgb_noisy"}
 
@@ -76,6 +72,9 @@ def test_shapes_dtypes_ranges(rendered):
         assert np.array_equal(labels["denoising"], labels["rgb"])
         noise = labels["rgb_noisy"] - labels["rgb"]
         assert 0.05 < noise.std() < 0.12 and not np.array_equal(labels["rgb_noisy"], labels["rgb"])
+        assert labels["keypoints3d"].shape == (1, H, W) and labels["keypoints3d"].max() == pytest.approx(1.0)
+        for k, n in (("room_layout", 8), ("vanishing_point", 9), ("class_object", 5)):
+            assert labels[k].shape == (n,) and labels[k].dtype == np.float32, k
         # curvature: 1/r on each sphere, 0 elsewhere
         curv = labels["curvature"]
         assert np.array_equal(curv[0], curv[1])
@@ -89,6 +88,63 @@ def test_shapes_dtypes_ranges(rendered):
             labels["rgb"], np.clip(geom["albedo"] * labels["reshading"], 0, 1), atol=2e-6)
         # the edge-texture map really is the Sobel magnitude of rgb
         assert labels["edge_texture"].max() > 0.05
+
+
+def _harris_direct(img: np.ndarray, k: float = sc.HARRIS_K) -> np.ndarray:
+    """Harris response of a (C, H, W) image with scipy's filters (structure tensor summed over C)."""
+    from scipy import ndimage
+
+    gx = np.stack([ndimage.sobel(c, axis=1, mode="nearest") for c in img]) / 8
+    gy = np.stack([ndimage.sobel(c, axis=0, mode="nearest") for c in img]) / 8
+    w = np.array([1, 4, 6, 4, 1]) / 16
+
+    def smooth(a):
+        return ndimage.convolve1d(ndimage.convolve1d(a, w, axis=0, mode="nearest"), w, axis=1, mode="nearest")
+
+    sxx, syy, sxy = smooth((gx * gx).sum(0)), smooth((gy * gy).sum(0)), smooth((gx * gy).sum(0))
+    r = np.maximum(sxx * syy - sxy ** 2 - k * (sxx + syy) ** 2, 0)
+    return np.sqrt(r / r.max())
+
+
+def test_keypoints_are_harris_of_colour_and_of_geometry(rendered):
+    for labels, geom in rendered.values():
+        rgb = labels["rgb"].astype(np.float64)
+        grey = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+        np.testing.assert_allclose(labels["keypoints2d"][0], _harris_direct(grey[None]), atol=1e-5)
+        room = geom["room"]
+        diag = np.sqrt((2 * room["half_w"]) ** 2 + room["height"] ** 2 + (room["back"] - room["front"]) ** 2)
+        depth = np.sqrt(((geom["hit"] - geom["camera"]["position"][:, None, None]) ** 2).sum(0))
+        feats = np.concatenate([2 * labels["normal"].astype(np.float64) - 1, 2 * depth[None] / diag])
+        np.testing.assert_allclose(labels["keypoints3d"][0], _harris_direct(feats), atol=2e-3)
+    # geometry, not texture: the two keypoint maps differ
+    labels, geom = rendered[0]
+    assert not np.allclose(labels["keypoints3d"], labels["keypoints2d"], atol=0.1)
+
+
+def test_vector_labels_against_the_scene(rendered):
+    for labels, geom in rendered.values():
+        cam, room = geom["camera"], geom["room"]
+        axes = labels["vanishing_point"].astype(np.float64).reshape(3, 3)  # row k: world axis k
+        np.testing.assert_allclose(axes @ axes.T, np.eye(3), atol=1e-6)  # a rotation …
+        assert np.linalg.det(axes) == pytest.approx(1.0, abs=1e-6)  # … of a right-handed frame
+        # the floor's normal is the world's y axis: it is what the normal label shows on the floor
+        floor = geom["surface_id"] == 0
+        seen = 2 * labels["normal"][:, floor].astype(np.float64) - 1
+        np.testing.assert_allclose(seen, np.repeat(axes[1][:, None], floor.sum(), axis=1), atol=1e-6)
+
+        layout = labels["room_layout"].astype(np.float64)
+        size = [2 * room["half_w"], room["height"], room["back"] - room["front"]]
+        np.testing.assert_allclose(layout[3:6], size, rtol=1e-6)
+        # the centre in the camera frame, taken back to the world, is the room's centre
+        world = cam["position"] + axes @ layout[:3]
+        np.testing.assert_allclose(world, [0, room["height"] / 2, (room["back"] + room["front"]) / 2], atol=1e-5)
+        pitch, yaw = layout[6:]
+        np.testing.assert_allclose([np.cos(pitch) * np.sin(yaw), np.sin(pitch), np.cos(pitch) * np.cos(yaw)],
+                                   cam["forward"], atol=1e-6)
+
+        frac = labels["class_object"].astype(np.float64)
+        counts = np.array([(labels["segment_semantic"] == c).sum() for c in range(len(sc.SEMANTIC_CLASSES))])
+        np.testing.assert_allclose(frac, counts / counts.sum(), atol=1e-7)
 
 
 def test_normals_unit_and_facing_the_ray(rendered):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import modelgif
 from modelgif.download import sha256_file
-from modelgif.mini import TASK_LABELS, render_scenes
+from modelgif.mini import TASK_LABELS, VECTOR_LABELS, render_scenes
 from modelgif.mini import zoo
 
 SIZE = 32
@@ -68,8 +69,7 @@ def test_model_sizes():
     n_enc = sum(p.numel() for p in enc.parameters())
     assert n_enc < 100_000  # < 400 kB of float32 weights
     for task in TASK_LABELS:
-        c, _ = zoo.task_spec(task)
-        assert sum(p.numel() for p in zoo.MiniDecoder(c).parameters()) < 100_000
+        assert sum(p.numel() for p in zoo.make_decoder(task).parameters()) < 100_000
 
 
 def test_task_specs_and_shapes_for_every_task():
@@ -79,11 +79,14 @@ def test_task_specs_and_shapes_for_every_task():
     for task in TASK_LABELS:
         c, loss = zoo.task_spec(task)
         assert loss in zoo.LOSSES
-        dec = zoo.MiniDecoder(c).eval()
+        dec = zoo.make_decoder(task).eval()
         with torch.no_grad():
             pred = dec(enc(zoo.model_input(task, data)))
         y = zoo.task_target(task, data)
-        if loss == "l1":
+        if task in VECTOR_LABELS:
+            assert isinstance(dec, zoo.MiniHead) and pred.shape == y.shape == (2, c)
+            assert y.dtype == torch.float32
+        elif loss == "l1":
             assert pred.shape == y.shape
         else:
             assert y.dtype == torch.int64 and pred.shape == (2, c, SIZE, SIZE)
@@ -92,10 +95,11 @@ def test_task_specs_and_shapes_for_every_task():
     assert zoo.task_spec("segment_semantic") == (5, "ce")
     assert zoo.task_spec("segment_unsup2d") == (8, "pairwise")
     assert zoo.task_spec("depth_zbuffer") == (1, "l1")
+    assert zoo.task_spec("class_object") == (5, "soft_ce")
     x = zoo.model_input("denoising", data)
     assert torch.equal(x, torch.from_numpy(data["rgb_noisy"]) * 2 - 1)
     with pytest.raises(ValueError, match="unknown mini-Taskonomy task"):
-        zoo.task_spec("class_object")
+        zoo.task_spec("class_1000")
 
 
 def test_pairwise_loss_is_permutation_invariant():
@@ -108,7 +112,23 @@ def test_pairwise_loss_is_permutation_invariant():
     assert torch.allclose(a, b)
     # A prediction that matches the clustering scores far better than one that ignores it.
     perfect = torch.nn.functional.one_hot(perm[y], 8).permute(0, 3, 1, 2).float() * 20
-    assert float(zoo._pairwise_loss(perfect, y)) < 0.1 * float(a)
+    assert float(zoo._pairwise_loss(perfect, y).mean()) < 0.1 * float(a.mean())
+
+
+def test_per_image_losses_match_torch_reductions():
+    g = torch.Generator().manual_seed(1)
+    pred, y = torch.randn(4, 3, 8, 8, generator=g), torch.randn(4, 3, 8, 8, generator=g)
+    per = zoo.per_image_loss("l1", pred, y)
+    assert per.shape == (4,)
+    assert torch.allclose(per.mean(), F.l1_loss(pred, y))
+    assert torch.allclose(per[2], F.l1_loss(pred[2], y[2]))
+    logits, lab = torch.randn(4, 5, 8, 8, generator=g), torch.randint(0, 5, (4, 8, 8), generator=g)
+    assert torch.allclose(zoo.per_image_loss("ce", logits, lab).mean(), F.cross_entropy(logits, lab))
+    vec, dist = torch.randn(4, 5, generator=g), torch.rand(4, 5, generator=g)
+    dist = dist / dist.sum(1, keepdim=True)
+    assert torch.allclose(zoo.per_image_loss("soft_ce", vec, dist), F.cross_entropy(vec, dist, reduction="none"))
+    with pytest.raises(ValueError, match="unknown loss"):
+        zoo.per_image_loss("l2", pred, y)
 
 
 def test_training_reduces_loss(depth_model, train_data, test_data):

@@ -6,6 +6,6 @@ that the whole pipeline can be exercised without the Taskonomy weights or data. 
 it say whether the machinery works, not how Taskonomy's models relate.
 """
 
-from .scenes import TASK_LABELS, render_scene, render_scenes
+from .scenes import TASK_LABELS, VECTOR_LABELS, render_scene, render_scenes
 
-__all__ = ["TASK_LABELS", "render_scene", "render_scenes"]
+__all__ = ["TASK_LABELS", "VECTOR_LABELS", "render_scene", "render_scenes"]

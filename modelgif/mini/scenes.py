@@ -43,8 +43,25 @@ Labels (:func:`render_scene`; C×H×W float32 unless said otherwise):
   Both k-means use k-means++ seeding from a stream derived from the scene seed and Lloyd
   iterations to convergence; labels are renumbered 0, 1, … in order of first appearance in
   raster order, so at most k distinct labels and the same labels for the same seed.
+* ``keypoints3d`` (1) in [0, 1]: the same Harris response as ``keypoints2d`` but of the
+  scene's geometry instead of its colours: the structure tensor is summed over the four
+  channels of ``segment_unsup25d``'s features (camera-frame normal, 2 × Euclidean depth /
+  room diagonal), so corners of shapes and of occlusion contours respond and texture does
+  not (Taskonomy's 3D keypoints come from the mesh, not the image).
 * ``segment_semantic`` (H×W int64): class id, :data:`SEMANTIC_CLASSES` (0 floor, 1 wall,
   2 ceiling, 3 sphere, 4 box).
+
+Three labels are one vector per image (:data:`VECTOR_LABELS`, float32):
+
+* ``room_layout`` (8): the room box seen from the camera, as Taskonomy's layout task (box
+  centre, size and camera orientation): the box centre in the camera frame (3, metres), its
+  width, height and depth (3, metres), the camera's pitch and yaw (2, radians; pitch > 0
+  looking up, yaw > 0 turned towards +x; the camera never rolls).
+* ``vanishing_point`` (9): the room's three axes (world x, y, z; the Manhattan directions
+  whose vanishing points Taskonomy labels) as unit vectors in the camera frame, concatenated.
+* ``class_object`` (5): the fraction of the image's pixels of each :data:`SEMANTIC_CLASSES`
+  class (sums to 1): what the picture shows, a distribution as Taskonomy's object-class
+  soft labels are.
 
 Determinism: all randomness comes from ``numpy.random.default_rng`` seeded with the scene seed
 (scene layout), ``[seed, 1]`` (noise), ``[seed, 2]`` and ``[seed, 3]`` (the two k-means); no
@@ -65,9 +82,12 @@ import numpy as np
 #: The task labels :func:`render_scene` returns, Taskonomy's new names, in the project's order.
 TASK_LABELS = (
     "autoencoding", "curvature", "denoising", "edge_texture", "edge_occlusion", "keypoints2d",
-    "reshading", "depth_zbuffer", "depth_euclidean", "normal", "segment_unsup25d",
-    "segment_unsup2d", "segment_semantic",
+    "keypoints3d", "reshading", "depth_zbuffer", "depth_euclidean", "normal", "room_layout",
+    "segment_unsup25d", "segment_unsup2d", "vanishing_point", "segment_semantic", "class_object",
 )
+
+#: The labels that are one vector per image (the rest are per-pixel maps).
+VECTOR_LABELS = ("room_layout", "vanishing_point", "class_object")
 
 #: Semantic class ids of ``segment_semantic``.
 SEMANTIC_CLASSES = {"floor": 0, "wall": 1, "ceiling": 2, "sphere": 3, "box": 4}
@@ -351,10 +371,15 @@ def _binomial5(img: np.ndarray) -> np.ndarray:
     return sum(wi * rows[:, i:i + wd] for i, wi in enumerate(w)) / 16.0
 
 
-def _harris(grey: np.ndarray) -> np.ndarray:
-    gx, gy = _sobel(grey)
+def _harris(img: np.ndarray) -> np.ndarray:
+    """sqrt(R / max R) of the Harris response R ≥ 0 of an (H, W) or (C, H, W) image; the
+    structure tensor of a multi-channel image is the sum of its channels' tensors."""
+    img = img[None] if img.ndim == 2 else img
+    gx, gy = _sobel(img)
     gx, gy = gx / 8.0, gy / 8.0
-    sxx, syy, sxy = _binomial5(gx * gx), _binomial5(gy * gy), _binomial5(gx * gy)
+    sxx = _binomial5(np.sum(gx * gx, axis=0))
+    syy = _binomial5(np.sum(gy * gy, axis=0))
+    sxy = _binomial5(np.sum(gx * gy, axis=0))
     r = sxx * syy - sxy * sxy - HARRIS_K * (sxx + syy) ** 2
     r = np.maximum(r, 0.0)
     top = r.max()
@@ -488,6 +513,14 @@ def render_scene(seed: int, size: int = 64, return_geometry: bool = False):
     feats25 = np.concatenate([n_cam, 2.0 * t[:, None] / diag], axis=1)
     seg25d = kmeans_labels(feats25, KMEANS_K, np.random.default_rng([seed, 3]))
 
+    centre = np.array([0.0, room["height"] / 2, (room["back"] + room["front"]) / 2]) - o
+    fwd = cam["forward"]
+    layout = [float(_dot(centre, cam["right"])), float(_dot(centre, cam["up"])), -float(_dot(centre, fwd)),
+              2 * room["half_w"], room["height"], room["back"] - room["front"],
+              math.asin(float(fwd[1])), math.atan2(float(fwd[0]), float(fwd[2]))]
+    axes = [[cam["right"][k], cam["up"][k], -fwd[k]] for k in range(3)]
+    counts = np.bincount(semantic.ravel(), minlength=len(SEMANTIC_CLASSES))
+
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     labels = {
         "rgb": f32(rgb_i),
@@ -502,9 +535,13 @@ def render_scene(seed: int, size: int = 64, return_geometry: bool = False):
         "edge_texture": f32(np.minimum(edge_tex, 1.0)[None]),
         "edge_occlusion": f32(occlusion_edges(depth_e)[None]),
         "keypoints2d": f32(_harris(grey)[None]),
+        "keypoints3d": f32(_harris(img(feats25))[None]),
         "segment_unsup2d": seg2d.reshape(hw),
         "segment_unsup25d": seg25d.reshape(hw),
         "segment_semantic": semantic,
+        "room_layout": f32(layout),
+        "vanishing_point": f32(np.ravel(axes)),
+        "class_object": f32(counts / counts.sum()),
     }
     if not return_geometry:
         return labels

@@ -1,0 +1,167 @@
+"""Building the mini-Taskonomy: stored scenes, seeds, transfer rows and the ground-truth tables.
+
+The build (``mini/dvc.yaml``) renders train and test scenes (:func:`save_scenes`), trains one
+encoder per task (:func:`modelgif.mini.zoo.train_encoder`, seed :func:`encoder_seed`), measures
+transfer from every source (each encoder, and raw pixels) to every target
+(:func:`transfer_row`: a fresh readout per target on a fixed budget, its loss on every test
+image) and assembles the tables (:func:`loss_matrix`, :func:`wins_vs_pixels`,
+:func:`table_json`) in the form of Taskonomy's published ones, so
+:func:`modelgif.taskonomy.load_ground_truth` reads them unchanged.
+
+Seeds: encoder ``i`` of :data:`TASK_LABELS` is initialised and trained with
+``encoder_seed(task, seed) = 1000 · seed + i``, so no two encoders share initial weights;
+every readout for target ``j`` uses ``readout_seed(target, seed) = 1000 · seed + 500 + j``
+whatever its source, so the sources of one target are compared from the same initial decoder
+and batch order (a paired comparison).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path, write_text
+from .scenes import TASK_LABELS
+
+#: Labels :func:`save_scenes` does not store: exact copies of ``rgb``.
+_COPIES = ("autoencoding", "denoising")
+_INT_LABELS = ("segment_unsup2d", "segment_unsup25d", "segment_semantic")
+#: The pixel baseline's name as a transfer source.
+PIXELS = "pixels"
+
+
+def encoder_seed(task: str, seed: int) -> int:
+    """Seed of ``task``'s encoder (initial weights and batch order) in a build with ``seed``."""
+    return 1000 * int(seed) + TASK_LABELS.index(task)
+
+
+def readout_seed(target: str, seed: int) -> int:
+    """Seed of every readout for ``target`` in a build with ``seed`` (same for all sources)."""
+    return 1000 * int(seed) + 500 + TASK_LABELS.index(target)
+
+
+def save_scenes(path: str | os.PathLike, data: Mapping[str, np.ndarray]) -> Path:
+    """Write :func:`render_scenes` output to one ``.npz`` atomically: the two copies of ``rgb``
+    are left out and the segmentations stored as uint8 (ids < 256), everything else as is."""
+    arrays = {}
+    for k, v in data.items():
+        if k in _COPIES:
+            if not np.array_equal(v, data["rgb"]):
+                raise ValueError(f"{k} is not a copy of rgb")
+            continue
+        if k in _INT_LABELS:
+            if v.min() < 0 or v.max() > 255:
+                raise ValueError(f"{k} has ids outside 0-255")
+            v = v.astype(np.uint8)
+        arrays[k] = v
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    return Path(path)
+
+
+def load_scenes(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read what :func:`save_scenes` wrote, back in :func:`render_scenes`'s form (int64 ids,
+    ``autoencoding``/``denoising`` restored as ``rgb``)."""
+    with np.load(path) as f:
+        data = {k: f[k] for k in f.files}
+    missing = ({"rgb", "rgb_noisy"} | set(TASK_LABELS)) - set(_COPIES) - set(data)
+    if missing:
+        raise ValueError(f"{path} is not a scenes file: it lacks {', '.join(sorted(missing))}")
+    for k in _INT_LABELS:
+        data[k] = data[k].astype(np.int64)
+    for k in _COPIES:
+        data[k] = data["rgb"]
+    return data
+
+
+def transfer_row(encoder, train: Mapping, test: Mapping, targets: Sequence[str] = TASK_LABELS, *, steps: int,
+                 batch_size: int, lr: float, seed: int, progress: bool = True) -> dict[str, np.ndarray]:
+    """Transfer from one frozen source (an encoder, or ``None`` for pixels) to each target.
+
+    Returns target → the test loss of each test image, float64 (N_test,), of a readout
+    trained by :func:`modelgif.mini.zoo.train_readout` with ``readout_seed(target, seed)``.
+    """
+    from .zoo import train_readout
+
+    out = {}
+    it = targets
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(targets, desc="transfer", unit="target")
+    for target in it:
+        out[target] = train_readout(encoder, target, train, test, steps=steps, batch_size=batch_size, lr=lr,
+                                    seed=readout_seed(target, seed), per_image=True)
+    return out
+
+
+def _check_rows(rows: Mapping[str, Mapping[str, np.ndarray]], sources: Sequence[str], targets: Sequence[str]):
+    for s in sources:
+        if s not in rows:
+            raise KeyError(f"no transfer measurements from source {s!r}")
+        for t in targets:
+            if t not in rows[s]:
+                raise KeyError(f"no transfer measurement {s} → {t}")
+            if not np.isfinite(rows[s][t]).all():
+                raise ValueError(f"transfer {s} → {t} has non-finite test losses")
+
+
+def loss_matrix(rows: Mapping[str, Mapping[str, np.ndarray]], tasks: Sequence[str] = TASK_LABELS) -> np.ndarray:
+    """L[i, j] = mean test loss of the readout from source ``tasks[i]`` to target ``tasks[j]``
+    (float64, K × K; lower is better; comparable only within a column)."""
+    _check_rows(rows, tasks, tasks)
+    return np.array([[float(np.mean(rows[s][t])) for t in tasks] for s in tasks])
+
+
+def wins_vs_pixels(rows: Mapping[str, Mapping[str, np.ndarray]], tasks: Sequence[str] = TASK_LABELS) -> np.ndarray:
+    """W[i, j] = fraction of test images on which the readout from ``tasks[i]`` has a lower
+    loss for target ``tasks[j]`` than the readout from raw pixels (ties count one half):
+    Taskonomy's ``wins_vs_pixels``. Needs ``rows[PIXELS]``."""
+    _check_rows(rows, list(tasks) + [PIXELS], tasks)
+    out = np.empty((len(tasks), len(tasks)))
+    for i, s in enumerate(tasks):
+        for j, t in enumerate(tasks):
+            a, b = np.asarray(rows[s][t]), np.asarray(rows[PIXELS][t])
+            if a.shape != b.shape:
+                raise ValueError(f"{s} → {t} has {a.shape[0]} test losses, pixels → {t} has {b.shape[0]}")
+            out[i, j] = float(np.mean((a < b) + 0.5 * (a == b)))
+    return out
+
+
+def table_json(name: str, matrix: np.ndarray, tasks: Sequence[str], source: str) -> str:
+    """A K × K matrix as Taskonomy-format JSON (``{"name", "source", "table": {"<old>__<old>":
+    value}}``, keys in Taskonomy's original names, as in ``data/taskonomy``)."""
+    from ..taskonomy import OLD_NAMES
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.shape != (len(tasks), len(tasks)):
+        raise ValueError(f"matrix {matrix.shape} does not match {len(tasks)} tasks")
+    table = {f"{OLD_NAMES[a]}__{OLD_NAMES[b]}": float(matrix[i, j])
+             for i, a in enumerate(tasks) for j, b in enumerate(tasks)}
+    return json.dumps({"name": name, "source": source, "table": table}, indent=1) + "\n"
+
+
+def write_manifest(path: str | os.PathLike, encoders: str | os.PathLike, tasks: Sequence[str] = TASK_LABELS,
+                   source: str = "") -> dict:
+    """Write ``{"source", "encoders": {task: {"file", "sha256"}}}`` for ``<encoders>/<task>.pth``
+    (the form of ``data/manifests/taskonomy_encoders.json``) atomically; return it."""
+    from ..download import sha256_file
+
+    entries = {}
+    for task in tasks:
+        f = Path(encoders) / f"{task}.pth"
+        if not f.is_file():
+            raise FileNotFoundError(f"no encoder checkpoint {f}")
+        entries[task] = {"file": f.name, "sha256": sha256_file(f)}
+    manifest = {"source": source, "encoders": entries}
+    write_text(path, json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+__all__ = ["PIXELS", "encoder_seed", "load_scenes", "loss_matrix", "readout_seed", "save_scenes", "table_json",
+           "transfer_row", "wins_vs_pixels", "write_manifest"]

@@ -1,0 +1,61 @@
+"""Stage mini_tables: the mini-Taskonomy's ground-truth tables and encoder manifest.
+
+    python stages/mini_tables.py --transfer data/mini/transfer --encoders data/mini/encoders \
+        --seed 0 --out data/mini/tables --manifest data/manifests/mini_encoders.json
+
+Reads ``<transfer>/<source>.npz`` for every task and ``pixels``; writes, in the form of
+``data/taskonomy/*.json`` (keys in Taskonomy's original names):
+
+* ``losses.json``: mean test loss of the readout, source × target (lower is better);
+* ``wins_vs_pixels.json``: fraction of test images on which the source's readout beats the
+  pixel readout (Taskonomy's ``wins_vs_pixels``; higher is better);
+
+and the sha256 manifest of the encoders (the form of ``taskonomy_encoders.json``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+from _cli import clean_errors
+
+from modelgif._atomic import write_text
+from modelgif.mini.build import PIXELS, loss_matrix, table_json, wins_vs_pixels, write_manifest
+from modelgif.mini.scenes import TASK_LABELS
+
+
+def read_rows(folder: Path) -> dict[str, dict[str, np.ndarray]]:
+    rows = {}
+    for source in [*TASK_LABELS, PIXELS]:
+        path = folder / f"{source}.npz"
+        if not path.is_file():
+            raise FileNotFoundError(f"no transfer measurements {path}")
+        with np.load(path) as f:
+            rows[source] = {k: f[k].astype(np.float64) for k in f.files}
+    return rows
+
+
+@clean_errors
+def main(
+    transfer: Path = typer.Option(Path("data/mini/transfer"), help="folder of <source>.npz"),
+    encoders: Path = typer.Option(Path("data/mini/encoders"), help="folder of <task>.pth"),
+    seed: int = typer.Option(0, help="build seed, recorded in the tables' source line"),
+    out: Path = typer.Option(Path("data/mini/tables"), help="folder for the tables"),
+    manifest: Path = typer.Option(Path("data/manifests/mini_encoders.json"), help="encoder manifest to write"),
+) -> None:
+    rows = read_rows(transfer)
+    tasks = list(TASK_LABELS)
+    source = f"modelgif mini-Taskonomy build (mini/dvc.yaml), seed {seed}"
+    losses, wins = loss_matrix(rows, tasks), wins_vs_pixels(rows, tasks)
+    write_text(out / "losses.json", table_json("losses", losses, tasks, source))
+    write_text(out / "wins_vs_pixels.json", table_json("wins_vs_pixels", wins, tasks, source))
+    write_manifest(manifest, encoders, tasks, source=source)
+    diag = np.diag(wins)
+    typer.echo(f"own encoder beats pixels on {np.mean(diag > 0.5):.0%} of the targets "
+               f"(median win rate {np.median(diag):.2f}); mean win rate of all sources {wins.mean():.2f}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
