@@ -12,7 +12,7 @@ TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download
 # Stage commands call `python` and `dvc`: the venv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test test-fast bench clean-venv
+.PHONY: install repro demo test test-fast bench clean-venv
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ install: $(VENV)/.installed
 ## make repro: run the whole pipeline (dvc repro); see README for time and disk
 repro: install
 	dvc repro
+
+## make demo: the same pipeline on the project's own mini-Taskonomy zoo (offline, CPU, a few minutes);
+## leaves `zoo: mini` in params.yaml (`git checkout params.yaml` to go back)
+demo: install
+	dvc exp run -S zoo=mini
+	dvc metrics show
 
 ## make test: the whole test suite, the end-to-end `dvc repro` test included
 test: install

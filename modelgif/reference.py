@@ -361,6 +361,33 @@ def build_reference_set(
     return ReferenceSet(images, manifest)
 
 
+def rendered_reference_set(n_images: int = 100, size: int = 64, *, first_seed: int = 1_000_000,
+                           use_cutmix: bool = True, seed: int = 3, batch: int = 8) -> ReferenceSet:
+    """The mini-Taskonomy's reference set: the ``rgb`` of rendered scenes ``first_seed …
+    first_seed + n_images − 1`` (:func:`modelgif.mini.scenes.render_scene`), quantised to uint8
+    like any image file, then optionally CutMixed exactly as :func:`build_reference_set` does.
+    The manifest records the seeds and the sha256 of the uint8 images."""
+    from .mini.scenes import render_scene
+
+    _check_n(n_images)
+    if size < 16 or size % 16:
+        raise ValueError(f"size must be a positive multiple of 16 (the encoders' stride), got {size}")
+    seeds = range(int(first_seed), int(first_seed) + n_images)
+    rgb = np.stack([render_scene(s, size)["rgb"] for s in seeds])
+    images = np.ascontiguousarray(np.rint(rgb * 255.0).astype(np.uint8))
+    digest = hashlib.sha256(images.tobytes()).hexdigest()
+    batches = []
+    if use_cutmix:
+        images, batches = cutmix(images, batch=batch, seed=seed)
+    manifest = {
+        "source": "mini-scenes", "kind": "rendered", "first_seed": int(first_seed), "sha256": digest,
+        "sha256_of": "the rendered uint8 images (N, 3, S, S) before CutMix", "n_images": n_images, "size": size,
+        "files": [f"scene_{s}" for s in seeds],
+        "cutmix": {"enabled": use_cutmix, "batch": batch, "seed": seed, "batches": [_json_ready(asdict(b)) for b in batches]},
+    }
+    return ReferenceSet(images, manifest)
+
+
 def _json_ready(record: dict) -> dict:
     """Tuples as lists, so the manifest equals what ``json`` reads back."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in record.items()}

@@ -117,9 +117,16 @@ def load_encoder(task: str, path: str | os.PathLike, *, sha256: str | None = Non
 
 
 def load_table(name: str, root: str | os.PathLike | None = None) -> dict[str, float]:
-    """A published table as ``{"<source>__<target>": value}`` in Taskonomy's original names."""
-    if name not in GROUND_TRUTH_TABLES:
-        raise ValueError(f"unknown ground-truth table {name!r}; valid tables: {', '.join(GROUND_TRUTH_TABLES)}")
+    """A table as ``{"<source>__<target>": value}`` in Taskonomy's original names: one of
+    :data:`GROUND_TRUTH_TABLES` from :data:`TABLES_DIR`, or ``<root>/<name>.json`` of another
+    folder in the same form (e.g. the mini-Taskonomy's, :data:`modelgif.zoos.MINI_TABLES_DIR`)."""
+    if root is None:
+        if name not in GROUND_TRUTH_TABLES:
+            raise ValueError(f"unknown ground-truth table {name!r}; valid tables: {', '.join(GROUND_TRUTH_TABLES)}")
+    else:
+        valid = sorted(p.stem for p in Path(root).glob("*.json"))
+        if name not in valid:
+            raise ValueError(f"unknown ground-truth table {name!r} in {root}; valid tables: {', '.join(valid) or 'none'}")
     path = Path(root or TABLES_DIR) / f"{name}.json"
     with open(path) as f:
         return json.load(f)["table"]
@@ -129,7 +136,7 @@ def load_ground_truth(name: str, tasks=TASKS, root: str | os.PathLike | None = N
     """Ground truth ``T[i, j] = table[old(tasks[i]) + "__" + old(tasks[j])]`` (DESIGN §1.7).
 
     Args:
-        name: one of :data:`GROUND_TRUTH_TABLES`.
+        name: one of :data:`GROUND_TRUTH_TABLES`, or a table of ``root``.
         tasks: task names (new names, :data:`TASKS`), in the order of the distance matrix.
 
     Returns:

@@ -3,7 +3,9 @@
     python stages/correlate.py --params params.yaml --distance data/affinity/distance.csv \
         --metrics metrics/correlation.json --plots data/correlate
 
-Reads ``ground_truth`` (table names) from the params file. Writes the metrics JSON
+Reads the table names from the params file: ``ground_truth`` (Taskonomy's tables, in
+``data/taskonomy``) or, with ``--zoo mini``/``mini_random``, ``mini.ground_truth`` (the
+mini-Taskonomy's measured tables, in ``data/mini/tables``). Writes the metrics JSON
 (``{table: {"mean_rho": ..., "per_task": {task: rho}}}``; a task whose ρ is
 undefined — a constant column — gets ``null`` and is left out of the mean, which says so
 in ``n_tasks``), ``metrics/per_task_rho.csv``
@@ -26,15 +28,17 @@ import yaml
 from modelgif._atomic import write_text
 from modelgif.correlation import per_task_spearman
 from modelgif.plots import long_csv, read_matrix_csv
-from modelgif.taskonomy import GROUND_TRUTH_TABLES, load_ground_truth
+from modelgif.taskonomy import load_ground_truth
+from modelgif.zoos import ground_truth_dir, is_mini, zoo_params
 
 
-def read_tables(params: Path) -> list[str]:
-    names = (yaml.safe_load(params.read_text()) or {}).get("ground_truth")
+def read_tables(params: Path, zoo: str = "taskonomy") -> list[str]:
+    names = zoo_params(yaml.safe_load(params.read_text()) or {}, zoo, "ground_truth")
     if isinstance(names, str):
         names = [names]
     if not names:
-        raise ValueError(f"{params}: 'ground_truth' must name at least one of {', '.join(GROUND_TRUTH_TABLES)}")
+        where = "'ground_truth'" if zoo == "taskonomy" else "'mini.ground_truth'"
+        raise ValueError(f"{params}: {where} must name at least one table")
     return [str(n) for n in names]
 
 
@@ -44,12 +48,14 @@ def main(
     distance: Path = typer.Option(Path("data/affinity/distance.csv"), help="distance matrix from the affinity stage"),
     metrics: Path = typer.Option(Path("metrics/correlation.json"), help="metrics JSON to write"),
     plots: Path = typer.Option(Path("data/correlate"), help="folder for plot data"),
+    zoo: str = typer.Option("taskonomy", help="taskonomy, mini or mini_random: whose ground truth"),
 ) -> None:
-    tables = read_tables(params)
+    tables = read_tables(params, zoo)
+    root = ground_truth_dir(zoo) if is_mini(zoo) else None
     d, tasks = read_matrix_csv(distance)
     result, rows = {}, []
     for name in tables:
-        t = load_ground_truth(name, tasks)
+        t = load_ground_truth(name, tasks, root)
         rho = per_task_spearman(d, t)
         defined = np.isfinite(rho)
         if not defined.any():

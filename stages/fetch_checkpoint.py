@@ -12,6 +12,13 @@ The manifest (a path or a URL) is JSON ``{"source": ..., "encoders": {task: {"fi
 
 The result must then load as a Taskonomy encoder for the task. Nothing is left at
 ``--out`` (nor any temporary file beside it) unless every check passed.
+
+With ``--zoo mini`` (``zoo`` in params.yaml) the taskonomy options are ignored and
+``mini.checkpoints`` of the ``--params`` file is used instead: ``manifest`` (the committed
+``data/manifests/mini_encoders.json``) and ``base_url``, a folder (the committed
+``data/mini/encoders``) or a URL prefix; the file is sha256-checked and must load as a
+mini-Taskonomy encoder. With ``--zoo mini_random`` the checkpoint is the untrained encoder
+(:func:`modelgif.zoos.random_encoder`, seed ``mini.checkpoints.random_seed``).
 """
 
 from __future__ import annotations
@@ -22,10 +29,13 @@ from pathlib import Path
 
 import torch
 import typer
+import yaml
 
 from modelgif._atomic import atomic_path
 from modelgif.download import ChecksumError, DownloadError, copy_verified, download_file, fetch_bytes, is_url
+from modelgif.mini.zoo import save_encoder
 from modelgif.taskonomy import load_encoder
+from modelgif.zoos import check_zoo, is_mini, load_zoo_encoder, random_encoder, zoo_params
 
 DEFAULT_BASE_URL = "https://github.com/alexsax/visual-prior/raw/networks/assets/pytorch"
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "data" / "manifests" / "taskonomy_encoders.json"
@@ -45,12 +55,27 @@ def read_manifest(manifest: str) -> dict[str, dict[str, str]]:
     return encoders
 
 
-def fetch_checkpoint(task: str, out: Path, base_url: str, manifest: str, retries: int = 3) -> str:
-    """Place ``task``'s verified encoder at ``out``; return where it came from."""
+def fetch_checkpoint(task: str, out: Path, base_url: str, manifest: str, retries: int = 3,
+                     zoo: str = "taskonomy") -> str:
+    """Place ``task``'s verified encoder of ``zoo`` at ``out``; return where it came from."""
     encoders = read_manifest(manifest)
     if task not in encoders:
         raise ValueError(f"task {task!r} is not in the manifest {manifest}; known tasks: {', '.join(encoders)}")
     name, sha256 = encoders[task]["file"], encoders[task]["sha256"].lower()
+    if is_mini(zoo):
+        with atomic_path(out) as tmp:
+            origin = f"{base_url.rstrip('/')}/{name}"
+            if is_url(base_url):
+                download_file(origin, tmp, sha256=sha256, retries=retries)
+            else:
+                if not Path(origin).is_file():
+                    raise ValueError(f"no checkpoint {origin} (mini.checkpoints.base_url is {base_url})")
+                copy_verified(origin, tmp, sha256=sha256)
+            try:
+                load_zoo_encoder(zoo, task, tmp)
+            except (ValueError, RuntimeError) as e:
+                raise ValueError(f"{name} from {origin} has the expected sha256 but is not a mini-Taskonomy encoder: {e}") from e
+        return origin
     cached = Path(torch.hub.get_dir()) / "checkpoints" / name
     with atomic_path(out) as tmp:
         origin = None
@@ -76,11 +101,23 @@ def main(
     manifest: str = typer.Option(str(DEFAULT_MANIFEST), help="manifest JSON, a path or a URL"),
     out: Path = typer.Option(None, help="output file", show_default="data/checkpoints/<TASK>.pth"),
     retries: int = typer.Option(3, help="tries per download"),
+    zoo: str = typer.Option("taskonomy", help="taskonomy, mini or mini_random"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file (its 'mini.checkpoints' for the mini zoos)"),
 ) -> None:
     out = out or Path("data/checkpoints") / f"{task}.pth"
     try:
-        origin = fetch_checkpoint(task, out, base_url, manifest, retries)
-    except (ChecksumError, ValueError) as e:
+        if is_mini(check_zoo(zoo)):
+            cfg = zoo_params(yaml.safe_load(params.read_text()) or {}, zoo, "checkpoints")
+            if zoo == "mini_random":
+                save_encoder(out, random_encoder(task, int(cfg.get("random_seed", 0))))
+                typer.echo(f"{task}: untrained mini encoder (seed {cfg.get('random_seed', 0)}) -> {out}")
+                return
+            base_url, manifest = str(cfg["base_url"]), str(cfg["manifest"])
+        origin = fetch_checkpoint(task, out, base_url, manifest, retries, zoo=zoo)
+    except KeyError as e:
+        typer.echo(f"error: {params}: mini.checkpoints lacks {e}; nothing was written to {out}", err=True)
+        raise typer.Exit(1)
+    except (ChecksumError, ValueError, OSError) as e:
         typer.echo(f"error: {e}; nothing was written to {out}", err=True)
         raise typer.Exit(1)
     except DownloadError as e:

@@ -3,6 +3,10 @@
     python stages/fetch_reference.py --source taskonomy-sample --n-images 1000 --size 128 \
         --cutmix true --seed 3 --out data/reference
 
+With ``--zoo mini`` or ``--zoo mini_random`` (``zoo`` in params.yaml) the taskonomy options
+are ignored: the reference set is rendered mini-Taskonomy scenes, as ``mini.reference`` in the
+``--params`` file says (``n_images``, ``size``, ``first_seed``, ``cutmix``, ``seed``).
+
 Writes ``<out>/images.npy`` (uint8 (N, 3, S, S)), ``<out>/manifest.json`` and
 ``<out>/contact_sheet.png``, each atomically.
 """
@@ -12,10 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+import yaml
 from _cli import parse_bool
 
+from modelgif.zoos import is_mini, zoo_params
 from modelgif.download import DownloadError
-from modelgif.reference import SAMPLE, SAMPLE_BASE_URL, SAMPLE_COMMIT, build_reference_set, write_reference_set
+from modelgif.reference import (SAMPLE, SAMPLE_BASE_URL, SAMPLE_COMMIT, build_reference_set, rendered_reference_set,
+                                write_reference_set)
 
 HINT = (
     "To use a mirror of the sample building, set reference.base_url in params.yaml (it must serve "
@@ -36,8 +43,24 @@ def main(
     workers: int = typer.Option(8, help="parallel downloads"),
     retries: int = typer.Option(3, help="tries per download"),
     out: Path = typer.Option(Path("data/reference"), help="output folder"),
+    zoo: str = typer.Option("taskonomy", help="taskonomy, mini or mini_random"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file (its 'mini.reference' for the mini zoos)"),
 ) -> None:
     use_cutmix = parse_bool(cutmix, "--cutmix") and not no_cutmix
+    try:
+        mini = is_mini(zoo)
+        if mini:
+            cfg = zoo_params(yaml.safe_load(params.read_text()) or {}, zoo, "reference")
+            ref = rendered_reference_set(int(cfg["n_images"]), int(cfg["size"]), first_seed=int(cfg["first_seed"]),
+                                         use_cutmix=parse_bool(str(cfg["cutmix"]), "mini.reference.cutmix"),
+                                         seed=int(cfg["seed"]))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        typer.echo(f"error: {e!s}" if not isinstance(e, KeyError) else f"error: {params}: mini.reference lacks {e}", err=True)
+        raise typer.Exit(1)
+    if mini:
+        paths = write_reference_set(ref, out)
+        typer.echo(f"{len(ref.images)} rendered scenes {tuple(ref.images.shape[1:])} -> {paths['images.npy']}")
+        return
     try:
         ref = build_reference_set(
             source, n_images, size, use_cutmix=use_cutmix, seed=seed,

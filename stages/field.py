@@ -35,7 +35,7 @@ from modelgif.storage import FieldWriter
 from modelgif.quadrature import check_method
 from modelgif.sketch import check_sketch_dim
 from modelgif.targets import check_target
-from modelgif.taskonomy import load_encoder, target_is_void
+from modelgif.zoos import check_zoo, load_zoo_encoder, target_is_void
 
 
 def resolve_device(device: str) -> torch.device:
@@ -53,7 +53,7 @@ def resolve_device(device: str) -> torch.device:
 
 @clean_errors
 def main(
-    task: str = typer.Argument(..., help="Taskonomy task whose encoder to use"),
+    task: str = typer.Argument(..., help="task whose encoder to use"),
     checkpoint: Path = typer.Option(..., help="encoder checkpoint (from fetch_checkpoint)"),
     reference: Path = typer.Option(Path("data/reference/images.npy"), help="reference images (from fetch_reference)"),
     target: str = typer.Option("1", help="target: 1, 5 or 6"),
@@ -67,22 +67,24 @@ def main(
     sketch_dim: int = typer.Option(0, help="0: exact field; d > 0: rows sketched to d values"),
     sketch_seed: int = typer.Option(0, help="seed of the sketch projection (same for every task)"),
     out: Path = typer.Option(..., help="output .npy"),
+    zoo: str = typer.Option("taskonomy", help="taskonomy, mini or mini_random: which encoder architecture to load"),
     device: str = typer.Option("auto", envvar="MODELGIF_DEVICE", help="auto, cpu, cuda, cuda:N"),
     batch_size: int = typer.Option(0, envvar="MODELGIF_BATCH_SIZE", help="path points per pass (0: by device)"),
 ) -> None:
+    check_zoo(zoo)
     check_precision(precision)
     check_sketch_dim(sketch_dim)
     dev = resolve_device(device)
     batch = batch_size or default_batch_size(dev)
     if dev.type == "cpu":
         keep_freed_cpu_memory()  # no page faults for every pass's activations (a one-shot process)
-    model = load_encoder(task, checkpoint, map_location=dev)
+    model = load_zoo_encoder(zoo, task, checkpoint, map_location=dev)
     images = load_reference_images(reference).to(dev)
     baselines = make_baselines(images, baseline, seed)
     n, _, h, w = images.shape
     check_method(method)
     n_values = check_sketch_dim(sketch_dim, h * w) or h * w
-    if target_is_void(task, check_target(target)):
+    if target_is_void(zoo, task, check_target(target)):
         # Exactly zero in exact arithmetic; store that rather than float rounding noise.
         typer.echo(f"warning: target {target} is void for {task} (output GroupNorm: Σ f is constant); "
                    "its field is identically zero and its rho will be undefined", err=True)

@@ -85,3 +85,28 @@ def serve_directory(root: str | Path):
         thread.join()
 
     return f"http://127.0.0.1:{server.server_address[1]}", stop
+
+
+def copy_project(root: Path, dest: Path) -> Path:
+    """Copy the files git knows of (tracked, and untracked but not ignored) from ``root`` to ``dest``."""
+    import shutil
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True,
+                           text=True, check=True).stdout.split("\n")
+    for rel in filter(None, files):
+        if (root / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / rel, dest / rel)
+    return dest
+
+
+def pipeline_env(tmp: Path) -> dict:
+    """Environment for `dvc`/`git` in a test copy: the running Python's bin first, CPU, no analytics."""
+    import os
+    import sys
+
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "TORCH_HOME": str(tmp / "torch_home"), "MODELGIF_DEVICE": "cpu",
+            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1"}

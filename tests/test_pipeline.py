@@ -8,11 +8,8 @@ layout. The params point at it with a tiny size.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +21,8 @@ from modelgif.plots import read_matrix_csv
 from modelgif.reference import load_reference_images
 from modelgif.storage import save_field
 from modelgif.taskonomy import load_encoder
-from helpers import closed_port, serve_directory, write_encoder_checkpoint, write_sample_building
+from helpers import (closed_port, copy_project, pipeline_env, serve_directory, write_encoder_checkpoint,
+                     write_sample_building)
 
 pytestmark = pytest.mark.slow
 
@@ -60,13 +58,7 @@ def _set_params(project: Path, **changes):
 def project(tmp_path_factory):
     """A git + DVC copy of the project whose params point at a local mirror."""
     tmp = tmp_path_factory.mktemp("e2e")
-    project = tmp / "project"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split("\n")
-    for rel in filter(None, files):
-        if (ROOT / rel).is_file():
-            (project / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, project / rel)
+    project = copy_project(ROOT, tmp / "project")
 
     mirror = tmp / "mirror"
     encoders = {}
@@ -82,10 +74,7 @@ def project(tmp_path_factory):
         "checkpoints.base_url": f"{base}/checkpoints/", "checkpoints.manifest": "mirror_manifest.json",
         "field.n_steps": N_STEPS,
     })
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "TORCH_HOME": str(tmp / "torch_home"), "MODELGIF_DEVICE": "cpu",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1"}
+    env = pipeline_env(tmp)
     _run(["git", "init", "-q", "-b", "main"], project, env)
     _run(["git", "add", "-A"], project, env)
     _run(["git", "commit", "-qm", "copy"], project, env)

@@ -16,6 +16,7 @@ from PIL import Image
 
 from modelgif.download import DownloadError, sha256_file
 from modelgif.reference import (
+    rendered_reference_set,
     SAMPLE,
     SAMPLE_COMMIT,
     build_reference_set,
@@ -282,3 +283,22 @@ def test_bad_sources_fail_with_clear_errors(tmp_path):
     (tmp_path / "plain.bin").write_bytes(b"neither zip nor tar" * 100)
     with pytest.raises(ValueError, match="neither a folder nor a .zip/.tar/.tar.gz"):
         build_reference_set(str(tmp_path / "plain.bin"), n_images=2)
+
+
+def test_rendered_reference_set_is_the_scenes_rgb_then_cutmix():
+    from modelgif.mini import render_scenes
+
+    ref = rendered_reference_set(8, 32, first_seed=5, use_cutmix=False)
+    rgb = render_scenes(range(5, 13), 32)["rgb"].astype(np.float64)
+    assert ref.images.dtype == np.uint8 and ref.images.shape == (8, 3, 32, 32)
+    assert np.abs(ref.images - rgb * 255).max() <= 0.5 + 1e-4  # rounded to the nearest uint8 (in float32)
+    assert ref.manifest["files"] == [f"scene_{s}" for s in range(5, 13)] and ref.manifest["first_seed"] == 5
+    assert ref.manifest["sha256"] == hashlib.sha256(ref.images.tobytes()).hexdigest()
+    mixed = rendered_reference_set(8, 32, first_seed=5, use_cutmix=True, seed=3)
+    expect, _ = cutmix(ref.images, batch=8, seed=3)
+    np.testing.assert_array_equal(mixed.images, expect)
+    assert not np.array_equal(mixed.images, ref.images)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        rendered_reference_set(2, 40)
+    with pytest.raises(ValueError, match="at least 1"):
+        rendered_reference_set(0, 32)

@@ -1,0 +1,124 @@
+"""End to end on the shipped mini zoo: real `dvc exp run -S zoo=mini` on a temporary copy of
+the project (offline, CPU), checked against a direct library computation; and the build
+pipeline mini/dvc.yaml on a tiny budget."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from helpers import copy_project, pipeline_env
+from test_pipeline import ROOT, _ran, _run
+
+import modelgif
+from modelgif.download import sha256_file
+from modelgif.mini import TASK_LABELS
+from modelgif.mini.build import PIXELS, loss_matrix, wins_vs_pixels
+from modelgif.mini.zoo import load_mini_encoder
+from modelgif.plots import read_matrix_csv
+from modelgif.reference import load_reference_images, rendered_reference_set
+from modelgif.storage import save_field
+from modelgif.taskonomy import load_table
+
+pytestmark = pytest.mark.slow
+
+
+def _git_copy(tmp):
+    project = copy_project(ROOT, tmp / "project")
+    env = pipeline_env(tmp)
+    _run(["git", "init", "-q", "-b", "main"], project, env)
+    _run(["git", "add", "-A"], project, env)
+    _run(["git", "commit", "-qm", "copy"], project, env)
+    return project, env
+
+
+def test_shipped_build_products_are_consistent():
+    """The committed encoders match the manifest, and the committed tables are what the
+    committed per-image transfer losses give."""
+    manifest = json.loads((ROOT / "data/manifests/mini_encoders.json").read_text())
+    assert list(manifest["encoders"]) == list(TASK_LABELS)
+    for task, entry in manifest["encoders"].items():
+        path = ROOT / "data/mini/encoders" / entry["file"]
+        assert sha256_file(path) == entry["sha256"], task
+        load_mini_encoder(path, sha256=entry["sha256"])
+    rows = {}
+    for source in [*TASK_LABELS, PIXELS]:
+        with np.load(ROOT / "data/mini/transfer" / f"{source}.npz") as f:
+            rows[source] = {k: f[k].astype(np.float64) for k in f.files}
+    tables = ROOT / "data/mini/tables"
+    for name, matrix in (("losses", loss_matrix(rows)), ("wins_vs_pixels", wins_vs_pixels(rows))):
+        t = modelgif.load_ground_truth(name, TASK_LABELS, tables)
+        np.testing.assert_allclose(t, matrix, rtol=1e-12)
+    assert set(load_table("losses", tables)) == set(load_table("wins_vs_pixels", tables))
+
+
+def test_mini_zoo_end_to_end(tmp_path):
+    project, env = _git_copy(tmp_path)
+    out = _run(["dvc", "exp", "run", "-S", "zoo=mini"], project, env).stdout
+    assert _ran(out) == {"fetch_reference", "affinity", "correlate"} | {
+        f"{s}@{t}" for s in ("fetch_checkpoint", "field") for t in TASK_LABELS}
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    ref, fp = params["mini"]["reference"], params["field"]
+    assert params["zoo"] == "mini" and fp["n_steps"] == 50 and params["target"] == 1
+
+    # the reference set is the rendered scenes; fields, distances and rho equal a direct computation
+    expected = rendered_reference_set(ref["n_images"], ref["size"], first_seed=ref["first_seed"],
+                                      use_cutmix=ref["cutmix"], seed=ref["seed"])
+    assert np.array_equal(np.load(project / "data/reference/images.npy"), expected.images)
+    images = load_reference_images(project / "data/reference/images.npy")
+    baselines = modelgif.make_baselines(images, fp["baseline"], fp["seed"])
+    paths = []
+    for task in TASK_LABELS:
+        model = load_mini_encoder(ROOT / "data/mini/encoders" / f"{task}.pth")
+        field = modelgif.gradient_field(model, images, baselines, target=1, n_steps=fp["n_steps"])
+        paths.append(save_field(tmp_path / f"direct_{task}.npy", field))
+    direct = modelgif.affinity_matrix(paths, "cosine")
+    d, labels = read_matrix_csv(project / "data/affinity/distance.csv")
+    assert labels == list(TASK_LABELS)
+    np.testing.assert_allclose(d, direct, rtol=1e-4, atol=1e-6)
+    metrics = json.loads((project / "metrics/correlation.json").read_text())
+    assert list(metrics) == params["mini"]["ground_truth"]
+    for table in metrics:
+        rho = modelgif.per_task_spearman(d, modelgif.load_ground_truth(table, TASK_LABELS, ROOT / "data/mini/tables"))
+        assert metrics[table]["n_tasks"] == int(np.isfinite(rho).sum())
+        assert metrics[table]["mean_rho"] == pytest.approx(float(np.nanmean(rho)), abs=1e-12)
+    shown = _run(["dvc", "metrics", "show"], project, env).stdout
+    assert "wins_vs_pixels.mean_rho" in shown
+    assert "Data and pipelines are up to date" in _run(["dvc", "status"], project, env).stdout
+
+
+def test_build_pipeline_on_a_tiny_budget(tmp_path):
+    """mini/dvc.yaml end to end with a few steps: its tables are what its transfers give, and
+    changing the readout budget reruns only the transfers and the tables."""
+    project, env = _git_copy(tmp_path)
+    p = project / "mini/params.yaml"
+    params = yaml.safe_load(p.read_text())
+    params["scenes"].update(n_train=12, n_test=6, size=32)
+    params["encoder"]["steps"], params["readout"]["steps"] = 2, 1
+    params["encoder"]["batch_size"] = params["readout"]["batch_size"] = 4
+    p.write_text(yaml.safe_dump(params, sort_keys=False))
+    out = _run(["dvc", "repro", "mini/dvc.yaml"], project, env).stdout
+    sources = params["sources"]
+    assert _ran(out) == {"mini/dvc.yaml:render", "mini/dvc.yaml:tables"} | {
+        f"mini/dvc.yaml:train@{t}" for t in TASK_LABELS} | {f"mini/dvc.yaml:transfer@{s}" for s in sources}
+    rows = {}
+    for source in sources:
+        with np.load(project / "data/mini/transfer" / f"{source}.npz") as f:
+            rows[source] = {k: f[k].astype(np.float64) for k in f.files}
+            assert all(f[k].shape == (6,) for k in f.files)
+    tables = project / "data/mini/tables"
+    np.testing.assert_allclose(modelgif.load_ground_truth("wins_vs_pixels", TASK_LABELS, tables), wins_vs_pixels(rows))
+    manifest = json.loads((project / "data/manifests/mini_encoders.json").read_text())
+    for task, entry in manifest["encoders"].items():
+        assert sha256_file(project / "data/mini/encoders" / entry["file"]) == entry["sha256"]
+    # the tiny build differs from the shipped one: its encoders are other files
+    shipped = json.loads((ROOT / "data/manifests/mini_encoders.json").read_text())
+    assert manifest["encoders"]["normal"]["sha256"] != shipped["encoders"]["normal"]["sha256"]
+
+    params["readout"]["steps"] = 2
+    p.write_text(yaml.safe_dump(params, sort_keys=False))
+    out = _run(["dvc", "repro", "mini/dvc.yaml"], project, env).stdout
+    assert _ran(out) == {"mini/dvc.yaml:tables"} | {f"mini/dvc.yaml:transfer@{s}" for s in sources}
+    assert "up to date" in _run(["dvc", "status", "mini/dvc.yaml"], project, env).stdout

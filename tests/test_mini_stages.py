@@ -1,0 +1,121 @@
+"""The main pipeline's stage commands with ``--zoo mini`` / ``mini_random``, run as DVC runs them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from test_stages import run_stage
+
+import modelgif
+from modelgif.download import sha256_file
+from modelgif.mini import TASK_LABELS, render_scenes
+from modelgif.mini import zoo
+from modelgif.mini.build import table_json, write_manifest
+from modelgif.reference import load_reference_images, rendered_reference_set
+from modelgif.storage import load_field
+from modelgif.zoos import random_encoder
+
+TASKS = ["normal", "reshading", "class_object"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """params.yaml with a mini section, three trained-for-a-few-steps encoders and their manifest."""
+    root = tmp_path_factory.mktemp("mini_stages")
+    data = render_scenes(range(8), 32)
+    for i, task in enumerate(TASKS):
+        enc, _, _ = zoo.train_encoder(task, data, steps=2, batch_size=4, seed=i, progress=False)
+        zoo.save_encoder(root / "encoders" / f"{task}.pth", enc)
+    write_manifest(root / "manifest.json", root / "encoders", TASKS, source="test")
+    params = {
+        "ground_truth": ["all_affinities"], "reference": {}, "checkpoints": {},
+        "mini": {"reference": {"n_images": 4, "size": 32, "first_seed": 77, "cutmix": False, "seed": 3},
+                 "checkpoints": {"base_url": "encoders", "manifest": "manifest.json", "random_seed": 0},
+                 "ground_truth": ["losses"]},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def test_fetch_reference_renders_the_mini_reference_scenes(project):
+    r = run_stage("fetch_reference.py", "--zoo", "mini", "--params", "params.yaml", "--out", "ref", cwd=project)
+    assert r.returncode == 0, r.stderr
+    expected = rendered_reference_set(4, 32, first_seed=77, use_cutmix=False)
+    assert np.array_equal(np.load(project / "ref" / "images.npy"), expected.images)
+    assert json.loads((project / "ref" / "manifest.json").read_text())["files"][0] == "scene_77"
+
+
+def test_fetch_checkpoint_mini_copies_the_verified_file(project, tmp_path):
+    r = run_stage("fetch_checkpoint.py", "normal", "--zoo", "mini", "--params", "params.yaml",
+                  "--out", "ckpt/normal.pth", cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert sha256_file(project / "ckpt" / "normal.pth") == sha256_file(project / "encoders" / "normal.pth")
+    # a tampered copy is refused and nothing is written
+    bad = tmp_path / "proj"
+    shutil.copytree(project, bad)
+    raw = bytearray((bad / "encoders" / "normal.pth").read_bytes())
+    raw[-20] ^= 1
+    (bad / "encoders" / "normal.pth").write_bytes(bytes(raw))
+    r = run_stage("fetch_checkpoint.py", "normal", "--zoo", "mini", "--params", "params.yaml",
+                  "--out", "out/normal.pth", cwd=bad)
+    assert r.returncode == 1 and "checksum mismatch" in r.stderr and "nothing was written" in r.stderr
+    assert not (bad / "out").exists() or not list((bad / "out").iterdir())
+    r = run_stage("fetch_checkpoint.py", "keypoints3d", "--zoo", "mini", "--params", "params.yaml",
+                  "--out", "out/k.pth", cwd=project)
+    assert r.returncode == 1 and "task 'keypoints3d' is not in the manifest" in r.stderr
+    r = run_stage("fetch_checkpoint.py", "normal", "--zoo", "tiny", "--out", "out/n.pth", cwd=project)
+    assert r.returncode == 1 and "unknown zoo 'tiny'" in r.stderr
+
+
+def test_fetch_checkpoint_mini_random_writes_the_untrained_encoder(project):
+    r = run_stage("fetch_checkpoint.py", "reshading", "--zoo", "mini_random", "--params", "params.yaml",
+                  "--out", "random/reshading.pth", cwd=project)
+    assert r.returncode == 0, r.stderr
+    got = zoo.load_mini_encoder(project / "random" / "reshading.pth").state_dict()
+    want = random_encoder("reshading", 0).state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_field_stage_mini_is_the_library_field(project):
+    rendered = rendered_reference_set(4, 32, first_seed=5, use_cutmix=False)
+    np.save(project / "images.npy", rendered.images)
+    r = run_stage("field.py", "class_object", "--zoo", "mini", "--checkpoint", "encoders/class_object.pth",
+                  "--reference", "images.npy", "--target", "6", "--n-steps", "4", "--dtype", "float32",
+                  "--out", "fields/class_object.npy", cwd=project, MODELGIF_BATCH_SIZE="5")
+    assert r.returncode == 0, r.stderr
+    images = load_reference_images(project / "images.npy")
+    model = zoo.load_mini_encoder(project / "encoders" / "class_object.pth")
+    expected = modelgif.gradient_field(model, images, modelgif.make_baselines(images, "shuffled", 0), target=6,
+                                       n_steps=4)
+    got = load_field(project / "fields" / "class_object.npy")
+    assert got.shape == (4, 4, 32 * 32) and np.abs(got).max() > 0  # target 6 is not void for a mini encoder
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4, atol=1e-6 * np.abs(got).max())
+    r = run_stage("field.py", "class_object", "--zoo", "taskonomy", "--checkpoint", "encoders/class_object.pth",
+                  "--reference", "images.npy", "--out", "fields/x.npy", cwd=project)
+    assert r.returncode == 1 and not (project / "fields" / "x.npy").exists()
+
+
+def test_correlate_mini_reads_the_mini_tables(project, tmp_path):
+    rng = np.random.default_rng(0)
+    tables = tmp_path / "tables"
+    losses = rng.uniform(size=(17, 17))
+    tables.mkdir()
+    (tables / "losses.json").write_text(table_json("losses", losses, TASK_LABELS, "test"))
+    d = rng.uniform(size=(3, 3))
+    d = d + d.T
+    np.fill_diagonal(d, 0)
+    from modelgif.plots import matrix_csv
+
+    matrix_csv(project / "distance.csv", d, TASKS)
+    r = run_stage("correlate.py", "--zoo", "mini", "--params", "params.yaml", "--distance", "distance.csv",
+                  "--metrics", "m/correlation.json", "--plots", "plots", cwd=project, MODELGIF_MINI_TABLES=str(tables))
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((project / "m" / "correlation.json").read_text())
+    idx = [TASK_LABELS.index(t) for t in TASKS]
+    rho = modelgif.per_task_spearman(d, losses[np.ix_(idx, idx)])
+    assert list(metrics) == ["losses"] and metrics["losses"]["mean_rho"] == pytest.approx(float(np.mean(rho)))
