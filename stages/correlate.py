@@ -6,9 +6,11 @@
 Reads the table names from the params file: ``ground_truth`` (Taskonomy's tables, in
 ``data/taskonomy``) or, with ``--zoo mini``/``mini_random``, ``mini.ground_truth`` (the
 mini-Taskonomy's measured tables, in ``data/mini/tables``). Writes the metrics JSON
-(``{table: {"mean_rho": ..., "per_task": {task: rho}}}``; a task whose ρ is
-undefined — a constant column — gets ``null`` and is left out of the mean, which says so
-in ``n_tasks``), ``metrics/per_task_rho.csv``
+(``{table: {"mean_rho": ..., "n_tasks": ..., "per_task": {task: rho},
+"mean_rho_off_diagonal": ...}}``; a task whose ρ is undefined — a constant column — gets
+``null`` and is left out of the mean, which says so in ``n_tasks``;
+``mean_rho_off_diagonal`` is the same mean with each task's own entry left out, see
+:func:`modelgif.correlation.per_task_spearman`), ``metrics/per_task_rho.csv``
 beside it (``task,table,rho`` for the bar chart) and, per table,
 ``<plots>/<table>_long.csv`` (``source,target,affinity`` for the heatmap).
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +68,12 @@ def main(
             "n_tasks": int(defined.sum()),
             "per_task": {task: (float(r) if ok else None) for task, r, ok in zip(tasks, rho, defined)},
         }
+        if len(tasks) >= 4:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # constant columns were reported above
+                off = per_task_spearman(d, t, diagonal=False)
+            if np.isfinite(off).any():
+                result[name]["mean_rho_off_diagonal"] = float(np.nanmean(off))
         rows += [(task, name, repr(float(r))) for task, r, ok in zip(tasks, rho, defined) if ok]
         long_csv(plots / f"{name}_long.csv", t, tasks, "affinity")
     buf = io.StringIO()

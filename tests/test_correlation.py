@@ -56,3 +56,18 @@ def test_constant_column_is_nan_with_a_warning_naming_it():
         rho = per_task_spearman(d, t)
     assert np.isnan(rho[1])
     assert rho[0] == pytest.approx(1.0) and rho[2] == pytest.approx(-0.5)
+
+
+def test_off_diagonal_leaves_each_tasks_own_entry_out():
+    rng = np.random.default_rng(4)
+    d, t = rng.uniform(size=(6, 6)), rng.uniform(size=(6, 6))
+    rho = per_task_spearman(d, t, diagonal=False)
+    for j in range(6):
+        keep = [i for i in range(6) if i != j]
+        assert rho[j] == pytest.approx(spearmanr(t[keep, j], d[keep, j]).statistic)
+    # the self-pair alone: distance 0 to itself and the top affinity, random elsewhere
+    np.fill_diagonal(d, 0.0)
+    np.fill_diagonal(t, 2.0)
+    assert per_task_spearman(d, t).mean() < per_task_spearman(d, t, diagonal=False).mean() - 0.1
+    with pytest.raises(ValueError, match="at least 4 tasks without the diagonal"):
+        per_task_spearman(d[:3, :3], t[:3, :3], diagonal=False)

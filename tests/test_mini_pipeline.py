@@ -84,6 +84,9 @@ def test_mini_zoo_end_to_end(tmp_path):
         rho = modelgif.per_task_spearman(d, modelgif.load_ground_truth(table, TASK_LABELS, ROOT / "data/mini/tables"))
         assert metrics[table]["n_tasks"] == int(np.isfinite(rho).sum())
         assert metrics[table]["mean_rho"] == pytest.approx(float(np.nanmean(rho)), abs=1e-12)
+        off = modelgif.per_task_spearman(d, modelgif.load_ground_truth(table, TASK_LABELS, ROOT / "data/mini/tables"),
+                                         diagonal=False)
+        assert metrics[table]["mean_rho_off_diagonal"] == pytest.approx(float(np.nanmean(off)), abs=1e-12)
     shown = _run(["dvc", "metrics", "show"], project, env).stdout
     assert "wins_vs_pixels.mean_rho" in shown
     assert "Data and pipelines are up to date" in _run(["dvc", "status"], project, env).stdout
