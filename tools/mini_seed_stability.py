@@ -9,7 +9,8 @@ builds' 17 × 17 matrices, in two ways:
   flattered by the targets' different loss scales (metres of depth vs fractions of pixels),
   which any two builds share;
 * ``per target``: over the 17 sources of each target column (what ModelGiF is scored on),
-  the mean and the minimum over the 17 targets; the stricter of the two.
+  the mean and the minimum over the targets (a column constant in either build, e.g. win
+  rates all 1, has no rank correlation and is left out, and counted); the stricter of the two.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from modelgif.taskonomy import load_ground_truth
 
 def stability(a: np.ndarray, b: np.ndarray) -> dict:
     """Spearman ρ between two K × K tables: over all entries, and per column (mean, min, each)."""
-    cols = [float(spearmanr(a[:, j], b[:, j]).statistic) for j in range(a.shape[1])]
+    cols = [float(spearmanr(a[:, j], b[:, j]).statistic) if np.ptp(a[:, j]) and np.ptp(b[:, j]) else float("nan")
+            for j in range(a.shape[1])]
     return {"all_pairs": float(spearmanr(a.ravel(), b.ravel()).statistic),
-            "per_target_mean": float(np.mean(cols)), "per_target_min": float(np.min(cols)),
-            "per_target": dict(zip(TASK_LABELS, cols))}
+            "per_target_mean": float(np.nanmean(cols)), "per_target_min": float(np.nanmin(cols)),
+            "per_target_undefined": int(np.isnan(cols).sum()),
+            "per_target": {t: (None if np.isnan(c) else c) for t, c in zip(TASK_LABELS, cols)}}
 
 
 def main(argv=None) -> None:
@@ -44,8 +47,10 @@ def main(argv=None) -> None:
         a = load_ground_truth(name, TASK_LABELS, args.first)
         b = load_ground_truth(name, TASK_LABELS, args.second)
         result[name] = s = stability(a, b)
+        worst = min((t for t, c in s["per_target"].items() if c is not None), key=s["per_target"].get)
+        undefined = f", undefined for {s['per_target_undefined']} (a constant column)" if s["per_target_undefined"] else ""
         print(f"{name:15s} all pairs {s['all_pairs']:.3f}   per target: mean {s['per_target_mean']:.3f}, "
-              f"min {s['per_target_min']:.3f} ({min(s['per_target'], key=s['per_target'].get)})")
+              f"min {s['per_target_min']:.3f} ({worst}){undefined}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
 
