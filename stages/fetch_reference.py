@@ -19,16 +19,27 @@ import typer
 import yaml
 from _cli import parse_bool
 
-from modelgif.zoos import is_mini, zoo_params
 from modelgif.download import DownloadError
 from modelgif.reference import (SAMPLE, SAMPLE_BASE_URL, SAMPLE_COMMIT, build_reference_set, rendered_reference_set,
                                 write_reference_set)
+from modelgif.zoos import is_mini, zoo_params
 
 HINT = (
     "To use a mirror of the sample building, set reference.base_url in params.yaml (it must serve "
     "<base_url>/<commit>/rgb/point_<p>_view_0_domain_rgb.png); to use local images, set "
     "reference.source: /path/to/folder-or-archive (a folder of images or a .zip/.tar/.tar.gz of them)."
 )
+
+
+def mini_reference(params: Path, zoo: str):
+    """The rendered reference set ``mini.reference`` of the params file describes."""
+    cfg = zoo_params(yaml.safe_load(params.read_text()) or {}, zoo, "reference")
+    try:
+        return rendered_reference_set(int(cfg["n_images"]), int(cfg["size"]), first_seed=int(cfg["first_seed"]),
+                                      use_cutmix=parse_bool(str(cfg["cutmix"]), "mini.reference.cutmix"),
+                                      seed=int(cfg["seed"]))
+    except KeyError as e:
+        raise ValueError(f"{params}: mini.reference lacks {e}") from e
 
 
 def main(
@@ -48,19 +59,14 @@ def main(
 ) -> None:
     use_cutmix = parse_bool(cutmix, "--cutmix") and not no_cutmix
     try:
-        mini = is_mini(zoo)
-        if mini:
-            cfg = zoo_params(yaml.safe_load(params.read_text()) or {}, zoo, "reference")
-            ref = rendered_reference_set(int(cfg["n_images"]), int(cfg["size"]), first_seed=int(cfg["first_seed"]),
-                                         use_cutmix=parse_bool(str(cfg["cutmix"]), "mini.reference.cutmix"),
-                                         seed=int(cfg["seed"]))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        typer.echo(f"error: {e!s}" if not isinstance(e, KeyError) else f"error: {params}: mini.reference lacks {e}", err=True)
+        if is_mini(zoo):
+            ref = mini_reference(params, zoo)
+            paths = write_reference_set(ref, out)
+            typer.echo(f"{len(ref.images)} rendered scenes {tuple(ref.images.shape[1:])} -> {paths['images.npy']}")
+            return
+    except (OSError, ValueError, TypeError) as e:
+        typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1)
-    if mini:
-        paths = write_reference_set(ref, out)
-        typer.echo(f"{len(ref.images)} rendered scenes {tuple(ref.images.shape[1:])} -> {paths['images.npy']}")
-        return
     try:
         ref = build_reference_set(
             source, n_images, size, use_cutmix=use_cutmix, seed=seed,
