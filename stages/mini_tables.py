@@ -1,7 +1,7 @@
 """Stage mini_tables: the mini-Taskonomy's ground-truth tables and encoder manifest.
 
     python stages/mini_tables.py --transfer data/mini/transfer --encoders data/mini/encoders \
-        --seed 0 --out data/mini/tables --manifest data/manifests/mini_encoders.json
+        --params mini/params.yaml --out data/mini/tables --manifest data/manifests/mini_encoders.json
 
 Reads ``<transfer>/<source>.npz`` for every task and ``pixels``; writes, in the form of
 ``data/taskonomy/*.json`` (keys in Taskonomy's original names):
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import typer
+import yaml
 from _cli import clean_errors
 
 from modelgif._atomic import write_text
@@ -41,10 +42,11 @@ def read_rows(folder: Path) -> dict[str, dict[str, np.ndarray]]:
 def main(
     transfer: Path = typer.Option(Path("data/mini/transfer"), help="folder of <source>.npz"),
     encoders: Path = typer.Option(Path("data/mini/encoders"), help="folder of <task>.pth"),
-    seed: int = typer.Option(0, help="build seed, recorded in the tables' source line"),
+    params: Path = typer.Option(Path("mini/params.yaml"), help="the build's params (its seed goes into the tables' source line)"),
     out: Path = typer.Option(Path("data/mini/tables"), help="folder for the tables"),
     manifest: Path = typer.Option(Path("data/manifests/mini_encoders.json"), help="encoder manifest to write"),
 ) -> None:
+    seed = int((yaml.safe_load(params.read_text()) or {}).get("seed", 0))
     rows = read_rows(transfer)
     tasks = list(TASK_LABELS)
     source = f"modelgif mini-Taskonomy build (mini/dvc.yaml), seed {seed}"

@@ -1,6 +1,6 @@
 """Stage mini_train: train one mini-Taskonomy encoder (with its task decoder) on the train scenes.
 
-    python stages/mini_train.py normal --scenes data/mini/build/scenes --steps 3000 --batch-size 32 \
+    python stages/mini_train.py normal --scenes data/mini/build/scenes.json --steps 3000 --batch-size 32 \
         --lr 0.001 --seed 0 --threads 1 --out data/mini/encoders/normal.pth --log data/mini/build/train/normal.json
 
 Keeps the encoder only (:func:`modelgif.mini.zoo.save_encoder`); the log records the
@@ -18,13 +18,13 @@ from _cli import clean_errors
 
 from modelgif._atomic import write_text
 from modelgif.mini import zoo
-from modelgif.mini.build import encoder_seed, load_scenes
+from modelgif.mini.build import encoder_seed, ensure_scenes
 
 
 @clean_errors
 def main(
     task: str = typer.Argument(..., help="mini-Taskonomy task"),
-    scenes: Path = typer.Option(Path("data/mini/build/scenes"), help="folder with train.npz and test.npz"),
+    scenes: Path = typer.Option(Path("data/mini/build/scenes.json"), help="scenes summary from the render stage"),
     steps: int = typer.Option(..., min=1),
     batch_size: int = typer.Option(..., min=1),
     lr: float = typer.Option(..., min=0.0),
@@ -35,7 +35,7 @@ def main(
 ) -> None:
     zoo.task_spec(task)  # unknown task: clear error before any work
     torch.set_num_threads(threads)
-    train, test = load_scenes(scenes / "train.npz"), load_scenes(scenes / "test.npz")
+    train, test = ensure_scenes(scenes)
     s = encoder_seed(task, seed)
     encoder, decoder, history = zoo.train_encoder(task, train, steps=steps, batch_size=batch_size, lr=lr, seed=s)
     test_loss = zoo.evaluate(encoder, decoder, task, test)

@@ -1,6 +1,6 @@
 """Stage mini_transfer: transfer from one source to every mini-Taskonomy target.
 
-    python stages/mini_transfer.py normal --encoders data/mini/encoders --scenes data/mini/build/scenes \
+    python stages/mini_transfer.py normal --encoders data/mini/encoders --scenes data/mini/build/scenes.json \
         --steps 500 --batch-size 32 --lr 0.001 --seed 0 --threads 1 --out data/mini/transfer/normal.npz
 
 The source is the frozen encoder ``<encoders>/<source>.pth``, or raw pixels for the source
@@ -19,7 +19,7 @@ import typer
 from _cli import clean_errors
 
 from modelgif._atomic import atomic_path
-from modelgif.mini.build import PIXELS, load_scenes, transfer_row
+from modelgif.mini.build import PIXELS, ensure_scenes, transfer_row
 from modelgif.mini.scenes import TASK_LABELS
 from modelgif.mini.zoo import load_mini_encoder, task_spec
 
@@ -28,7 +28,7 @@ from modelgif.mini.zoo import load_mini_encoder, task_spec
 def main(
     source: str = typer.Argument(..., help=f"source task, or {PIXELS!r}"),
     encoders: Path = typer.Option(Path("data/mini/encoders"), help="folder of <task>.pth encoders"),
-    scenes: Path = typer.Option(Path("data/mini/build/scenes"), help="folder with train.npz and test.npz"),
+    scenes: Path = typer.Option(Path("data/mini/build/scenes.json"), help="scenes summary from the render stage"),
     steps: int = typer.Option(..., min=1),
     batch_size: int = typer.Option(..., min=1),
     lr: float = typer.Option(..., min=0.0),
@@ -41,7 +41,7 @@ def main(
         task_spec(source)
         encoder = load_mini_encoder(encoders / f"{source}.pth")
     torch.set_num_threads(threads)
-    train, test = load_scenes(scenes / "train.npz"), load_scenes(scenes / "test.npz")
+    train, test = ensure_scenes(scenes)
     row = transfer_row(encoder, train, test, TASK_LABELS, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:

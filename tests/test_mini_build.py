@@ -139,3 +139,19 @@ def test_random_encoder_is_the_builds_initial_encoder(tmp_path):
         zoos.load_zoo_encoder("mini", "jigsaw", tmp_path / "n.pth")
     with pytest.raises(ValueError, match="keys|shape|checkpoint"):
         zoos.load_zoo_encoder("taskonomy", "normal", tmp_path / "n.pth")  # a mini file is no Taskonomy encoder
+
+
+def test_ensure_scenes_reads_or_re_renders_what_the_summary_records(tmp_path):
+    summary = build.write_scenes(tmp_path / "scenes", 3, 2, 32, progress=False)
+    (tmp_path / "scenes.json").write_text(json.dumps(summary))
+    assert summary["sha256"]["train"] == hashlib.sha256((tmp_path / "scenes/train.npz").read_bytes()).hexdigest()
+    train, test = build.ensure_scenes(tmp_path / "scenes.json", progress=False)
+    direct = render_scenes(range(3, 5), 32)
+    assert train["rgb"].shape == (3, 3, 32, 32) and np.array_equal(test["normal"], direct["normal"])
+    (tmp_path / "scenes/train.npz").unlink()  # a fresh clone: the cache is gone, rendered again
+    again, _ = build.ensure_scenes(tmp_path / "scenes.json", progress=False)
+    assert np.array_equal(again["depth_zbuffer"], train["depth_zbuffer"])
+    summary["sha256"]["test"] = "0" * 64  # recorded by another renderer
+    (tmp_path / "scenes.json").write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match="differ from those recorded"):
+        build.ensure_scenes(tmp_path / "scenes.json", progress=False)

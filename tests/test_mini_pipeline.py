@@ -101,8 +101,9 @@ def test_mini_zoo_end_to_end(tmp_path):
 
 
 def test_build_pipeline_on_a_tiny_budget(tmp_path):
-    """mini/dvc.yaml end to end with a few steps: its tables are what its transfers give, and
-    changing the readout budget reruns only the transfers and the tables."""
+    """mini/dvc.yaml end to end with a few steps: its tables are what its transfers give,
+    changing the readout budget reruns only the transfers and the tables, and while the
+    `tables` stage is frozen (as committed) nothing is published."""
     project, env = _git_copy(tmp_path)
     p = project / "mini/params.yaml"
     params = yaml.safe_load(p.read_text())
@@ -110,6 +111,11 @@ def test_build_pipeline_on_a_tiny_budget(tmp_path):
     params["encoder"]["steps"], params["readout"]["steps"] = 2, 1
     params["encoder"]["batch_size"] = params["readout"]["batch_size"] = 4
     p.write_text(yaml.safe_dump(params, sort_keys=False))
+    # the release gate: while `tables` is frozen the build does not publish (what `make mini-zoo` lifts)
+    dvc_yaml = project / "mini/dvc.yaml"
+    frozen = dvc_yaml.read_text()
+    assert frozen.count("\n    frozen: true\n") == 1
+    dvc_yaml.write_text(frozen.replace("\n    frozen: true\n", "\n    frozen: false\n"))
     out = _run(["dvc", "repro", "mini/dvc.yaml"], project, env).stdout
     sources = params["sources"]
     assert _ran(out) == {"mini/dvc.yaml:render", "mini/dvc.yaml:tables"} | {
@@ -133,3 +139,12 @@ def test_build_pipeline_on_a_tiny_budget(tmp_path):
     out = _run(["dvc", "repro", "mini/dvc.yaml"], project, env).stdout
     assert _ran(out) == {"mini/dvc.yaml:tables"} | {f"mini/dvc.yaml:transfer@{s}" for s in sources}
     assert "up to date" in _run(["dvc", "status", "mini/dvc.yaml"], project, env).stdout
+
+    # frozen again, a changed readout budget reruns the transfers but publishes nothing
+    dvc_yaml.write_text(frozen)
+    published = (tables / "losses.json").read_text()
+    params["readout"]["steps"] = 3
+    p.write_text(yaml.safe_dump(params, sort_keys=False))
+    out = _run(["dvc", "repro", "mini/dvc.yaml"], project, env).stdout
+    assert _ran(out) == {f"mini/dvc.yaml:transfer@{s}" for s in sources}
+    assert (tables / "losses.json").read_text() == published

@@ -79,6 +79,53 @@ def load_scenes(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return data
 
 
+def render_split(first_seed: int, n: int, size: int, desc: str = "render", progress: bool = True) -> dict:
+    """:func:`render_scenes` of seeds ``first_seed … first_seed + n − 1``, with a progress bar."""
+    from .scenes import render_scene
+
+    seeds = range(int(first_seed), int(first_seed) + int(n))
+    if progress:
+        from tqdm.auto import tqdm
+
+        seeds = tqdm(seeds, desc=desc, unit="scene")
+    rendered = [render_scene(s, size) for s in seeds]
+    return {k: np.stack([r[k] for r in rendered]) for k in rendered[0]}
+
+
+def write_scenes(folder: str | os.PathLike, n_train: int, n_test: int, size: int, progress: bool = True) -> dict:
+    """Render the train scenes (seeds ``0 … n_train − 1``) and the test scenes (the next
+    ``n_test``) into ``<folder>/train.npz`` and ``test.npz``; return their summary
+    ``{"n_train", "n_test", "size", "sha256": {"train", "test"}}`` (what the build records,
+    :func:`ensure_scenes`)."""
+    folder = Path(folder)
+    summary = {"n_train": int(n_train), "n_test": int(n_test), "size": int(size), "sha256": {}}
+    for split, first, n in (("train", 0, n_train), ("test", n_train, n_test)):
+        path = save_scenes(folder / f"{split}.npz", render_split(first, n, size, f"render {split}", progress))
+        from ..download import sha256_file
+
+        summary["sha256"][split] = sha256_file(path)
+    return summary
+
+
+def ensure_scenes(summary_path: str | os.PathLike, progress: bool = True) -> tuple[dict, dict]:
+    """The (train, test) scenes a build's summary JSON describes (written beside it by the
+    render stage, in ``<summary stem>/``): read if their sha256 matches the summary, else
+    rendered again (the renderer is deterministic) and checked. ``ValueError`` if a fresh
+    rendering does not match the recorded sha256 (another renderer or numpy)."""
+    from ..download import sha256_file
+
+    summary_path = Path(summary_path)
+    summary = json.loads(summary_path.read_text())
+    folder = summary_path.with_suffix("")
+    want = summary["sha256"]
+    if not all((folder / f"{k}.npz").is_file() and sha256_file(folder / f"{k}.npz") == want[k] for k in want):
+        got = write_scenes(folder, summary["n_train"], summary["n_test"], summary["size"], progress)["sha256"]
+        if got != want:
+            raise ValueError(f"the scenes rendered here differ from those recorded in {summary_path} "
+                             f"(sha256 {got} vs {want}): another renderer or numpy version")
+    return load_scenes(folder / "train.npz"), load_scenes(folder / "test.npz")
+
+
 def transfer_row(encoder, train: Mapping, test: Mapping, targets: Sequence[str] = TASK_LABELS, *, steps: int,
                  batch_size: int, lr: float, seed: int, progress: bool = True) -> dict[str, np.ndarray]:
     """Transfer from one frozen source (an encoder, or ``None`` for pixels) to each target.
@@ -163,5 +210,5 @@ def write_manifest(path: str | os.PathLike, encoders: str | os.PathLike, tasks: 
     return manifest
 
 
-__all__ = ["PIXELS", "encoder_seed", "load_scenes", "loss_matrix", "readout_seed", "save_scenes", "table_json",
+__all__ = ["PIXELS", "encoder_seed", "ensure_scenes", "load_scenes", "render_split", "write_scenes", "loss_matrix", "readout_seed", "save_scenes", "table_json",
            "transfer_row", "wins_vs_pixels", "write_manifest"]
