@@ -8,15 +8,16 @@ The manifest (a path or a URL) is JSON ``{"source": ..., "encoders": {task: {"fi
 
 1. torch hub's checkpoint folder (``torch.hub.get_dir()/checkpoints``, i.e.
    ``$TORCH_HOME/hub/checkpoints``), if it holds the file with the expected sha256;
-2. ``<base-url>/<file>``, downloaded with retries and a sha256 check.
+2. ``<base-url>/<file>``, downloaded with retries and a sha256 check (or, where the base URL
+   is a folder, copied from it with a sha256 check).
 
 The result must then load as a Taskonomy encoder for the task. Nothing is left at
 ``--out`` (nor any temporary file beside it) unless every check passed.
 
 With ``--zoo mini`` (``zoo`` in params.yaml) the taskonomy options are ignored and
 ``mini.checkpoints`` of the ``--params`` file is used instead: ``manifest`` (the committed
-``data/manifests/mini_encoders.json``) and ``base_url``, a folder (the committed
-``data/mini/encoders``) or a URL prefix; the file is sha256-checked and must load as a
+``data/manifests/mini_encoders.json``) and ``base_url`` (the committed folder
+``data/mini/encoders``); torch hub's folder is not looked at, and the file must load as a
 mini-Taskonomy encoder. With ``--zoo mini_random`` the checkpoint is the untrained encoder
 (:func:`modelgif.zoos.random_encoder`, seed ``mini.checkpoints.random_seed``).
 """
@@ -34,7 +35,6 @@ import yaml
 from modelgif._atomic import atomic_path
 from modelgif.download import ChecksumError, DownloadError, copy_verified, download_file, fetch_bytes, is_url
 from modelgif.mini.zoo import save_encoder
-from modelgif.taskonomy import load_encoder
 from modelgif.zoos import check_zoo, is_mini, load_zoo_encoder, random_encoder, zoo_params
 
 DEFAULT_BASE_URL = "https://github.com/alexsax/visual-prior/raw/networks/assets/pytorch"
@@ -62,24 +62,12 @@ def fetch_checkpoint(task: str, out: Path, base_url: str, manifest: str, retries
     if task not in encoders:
         raise ValueError(f"task {task!r} is not in the manifest {manifest}; known tasks: {', '.join(encoders)}")
     name, sha256 = encoders[task]["file"], encoders[task]["sha256"].lower()
-    if is_mini(zoo):
-        with atomic_path(out) as tmp:
-            origin = f"{base_url.rstrip('/')}/{name}"
-            if is_url(base_url):
-                download_file(origin, tmp, sha256=sha256, retries=retries)
-            else:
-                if not Path(origin).is_file():
-                    raise ValueError(f"no checkpoint {origin} (mini.checkpoints.base_url is {base_url})")
-                copy_verified(origin, tmp, sha256=sha256)
-            try:
-                load_zoo_encoder(zoo, task, tmp)
-            except (ValueError, RuntimeError) as e:
-                raise ValueError(f"{name} from {origin} has the expected sha256 but is not a mini-Taskonomy encoder: {e}") from e
-        return origin
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / name
+    # torch hub's folder is where Taskonomy's files are kept; the mini zoo is never there
+    cached = None if is_mini(zoo) else Path(torch.hub.get_dir()) / "checkpoints" / name
+    what = "a mini-Taskonomy encoder" if is_mini(zoo) else f"a Taskonomy encoder for {task}"
     with atomic_path(out) as tmp:
         origin = None
-        if cached.is_file():
+        if cached is not None and cached.is_file():
             try:
                 copy_verified(cached, tmp, sha256=sha256)
                 origin = str(cached)
@@ -87,11 +75,16 @@ def fetch_checkpoint(task: str, out: Path, base_url: str, manifest: str, retries
                 typer.echo(f"warning: ignoring the torch hub copy: {e}", err=True)
         if origin is None:
             origin = f"{base_url.rstrip('/')}/{name}"
-            download_file(origin, tmp, sha256=sha256, retries=retries)
+            if is_url(base_url):
+                download_file(origin, tmp, sha256=sha256, retries=retries)
+            elif Path(origin).is_file():
+                copy_verified(origin, tmp, sha256=sha256)
+            else:
+                raise ValueError(f"no checkpoint {origin}: {base_url} is neither a URL nor a folder holding {name}")
         try:
-            load_encoder(task, tmp)
+            load_zoo_encoder(zoo, task, tmp)
         except (ValueError, RuntimeError) as e:
-            raise ValueError(f"{name} from {origin} has the expected sha256 but is not a Taskonomy encoder for {task}: {e}") from e
+            raise ValueError(f"{name} from {origin} has the expected sha256 but is not {what}: {e}") from e
     return origin
 
 
