@@ -23,19 +23,8 @@ import yaml
 from _cli import clean_errors
 
 from modelgif._atomic import write_text
-from modelgif.mini.build import PIXELS, loss_matrix, table_json, wins_vs_pixels, write_manifest
+from modelgif.mini.build import loss_matrix, read_transfer_rows, table_json, wins_vs_pixels, write_manifest
 from modelgif.mini.scenes import TASK_LABELS
-
-
-def read_rows(folder: Path) -> dict[str, dict[str, np.ndarray]]:
-    rows = {}
-    for source in [*TASK_LABELS, PIXELS]:
-        path = folder / f"{source}.npz"
-        if not path.is_file():
-            raise FileNotFoundError(f"no transfer measurements {path}")
-        with np.load(path) as f:
-            rows[source] = {k: f[k].astype(np.float64) for k in f.files}
-    return rows
 
 
 @clean_errors
@@ -47,7 +36,7 @@ def main(
     manifest: Path = typer.Option(Path("data/manifests/mini_encoders.json"), help="encoder manifest to write"),
 ) -> None:
     seed = int((yaml.safe_load(params.read_text()) or {}).get("seed", 0))
-    rows = read_rows(transfer)
+    rows = read_transfer_rows(transfer)
     tasks = list(TASK_LABELS)
     source = f"modelgif mini-Taskonomy build (mini/dvc.yaml), seed {seed}"
     losses, wins = loss_matrix(rows, tasks), wins_vs_pixels(rows, tasks)

@@ -15,7 +15,7 @@ from test_pipeline import ROOT, _ran, _run
 import modelgif
 from modelgif.download import sha256_file
 from modelgif.mini import TASK_LABELS
-from modelgif.mini.build import PIXELS, loss_matrix, wins_vs_pixels
+from modelgif.mini.build import loss_matrix, read_transfer_rows, wins_vs_pixels
 from modelgif.mini.zoo import load_mini_encoder
 from modelgif.plots import read_matrix_csv
 from modelgif.reference import load_reference_images, rendered_reference_set
@@ -43,10 +43,7 @@ def test_shipped_build_products_are_consistent():
         path = ROOT / "data/mini/encoders" / entry["file"]
         assert sha256_file(path) == entry["sha256"], task
         load_mini_encoder(path, sha256=entry["sha256"])
-    rows = {}
-    for source in [*TASK_LABELS, PIXELS]:
-        with np.load(ROOT / "data/mini/transfer" / f"{source}.npz") as f:
-            rows[source] = {k: f[k].astype(np.float64) for k in f.files}
+    rows = read_transfer_rows(ROOT / "data/mini/transfer")
     tables = ROOT / "data/mini/tables"
     for name, matrix in (("losses", loss_matrix(rows)), ("wins_vs_pixels", wins_vs_pixels(rows))):
         t = modelgif.load_ground_truth(name, TASK_LABELS, tables)
@@ -120,11 +117,8 @@ def test_build_pipeline_on_a_tiny_budget(tmp_path):
     sources = params["sources"]
     assert _ran(out) == {"mini/dvc.yaml:render", "mini/dvc.yaml:tables"} | {
         f"mini/dvc.yaml:train@{t}" for t in TASK_LABELS} | {f"mini/dvc.yaml:transfer@{s}" for s in sources}
-    rows = {}
-    for source in sources:
-        with np.load(project / "data/mini/transfer" / f"{source}.npz") as f:
-            rows[source] = {k: f[k].astype(np.float64) for k in f.files}
-            assert all(f[k].shape == (6,) for k in f.files)
+    rows = read_transfer_rows(project / "data/mini/transfer", sources)
+    assert all(v.shape == (6,) for row in rows.values() for v in row.values())
     tables = project / "data/mini/tables"
     np.testing.assert_allclose(modelgif.load_ground_truth("wins_vs_pixels", TASK_LABELS, tables), wins_vs_pixels(rows))
     manifest = json.loads((project / "data/manifests/mini_encoders.json").read_text())

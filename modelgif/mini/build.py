@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, write_text
-from .scenes import TASK_LABELS
+from ..download import sha256_file
+from .scenes import TASK_LABELS, render_scenes
 
 #: Labels :func:`save_scenes` does not store: exact copies of ``rgb``.
 _COPIES = ("autoencoding", "denoising")
@@ -81,15 +82,12 @@ def load_scenes(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def render_split(first_seed: int, n: int, size: int, desc: str = "render", progress: bool = True) -> dict:
     """:func:`render_scenes` of seeds ``first_seed … first_seed + n − 1``, with a progress bar."""
-    from .scenes import render_scene
-
     seeds = range(int(first_seed), int(first_seed) + int(n))
     if progress:
         from tqdm.auto import tqdm
 
         seeds = tqdm(seeds, desc=desc, unit="scene")
-    rendered = [render_scene(s, size) for s in seeds]
-    return {k: np.stack([r[k] for r in rendered]) for k in rendered[0]}
+    return render_scenes(seeds, size)
 
 
 def write_scenes(folder: str | os.PathLike, n_train: int, n_test: int, size: int, progress: bool = True) -> dict:
@@ -101,8 +99,6 @@ def write_scenes(folder: str | os.PathLike, n_train: int, n_test: int, size: int
     summary = {"n_train": int(n_train), "n_test": int(n_test), "size": int(size), "sha256": {}}
     for split, first, n in (("train", 0, n_train), ("test", n_train, n_test)):
         path = save_scenes(folder / f"{split}.npz", render_split(first, n, size, f"render {split}", progress))
-        from ..download import sha256_file
-
         summary["sha256"][split] = sha256_file(path)
     return summary
 
@@ -112,8 +108,6 @@ def ensure_scenes(summary_path: str | os.PathLike, progress: bool = True) -> tup
     render stage, in ``<summary stem>/``): read if their sha256 matches the summary, else
     rendered again (the renderer is deterministic) and checked. ``ValueError`` if a fresh
     rendering does not match the recorded sha256 (another renderer or numpy)."""
-    from ..download import sha256_file
-
     summary_path = Path(summary_path)
     summary = json.loads(summary_path.read_text())
     folder = summary_path.with_suffix("")
@@ -145,6 +139,19 @@ def transfer_row(encoder, train: Mapping, test: Mapping, targets: Sequence[str] 
         out[target] = train_readout(encoder, target, train, test, steps=steps, batch_size=batch_size, lr=lr,
                                     seed=readout_seed(target, seed), per_image=True)
     return out
+
+
+def read_transfer_rows(folder: str | os.PathLike, sources: Sequence[str] = (*TASK_LABELS, PIXELS)) -> dict:
+    """Read ``<folder>/<source>.npz`` (what the transfer stage writes) for every source:
+    source → target → per-image test losses, float64."""
+    rows = {}
+    for source in sources:
+        path = Path(folder) / f"{source}.npz"
+        if not path.is_file():
+            raise FileNotFoundError(f"no transfer measurements {path}")
+        with np.load(path) as f:
+            rows[source] = {k: f[k].astype(np.float64) for k in f.files}
+    return rows
 
 
 def _check_rows(rows: Mapping[str, Mapping[str, np.ndarray]], sources: Sequence[str], targets: Sequence[str]):
@@ -197,8 +204,6 @@ def write_manifest(path: str | os.PathLike, encoders: str | os.PathLike, tasks: 
                    source: str = "") -> dict:
     """Write ``{"source", "encoders": {task: {"file", "sha256"}}}`` for ``<encoders>/<task>.pth``
     (the form of ``data/manifests/taskonomy_encoders.json``) atomically; return it."""
-    from ..download import sha256_file
-
     entries = {}
     for task in tasks:
         f = Path(encoders) / f"{task}.pth"
@@ -210,5 +215,5 @@ def write_manifest(path: str | os.PathLike, encoders: str | os.PathLike, tasks: 
     return manifest
 
 
-__all__ = ["PIXELS", "encoder_seed", "ensure_scenes", "load_scenes", "render_split", "write_scenes", "loss_matrix", "readout_seed", "save_scenes", "table_json",
+__all__ = ["PIXELS", "encoder_seed", "ensure_scenes", "load_scenes", "read_transfer_rows", "render_split", "write_scenes", "loss_matrix", "readout_seed", "save_scenes", "table_json",
            "transfer_row", "wins_vs_pixels", "write_manifest"]
