@@ -1,0 +1,208 @@
+"""Bootstrap over reference images, per-image contributions, scores and the noise ceiling."""
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import pdist, squareform
+from scipy.stats import spearmanr
+
+from modelgif.bootstrap import (
+    bootstrap_field_distances,
+    bootstrap_set_distances,
+    image_contributions,
+    noise_ceiling,
+    per_task_rho,
+    percentile_interval,
+    resample_counts,
+    resample_indices,
+    summarize,
+)
+from modelgif.correlation import per_task_spearman
+from modelgif.distance import affinity_matrix
+from modelgif.similarity import cka_distance, dds_distance
+from modelgif.storage import save_field
+
+
+def _fields(rng, k=4, shape=(9, 3, 20)):
+    base = rng.standard_normal(shape)
+    return [(base + rng.uniform(0.2, 2.0) * rng.standard_normal(shape)).astype(np.float32) for _ in range(k)]
+
+
+def _features(rng, k=4, n=12, d=6):
+    latent = rng.standard_normal((n, 3))
+    return [latent @ rng.standard_normal((3, d)) + rng.uniform(0.2, 1.5) * rng.standard_normal((n, d))
+            for _ in range(k)]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_contributions_average_to_the_distance(metric):
+    fields = _fields(np.random.default_rng(0))
+    c = image_contributions(fields, metric, chunk_size=4)
+    assert c.shape == (9, 4, 4)
+    assert np.allclose(c.mean(axis=0), affinity_matrix(fields, metric), rtol=1e-12, atol=1e-14)
+    # one entry by hand: image 2, models 0 and 3
+    u, v = fields[0][2].astype(np.float64), fields[3][2].astype(np.float64)
+    if metric == "cosine":
+        by_hand = np.mean([1 - u[k] @ v[k] / np.linalg.norm(u[k]) / np.linalg.norm(v[k]) for k in range(3)])
+    else:
+        by_hand = np.mean([np.linalg.norm(u[k] - v[k]) for k in range(3)])
+    assert c[2, 0, 3] == pytest.approx(by_hand, rel=1e-12)
+    assert np.allclose(np.diagonal(c, axis1=1, axis2=2), 0, atol=1e-12)
+
+
+def test_contributions_of_stored_fields(tmp_path):
+    fields = _fields(np.random.default_rng(1))
+    paths = [save_field(tmp_path / f"{i}.npy", f) for i, f in enumerate(fields)]
+    c = image_contributions(paths)
+    assert np.allclose(c.mean(axis=0), affinity_matrix(paths), rtol=1e-10)
+    assert np.abs(c - image_contributions(fields)).max() < 1e-3
+
+
+def test_resamples_are_seeded_and_counted():
+    a, b = resample_indices(10, 50, seed=3), resample_indices(10, 50, seed=3)
+    assert np.array_equal(a, b) and a.shape == (50, 10)
+    assert not np.array_equal(a, resample_indices(10, 50, seed=4))
+    counts = resample_counts(a, 10)
+    assert np.array_equal(counts.sum(axis=1), np.full(50, 10))
+    assert all(np.array_equal(np.bincount(a[i], minlength=10), counts[i]) for i in range(50))
+    with pytest.raises(ValueError, match="resamples"):
+        resample_indices(10, 0)
+
+
+def test_field_bootstrap_equals_distance_of_resampled_fields():
+    fields = _fields(np.random.default_rng(2))
+    idx = resample_indices(9, 5, seed=0)
+    boot = bootstrap_field_distances(image_contributions(fields), idx)
+    for b in range(5):
+        assert np.allclose(boot[b], affinity_matrix([f[idx[b]] for f in fields]), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_cka_bootstrap_equals_cka_of_resampled_rows(debiased):
+    feats = _features(np.random.default_rng(3))
+    idx = resample_indices(12, 6, seed=1)
+    boot = bootstrap_set_distances("cka", feats, idx, debiased=debiased)
+    for b in range(6):
+        assert np.allclose(boot[b], cka_distance([x[idx[b]] for x in feats], debiased=debiased), atol=1e-10)
+
+
+def test_rsa_bootstrap_leaves_out_pairs_of_an_image_with_its_copy():
+    feats = _features(np.random.default_rng(4), n=10)
+    idx = resample_indices(10, 6, seed=2)
+    boot = bootstrap_set_distances("rsa", feats, idx)
+    for b in range(6):
+        r = idx[b]
+        keep = squareform(r[:, None] != r[None, :], checks=False)  # pairs a < b of distinct images
+        vecs = [pdist(x[r], "correlation")[keep] for x in feats]
+        for i in range(4):
+            for j in range(4):
+                assert boot[b, i, j] == pytest.approx(1 - spearmanr(vecs[i], vecs[j]).statistic, abs=1e-10)
+
+
+def test_rsa_bootstrap_with_ties_and_small_blocks():
+    """Quantised features give tied RDM entries; many blocks of one resample give the same."""
+    rng = np.random.default_rng(5)
+    feats = [np.c_[np.round(x), np.arange(8) % 2] for x in _features(rng, n=8, d=3)]  # never constant
+    idx = resample_indices(8, 5, seed=3)
+    from modelgif.bootstrap import _rsa_bootstrap
+
+    one_block = _rsa_bootstrap(feats, idx)
+    tiny = _rsa_bootstrap(feats, idx, max_block_bytes=1)
+    assert np.allclose(one_block, tiny, atol=1e-12)
+    r = idx[0]
+    keep = squareform(r[:, None] != r[None, :], checks=False)
+    vecs = [pdist(x[r], "correlation")[keep] for x in feats]
+    assert one_block[0, 0, 1] == pytest.approx(1 - spearmanr(vecs[0], vecs[1]).statistic, abs=1e-10)
+
+
+@pytest.mark.parametrize("kernel,norm", [("laplacian", "znorm"), ("rbf", "centering"), ("pearson", "batch_norm"),
+                                         ("linear", "instance_norm")])
+def test_dds_bootstrap_equals_dds_of_resampled_rows(kernel, norm):
+    feats = _features(np.random.default_rng(6), d=8)
+    idx = resample_indices(12, 3, seed=4)
+    shapes = [(2, 2, 2)] * 4
+    boot = bootstrap_set_distances("dds", feats, idx, kernel=kernel, feature_norm=norm, feature_shapes=shapes)
+    for b in range(3):
+        expected = dds_distance([x[idx[b]] for x in feats], kernel=kernel, feature_norm=norm, feature_shapes=shapes)
+        assert np.allclose(boot[b], expected, atol=1e-10)
+    assert not np.allclose(boot[0], boot[1], atol=1e-3)
+    # refit=False: normalised once on all images, then indexed; close to, not equal to, the refit
+    fixed = bootstrap_set_distances("dds", feats, idx, kernel=kernel, feature_norm=norm, feature_shapes=shapes,
+                                    refit=False)
+    assert fixed.shape == boot.shape and np.allclose(np.diagonal(fixed, axis1=1, axis2=2), 0, atol=1e-12)
+    if norm in ("znorm", "centering", "batch_norm"):  # sample statistics: the refit matters
+        assert not np.allclose(fixed, boot, atol=1e-8)
+    else:  # instance norm is per image: nothing to refit
+        assert np.allclose(fixed, boot, atol=1e-10)
+    with pytest.raises(ValueError, match="unknown set-level method"):
+        bootstrap_set_distances("cca", feats, idx)
+
+
+@pytest.mark.parametrize("diagonal", [True, False])
+def test_per_task_rho_matches_per_task_spearman(diagonal):
+    rng = np.random.default_rng(7)
+    t = rng.random((6, 6))
+    d = rng.random((4, 6, 6))
+    d[2, :, 3] = 0.5  # a constant column: NaN
+    rho = per_task_rho(d, t, diagonal=diagonal)
+    for b in range(4):
+        with pytest.warns(RuntimeWarning) if b == 2 else _nothing():
+            ref = per_task_spearman(d[b], t, diagonal=diagonal)
+        assert np.allclose(rho[b], ref, equal_nan=True, atol=1e-12)
+    assert np.isnan(rho[2, 3]) and np.isfinite(rho[0]).all()
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def test_percentile_interval():
+    s = np.arange(1001.0)
+    assert percentile_interval(s) == [25.0, 975.0]
+    assert percentile_interval(np.r_[s, np.nan]) == [25.0, 975.0]
+    with pytest.raises(ValueError, match="level"):
+        percentile_interval(s, 95)
+
+
+def test_summarize_scores_a_method_against_a_reference_on_the_same_resamples():
+    rng = np.random.default_rng(8)
+    k = 6
+    t = rng.random((k, k))
+    t = (t + t.T) / 2 + np.eye(k)
+    good = 2.0 - t  # a perfect distance: ρ = −1 on every column
+    noisy = 2.0 - t + 0.3 * rng.standard_normal((k, k))
+    n_boot = 200
+    good_s = good + 1e-3 * rng.standard_normal((n_boot, k, k))
+    noisy_s = noisy + 0.3 * rng.standard_normal((n_boot, k, k))
+    r = summarize(good, good_s, t, reference=noisy_s, reference_name="modelgif")
+    assert r["mean_rho"] == pytest.approx(-1.0)
+    assert r["per_task"] == pytest.approx([-1.0] * k)
+    lo, hi = r["mean_rho_ci95"]
+    assert -1.0 <= lo <= hi <= -0.9
+    assert r["mean_rho_off_diagonal"] == pytest.approx(np.mean(per_task_spearman(good, t, diagonal=False)))
+    assert r["fraction_better_than_modelgif"] == 1.0
+    assert r["delta_vs_modelgif_ci95"][1] < 0
+    # against itself: zero difference, never better
+    same = summarize(noisy, noisy_s, t, reference=noisy_s)
+    assert same["delta_vs_modelgif_ci95"] == [0.0, 0.0] and same["fraction_better_than_modelgif"] == 0.0
+    # against a loss table, higher is better: the same comparison flips
+    flipped = summarize(good, good_s, t, reference=noisy_s, better="higher")
+    assert flipped["fraction_better_than_modelgif"] == 0.0
+    with pytest.raises(ValueError, match="pair"):
+        summarize(good, good_s, t, reference=noisy_s[:10])
+
+
+def test_noise_ceiling():
+    rng = np.random.default_rng(9)
+    a = rng.random((5, 5))
+    assert noise_ceiling(a, a)["mean_rho"] == pytest.approx(1.0)
+    assert noise_ceiling(a, np.exp(3 * a))["per_task"] == pytest.approx([1.0] * 5)
+    assert noise_ceiling(a, -a)["mean_rho"] == pytest.approx(-1.0)
+    b = a + 0.2 * rng.standard_normal((5, 5))
+    expected = np.mean([spearmanr(a[:, j], b[:, j]).statistic for j in range(5)])
+    assert noise_ceiling(a, b)["mean_rho"] == pytest.approx(expected)
+    off = [spearmanr(np.delete(a[:, j], j), np.delete(b[:, j], j)).statistic for j in range(5)]
+    assert noise_ceiling(a, b, diagonal=False)["per_task"] == pytest.approx(off)
