@@ -77,7 +77,7 @@ def _transfer(url: str, sink: BinaryIO, *, timeout: float, end: float | None, ba
         while True:
             if end is not None and time.monotonic() > end:
                 raise _DeadlinePassed()
-            block = r.read(_BLOCK)
+            block = r.read1(_BLOCK)  # what one socket read brings: the deadline is checked between reads
             if not block:
                 break
             sink.write(block)
