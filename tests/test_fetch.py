@@ -21,7 +21,7 @@ from faulty_server import serve_faulty
 from helpers import closed_port, write_encoder_checkpoint, write_sample_building
 from PIL import Image
 
-from modelgif.download import sha256_file
+from modelgif.download import DownloadError, sha256_file
 from modelgif.reference import SAMPLE_COMMIT, build_reference_set
 from modelgif.taskonomy import TASKS, official_manifest
 
@@ -408,3 +408,21 @@ def test_fetch_reference_sha256_checks_the_written_images(tmp_path):
     assert r.returncode == 1
     assert f"has images sha256 {digest}, expected {wrong}" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "c").exists()
+
+
+def test_fetch_checkpoint_library_copies_a_verified_mini_encoder_from_a_folder(tmp_path):
+    from modelgif.checkpoint_source import fetch_checkpoint, read_manifest
+
+    manifest = REPO / "data" / "manifests" / "mini_encoders.json"
+    entry = read_manifest(manifest)["normal"]
+    out = tmp_path / "out" / "normal.pth"
+    origin = fetch_checkpoint("normal", out, REPO / "data" / "mini" / "encoders", manifest, zoo="mini")
+    assert origin == f"{REPO / 'data' / 'mini' / 'encoders'}/{entry['file']}"
+    assert sha256_file(out) == entry["sha256"]
+    doc = json.loads(manifest.read_text())
+    doc["encoders"]["normal"]["sha256"] = "0" * 64
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(DownloadError, match=f"checksum mismatch .* expected sha256 {'0' * 64}, got {entry['sha256']}"):
+        fetch_checkpoint("normal", tmp_path / "out2" / "normal.pth", REPO / "data" / "mini" / "encoders",
+                         tmp_path / "bad.json", zoo="mini")
+    assert list((tmp_path / "out2").iterdir()) == []
