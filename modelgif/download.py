@@ -106,6 +106,8 @@ def _with_retries(url: str, attempt_fn, *, retries: int, backoff: float, deadlin
         except _DeadlinePassed:
             raise DownloadError(f"could not {verb} {url}: gave up after the {deadline:g} s deadline") from None
         except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+            if isinstance(e, OSError) and not isinstance(e, urllib.error.URLError) and e.filename is not None:
+                raise  # a local file error (no space, no permission): retrying will not help
             last = e  # refused, reset, timed out (socket timeout is an OSError), truncated body
         if attempt + 1 < retries:
             pause = backoff * 2**attempt
