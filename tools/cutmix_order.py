@@ -35,16 +35,17 @@ from modelgif.zoos import ground_truth_dir, load_zoo_encoder
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def reference(variant: str, n: int, size: int, source_size: int, first_seed: int = 1_000_000) -> np.ndarray:
+def reference(variant: str, n: int, size: int, source_size: int, first_seed: int = 1_000_000,
+              cutmix_seed: int = 3) -> np.ndarray:
     """uint8 (n, 3, size, size) for one variant (module docstring)."""
     if variant == "shipped":
-        return rendered_reference_set(n, size, first_seed=first_seed, use_cutmix=True, seed=3).images
+        return rendered_reference_set(n, size, first_seed=first_seed, use_cutmix=True, seed=cutmix_seed).images
     big = np.stack([np.rint(render_scene(s, source_size)["rgb"] * 255.0).astype(np.uint8)
                     for s in range(first_seed, first_seed + n)])
     if variant == "after":
-        return cutmix(np.stack([resize_crop(im, size) for im in big]), batch=8, seed=3)[0]
+        return cutmix(np.stack([resize_crop(im, size) for im in big]), batch=8, seed=cutmix_seed)[0]
     if variant == "before":
-        return np.stack([resize_crop(im, size) for im in cutmix(big, batch=8, seed=3)[0]])
+        return np.stack([resize_crop(im, size) for im in cutmix(big, batch=8, seed=cutmix_seed)[0]])
     raise ValueError(f"unknown variant {variant!r}")
 
 
@@ -64,19 +65,19 @@ def mean_rho(images_u8: np.ndarray, n_steps: int = 50) -> dict:
             "per_task": {k: (None if not np.isfinite(v) else round(float(v), 4)) for k, v in zip(TASKS, rho)}}
 
 
-def main(source_size: int = 256, n_images: int = 100, n_steps: int = 50, variants: str = "before,after,shipped",
+def main(source_size: int = 256, n_images: int = 100, n_steps: int = 50, cutmix_seed: int = 3, variants: str = "before,after,shipped",
          json_out: Path = typer.Option(None, "--json")) -> None:
     results = {}
     for variant in variants.split(","):
         t0 = time.perf_counter()
-        images = reference(variant, n_images, 64, source_size)
+        images = reference(variant, n_images, 64, source_size, cutmix_seed=cutmix_seed)
         results[variant] = mean_rho(images, n_steps)
         results[variant]["seconds"] = round(time.perf_counter() - t0)
         r = results[variant]
         typer.echo(f"{variant}: mean rho {r['mean_rho']:+.4f} ({r['n_tasks']} tasks), "
                    f"off-diagonal {r['mean_rho_off_diagonal']:+.4f}  [{r['seconds']} s]")
         if json_out:
-            json_out.write_text(json.dumps({"source_size": source_size, "n_images": n_images, "n_steps": n_steps, **results}, indent=1))
+            json_out.write_text(json.dumps({"source_size": source_size, "n_images": n_images, "n_steps": n_steps, "cutmix_seed": cutmix_seed, **results}, indent=1))
 
 
 if __name__ == "__main__":
