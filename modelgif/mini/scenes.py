@@ -79,10 +79,12 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..tasks import TASKS
-
 #: The task labels :func:`render_scene` returns, Taskonomy's new names, in the project's order.
-TASK_LABELS = TASKS
+TASK_LABELS = (
+    "autoencoding", "curvature", "denoising", "edge_texture", "edge_occlusion", "keypoints2d",
+    "keypoints3d", "reshading", "depth_zbuffer", "depth_euclidean", "normal", "room_layout",
+    "segment_unsup25d", "segment_unsup2d", "vanishing_point", "segment_semantic", "class_object",
+)
 
 #: The labels that are one vector per image (the rest are per-pixel maps).
 VECTOR_LABELS = ("room_layout", "vanishing_point", "class_object")
