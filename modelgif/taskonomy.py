@@ -3,7 +3,8 @@
 Encoders are ``visualpriors.taskonomy_network.TaskonomyEncoder`` (a ResNet-50 trunk whose
 output is an 8-channel map at 1/16 of the input size), with weights from
 ``TASKONOMY_PRETRAINED_URLS[task + "_encoder"]``. Ground-truth tables are the Taskonomy
-authors' (Zamir et al., CVPR 2018), converted once to JSON under ``data/taskonomy/``.
+authors' (Zamir et al., CVPR 2018), converted once to JSON: package data under
+``modelgif/data/taskonomy/``. The task list itself is :mod:`modelgif.tasks`.
 """
 
 from __future__ import annotations
@@ -16,25 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._resources import taskonomy_tables_dir
 from .checkpoint import load_state_dict_checked
-
-#: The 17 tasks, in the seed's order (DESIGN §1, "Tasks and names").
-TASKS = (
-    "autoencoding", "curvature", "denoising", "edge_texture", "edge_occlusion", "keypoints2d",
-    "keypoints3d", "reshading", "depth_zbuffer", "depth_euclidean", "normal", "room_layout",
-    "segment_unsup25d", "segment_unsup2d", "vanishing_point", "segment_semantic", "class_object",
-)
-
-#: New task name → Taskonomy's original name (the keys of the published tables).
-OLD_NAMES = {
-    "autoencoding": "autoencoder", "curvature": "curvature", "denoising": "denoise",
-    "edge_texture": "edge2d", "edge_occlusion": "edge3d", "keypoints2d": "keypoint2d",
-    "keypoints3d": "keypoint3d", "reshading": "reshade", "depth_zbuffer": "rgb2depth",
-    "depth_euclidean": "rgb2mist", "normal": "rgb2sfnorm", "room_layout": "room_layout",
-    "segment_unsup25d": "segment25d", "segment_unsup2d": "segment2d",
-    "vanishing_point": "vanishing_point_well_defined", "segment_semantic": "segmentsemantic_rb",
-    "class_object": "class_1000",
-}
+from .tasks import OLD_NAMES, TASKS
 
 #: Tasks without a published decoder, whose encoder the original code ran with the output
 #: GroupNorm on (``normalize_outputs=True``); every other task runs with it off.
@@ -47,9 +32,9 @@ GROUND_TRUTH_TABLES = (
     "wins_vs_task", "wins_vs_task_16k", "wins_vs_task_1k",
 )
 
-#: Where the converted tables live: ``<repository>/data/taskonomy`` (override with
+#: Where the converted tables live: the package data ``modelgif/data/taskonomy`` (override with
 #: ``MODELGIF_TABLES`` or the ``root`` argument of :func:`load_ground_truth`).
-TABLES_DIR = Path(os.environ.get("MODELGIF_TABLES", Path(__file__).resolve().parent.parent / "data" / "taskonomy"))
+TABLES_DIR = taskonomy_tables_dir()
 
 
 def target_is_void(task: str, target: int) -> bool:

@@ -21,10 +21,12 @@ from pathlib import Path
 
 import torch
 
+from ._resources import mini_tables_dir
+
 ZOOS = ("taskonomy", "mini", "mini_random")
 _ROOT = Path(__file__).resolve().parent.parent
 #: Where the mini-Taskonomy's ground-truth tables are (``losses``, ``wins_vs_pixels``).
-MINI_TABLES_DIR = Path(os.environ.get("MODELGIF_MINI_TABLES", _ROOT / "data" / "mini" / "tables"))
+MINI_TABLES_DIR = mini_tables_dir()  # data/mini/tables (a wheel: its copy in the package)
 
 
 def check_zoo(zoo: str) -> str:

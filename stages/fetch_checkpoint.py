@@ -3,16 +3,11 @@
     python stages/fetch_checkpoint.py normal --base-url URL --manifest data/manifests/taskonomy_encoders.json \
         --out data/checkpoints/normal.pth
 
-The manifest (a path or a URL) is JSON ``{"source": ..., "encoders": {task: {"file": name,
-"sha256": hex}}}``. The checkpoint is taken from, in order:
-
-1. torch hub's checkpoint folder (``torch.hub.get_dir()/checkpoints``, i.e.
-   ``$TORCH_HOME/hub/checkpoints``), if it holds the file with the expected sha256;
-2. ``<base-url>/<file>``, downloaded with retries and a sha256 check (or, where the base URL
-   is a folder, copied from it with a sha256 check).
-
-The result must then load as a Taskonomy encoder for the task. Nothing is left at
-``--out`` (nor any temporary file beside it) unless every check passed.
+The checkpoint is resolved by :func:`modelgif.checkpoint_source.fetch_checkpoint`: torch
+hub's checkpoint folder if it holds the file with the manifest's sha256, else
+``<base-url>/<file>`` (a URL: downloaded with retries, a per-read ``--timeout`` and a sha256
+check; a folder: copied with a sha256 check); it must then load as the zoo's encoder.
+Nothing is left at ``--out`` unless every check passed.
 
 With ``--zoo mini`` (``zoo`` in params.yaml) the taskonomy options are ignored and
 ``mini.checkpoints`` of the ``--params`` file is used instead: ``manifest`` (the committed
@@ -24,68 +19,19 @@ mini-Taskonomy encoder. With ``--zoo mini_random`` the checkpoint is the untrain
 
 from __future__ import annotations
 
-import json
-import re
+import warnings
 from pathlib import Path
 
-import torch
 import typer
 import yaml
 
-from modelgif._atomic import atomic_path
-from modelgif.download import ChecksumError, DownloadError, copy_verified, download_file, fetch_bytes, is_url
+from modelgif.checkpoint_source import fetch_checkpoint, hub_checkpoint_dir
+from modelgif.download import ChecksumError, DownloadError
 from modelgif.mini.zoo import save_encoder
-from modelgif.zoos import check_zoo, is_mini, load_zoo_encoder, random_encoder, zoo_params
+from modelgif.zoos import check_zoo, is_mini, random_encoder, zoo_params
 
 DEFAULT_BASE_URL = "https://github.com/alexsax/visual-prior/raw/networks/assets/pytorch"
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "data" / "manifests" / "taskonomy_encoders.json"
-
-
-def read_manifest(manifest: str) -> dict[str, dict[str, str]]:
-    """The ``encoders`` table of a manifest file or URL, checked for shape."""
-    try:
-        text = fetch_bytes(manifest).decode() if is_url(manifest) else Path(manifest).read_text()
-        encoders = json.loads(text)["encoders"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"cannot read the checkpoint manifest {manifest}: {e!r}") from e
-    for task, entry in encoders.items():
-        if not (isinstance(entry, dict) and isinstance(entry.get("file"), str)
-                and re.fullmatch(r"[0-9a-fA-F]{64}", str(entry.get("sha256")))):
-            raise ValueError(f"manifest {manifest}: entry {task!r} needs a 'file' name and a 64-hex 'sha256', got {entry!r}")
-    return encoders
-
-
-def fetch_checkpoint(task: str, out: Path, base_url: str, manifest: str, retries: int = 3,
-                     zoo: str = "taskonomy") -> str:
-    """Place ``task``'s verified encoder of ``zoo`` at ``out``; return where it came from."""
-    encoders = read_manifest(manifest)
-    if task not in encoders:
-        raise ValueError(f"task {task!r} is not in the manifest {manifest}; known tasks: {', '.join(encoders)}")
-    name, sha256 = encoders[task]["file"], encoders[task]["sha256"].lower()
-    # torch hub's folder is where Taskonomy's files are kept; the mini zoo is never there
-    cached = None if is_mini(zoo) else Path(torch.hub.get_dir()) / "checkpoints" / name
-    what = "a mini-Taskonomy encoder" if is_mini(zoo) else f"a Taskonomy encoder for {task}"
-    with atomic_path(out) as tmp:
-        origin = None
-        if cached is not None and cached.is_file():
-            try:
-                copy_verified(cached, tmp, sha256=sha256)
-                origin = str(cached)
-            except ChecksumError as e:
-                typer.echo(f"warning: ignoring the torch hub copy: {e}", err=True)
-        if origin is None:
-            origin = f"{base_url.rstrip('/')}/{name}"
-            if is_url(base_url):
-                download_file(origin, tmp, sha256=sha256, retries=retries)
-            elif Path(origin).is_file():
-                copy_verified(origin, tmp, sha256=sha256)
-            else:
-                raise ValueError(f"no checkpoint {origin}: {base_url} is neither a URL nor a folder holding {name}")
-        try:
-            load_zoo_encoder(zoo, task, tmp)
-        except (ValueError, RuntimeError) as e:
-            raise ValueError(f"{name} from {origin} has the expected sha256 but is not {what}: {e}") from e
-    return origin
 
 
 def main(
@@ -94,6 +40,7 @@ def main(
     manifest: str = typer.Option(str(DEFAULT_MANIFEST), help="manifest JSON, a path or a URL"),
     out: Path = typer.Option(None, help="output file", show_default="data/checkpoints/<TASK>.pth"),
     retries: int = typer.Option(3, help="tries per download"),
+    timeout: float = typer.Option(30.0, help="seconds one socket read may wait before the try fails"),
     zoo: str = typer.Option("taskonomy", help="taskonomy, mini or mini_random"),
     params: Path = typer.Option(Path("params.yaml"), help="params file (its 'mini.checkpoints' for the mini zoos)"),
 ) -> None:
@@ -106,7 +53,14 @@ def main(
                 typer.echo(f"{task}: untrained mini encoder (seed {cfg.get('random_seed', 0)}) -> {out}")
                 return
             base_url, manifest = str(cfg["base_url"]), str(cfg["manifest"])
-        origin = fetch_checkpoint(task, out, base_url, manifest, retries, zoo=zoo)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            try:
+                origin = fetch_checkpoint(task, out, base_url, manifest, zoo=zoo, retries=retries, timeout=timeout)
+            finally:
+                for w in caught:
+                    if issubclass(w.category, UserWarning):
+                        typer.echo(f"warning: {w.message}", err=True)
     except KeyError as e:
         typer.echo(f"error: {params}: mini.checkpoints lacks {e}; nothing was written to {out}", err=True)
         raise typer.Exit(1)
@@ -116,7 +70,7 @@ def main(
     except DownloadError as e:
         typer.echo(
             f"error: {e}\nPoint checkpoints.base_url in params.yaml (--base-url) at a mirror that serves the manifest's file names, or put the file into "
-            f"torch hub's checkpoint folder {Path(torch.hub.get_dir()) / 'checkpoints'} (set TORCH_HOME to move it).",
+            f"torch hub's checkpoint folder {hub_checkpoint_dir()} (set TORCH_HOME to move it).",
             err=True,
         )
         raise typer.Exit(1)

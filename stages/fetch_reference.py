@@ -5,7 +5,13 @@
 
 With ``--zoo mini`` or ``--zoo mini_random`` (``zoo`` in params.yaml) the taskonomy options
 are ignored: the reference set is rendered mini-Taskonomy scenes, as ``mini.reference`` in the
-``--params`` file says (``n_images``, ``size``, ``first_seed``, ``cutmix``, ``seed``).
+``--params`` file says (``n_images``, ``size``, ``first_seed``, ``cutmix``, ``seed``, and an
+optional ``sha256``).
+
+``--sha256 HEX`` (``reference.sha256`` in params.yaml; empty: no check) is the expected
+sha256 of the written ``images.npy``'s array data (the uint8 (N, 3, S, S) images in C order,
+without the .npy header: ``hashlib.sha256(np.load("images.npy").tobytes())``); on a
+mismatch nothing is written.
 
 Writes ``<out>/images.npy`` (uint8 (N, 3, S, S)), ``<out>/manifest.json`` and
 ``<out>/contact_sheet.png``, each atomically.
@@ -20,8 +26,8 @@ import yaml
 from _cli import parse_bool
 
 from modelgif.download import DownloadError
-from modelgif.reference import (SAMPLE, SAMPLE_BASE_URL, SAMPLE_COMMIT, build_reference_set, rendered_reference_set,
-                                write_reference_set)
+from modelgif.reference import (MAX_MEMBER_BYTES, SAMPLE, SAMPLE_BASE_URL, SAMPLE_COMMIT, build_reference_set,
+                                rendered_reference_set, write_reference_set)
 from modelgif.zoos import is_mini, zoo_params
 
 HINT = (
@@ -37,7 +43,7 @@ def mini_reference(params: Path, zoo: str):
     try:
         return rendered_reference_set(int(cfg["n_images"]), int(cfg["size"]), first_seed=int(cfg["first_seed"]),
                                       use_cutmix=parse_bool(str(cfg["cutmix"]), "mini.reference.cutmix"),
-                                      seed=int(cfg["seed"]))
+                                      seed=int(cfg["seed"]), sha256=str(cfg.get("sha256") or "") or None)
     except KeyError as e:
         raise ValueError(f"{params}: mini.reference lacks {e}") from e
 
@@ -53,34 +59,36 @@ def main(
     seed: int = typer.Option(3, help="seed of the CutMix draws"),
     workers: int = typer.Option(8, help="parallel downloads"),
     retries: int = typer.Option(3, help="tries per download"),
+    timeout: float = typer.Option(30.0, help="seconds one socket read may wait before the try fails"),
+    max_member_mb: float = typer.Option(MAX_MEMBER_BYTES / 2**20, help="largest archive member read as an image, MiB"),
+    sha256: str = typer.Option("", help="expected sha256 of images.npy's uint8 array bytes (empty: no check)"),
     out: Path = typer.Option(Path("data/reference"), help="output folder"),
     zoo: str = typer.Option("taskonomy", help="taskonomy, mini or mini_random"),
     params: Path = typer.Option(Path("params.yaml"), help="params file (its 'mini.reference' for the mini zoos)"),
 ) -> None:
     use_cutmix = parse_bool(cutmix, "--cutmix") and not no_cutmix
+    hint = ""
     try:
         if is_mini(zoo):
             ref = mini_reference(params, zoo)
-            paths = write_reference_set(ref, out)
-            typer.echo(f"{len(ref.images)} rendered scenes {tuple(ref.images.shape[1:])} -> {paths['images.npy']}")
-            return
-    except (OSError, ValueError, TypeError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1)
-    try:
-        ref = build_reference_set(
-            source, n_images, size, use_cutmix=use_cutmix, seed=seed,
-            base_url=base_url, commit=commit, workers=workers, retries=retries,
-        )
+            what = "rendered scenes"
+        else:
+            hint = f"\n{HINT}" if source == SAMPLE else ""
+            ref = build_reference_set(
+                source, n_images, size, use_cutmix=use_cutmix, seed=seed,
+                base_url=base_url, commit=commit, workers=workers, retries=retries, timeout=timeout,
+                max_member_bytes=int(max_member_mb * 2**20), sha256=sha256 or None,
+            )
+            what = f"images from {source}"
+        paths = write_reference_set(ref, out)
     except DownloadError as e:
         typer.echo(f"error: {e}\n{HINT}", err=True)
         raise typer.Exit(1)
-    except (FileNotFoundError, ValueError) as e:
-        typer.echo(f"error: {e}" + (f"\n{HINT}" if source == SAMPLE else ""), err=True)
+    except (OSError, ValueError) as e:
+        message = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror and e.filename else str(e)
+        typer.echo(f"error: {message}{hint if not isinstance(e, PermissionError) else ''}", err=True)
         raise typer.Exit(1)
-    paths = write_reference_set(ref, out)
-    typer.echo(f"{len(ref.images)} images {tuple(ref.images.shape[1:])} from {source} -> {paths['images.npy']}")
-
+    typer.echo(f"{len(ref.images)} {what} {tuple(ref.images.shape[1:])} -> {paths['images.npy']}")
 
 if __name__ == "__main__":
     typer.run(main)

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import tarfile
+import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from faulty_server import serve_faulty
 from helpers import closed_port, write_encoder_checkpoint, write_sample_building
 from PIL import Image
 
-from modelgif.download import sha256_file
-from modelgif.reference import build_reference_set
+from modelgif.download import DownloadError, sha256_file
+from modelgif.reference import SAMPLE_COMMIT, build_reference_set
 from modelgif.taskonomy import TASKS, official_manifest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -212,3 +218,211 @@ def test_fetch_reference_bad_source_fails_cleanly(tmp_path):
     assert r.returncode == 1
     assert "cannot read image b.png" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "ref").exists()
+
+
+# --------------------------------------------------------------------------- dropped connections, stalls
+
+
+@pytest.fixture
+def faulty():
+    """A factory ``faulty(root, fault) -> (base_url, requests)`` (:mod:`faulty_server`)."""
+    stops = []
+
+    def start(root, fault):
+        base, requests, stop = serve_faulty(root, fault)
+        stops.append(stop)
+        return base, requests
+
+    yield start
+    for stop in stops:
+        stop()
+
+
+def test_fetch_checkpoint_retries_a_dropped_connection(tmp_path, faulty, checkpoint):
+    path, sha, name = checkpoint
+    manifest = serve_checkpoint(tmp_path / "www", path.read_bytes(), name, sha)
+    base, requests = faulty(tmp_path / "www", "truncate_once")
+    out = tmp_path / "out" / "normal.pth"
+    r = run_stage("fetch_checkpoint.py", "normal", "--base-url", base, "--manifest", manifest, "--out", out,
+                  cwd=tmp_path, torch_home=tmp_path / "torch")
+    assert r.returncode == 0, r.stderr
+    assert requests[f"/{name}"] == 2  # the first body was cut at half its Content-Length
+    assert sha256_file(out) == sha and sorted(p.name for p in out.parent.iterdir()) == ["normal.pth"]
+
+
+def test_fetch_reference_retries_dropped_connections_of_the_sample_images(tmp_path, faulty):
+    write_sample_building(tmp_path / "www", 4, size=(16, 16))
+    base, requests = faulty(tmp_path / "www", "truncate_once")
+    r = run_stage("fetch_reference.py", "--base-url", base, "--n-images", 4, "--size", 16, "--cutmix", "false",
+                  "--out", tmp_path / "ref", cwd=tmp_path, torch_home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    expected = build_reference_set(SAMPLE_FOLDER_SOURCE(tmp_path / "www"), 4, 16, use_cutmix=False, progress=False)
+    np.testing.assert_array_equal(np.load(tmp_path / "ref" / "images.npy"), expected.images)
+    assert all(requests[f"/{SAMPLE_COMMIT}/rgb/point_{p}_view_0_domain_rgb.png"] == 2 for p in range(4))
+
+
+def SAMPLE_FOLDER_SOURCE(www: Path) -> str:  # noqa: N802 - reads as a constant at the call site
+    """The sample building's rgb folder, read as a local folder (the same files, in the same order)."""
+    return str(www / SAMPLE_COMMIT / "rgb")
+
+
+def test_fetch_reference_retries_a_dropped_connection_of_an_archive_url(tmp_path, faulty):
+    src = tmp_path / "imgs"
+    for i in range(3):
+        src.mkdir(exist_ok=True)
+        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(src / f"{i}.png")
+    (tmp_path / "www").mkdir()
+    with tarfile.open(tmp_path / "www" / "set.tar.gz", "w:gz") as tf:
+        tf.add(src, arcname="imgs")
+    base, requests = faulty(tmp_path / "www", "truncate_once")
+    r = run_stage("fetch_reference.py", "--source", f"{base}/set.tar.gz", "--n-images", 3, "--size", 8,
+                  "--cutmix", "false", "--out", tmp_path / "ref", cwd=tmp_path, torch_home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert requests["/set.tar.gz"] == 2
+    np.testing.assert_array_equal(np.load(tmp_path / "ref" / "images.npy")[:, 0, 4, 4], [0, 40, 80])
+
+
+def test_ctrl_c_against_a_stalled_mirror_exits_within_seconds(tmp_path, faulty):
+    write_sample_building(tmp_path / "www", 16, size=(16, 16))
+    base, requests = faulty(tmp_path / "www", "stall")
+    env = {**os.environ, "TORCH_HOME": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, str(STAGES / "fetch_reference.py"), "--base-url", base,
+                             "--n-images", "16", "--out", str(tmp_path / "ref")], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while sum(requests.values()) < 8 and time.monotonic() < deadline:  # all 8 workers are stuck
+            time.sleep(0.05)
+        assert sum(requests.values()) >= 8
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        _, err = proc.communicate(timeout=20)
+        elapsed = time.monotonic() - start
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert elapsed < 5, f"took {elapsed:.1f} s to exit after Ctrl-C (socket timeout is 30 s)"
+    assert not (tmp_path / "ref").exists()
+
+
+def test_fetch_reference_stalled_mirror_fails_within_its_timeout(tmp_path, faulty):
+    write_sample_building(tmp_path / "www", 2, size=(16, 16))
+    base, _ = faulty(tmp_path / "www", "stall")
+    r = run_stage("fetch_reference.py", "--base-url", base, "--n-images", 2, "--retries", 1, "--timeout", 0.5,
+                  "--out", tmp_path / "ref", cwd=tmp_path, torch_home=tmp_path)
+    assert r.returncode == 1
+    assert "after 1 tries: timed out" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "ref").exists()
+
+
+# --------------------------------------------------------------------------- damaged and hostile inputs
+
+
+def _image_tar(path: Path, n: int = 3, mode: str = "w") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, mode) as tf:
+        for i in range(n):
+            buf = io.BytesIO()
+            Image.fromarray(np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buf, "PNG")
+            info = tarfile.TarInfo(f"imgs/{i}.png")
+            info.size = len(buf.getvalue())
+            tf.addfile(info, io.BytesIO(buf.getvalue()))
+    return path
+
+
+def _truncated(path: Path) -> Path:
+    """The archive cut inside its last member's data (a plain tar is padded to 10 kB records,
+    so cutting at a fraction of the file could keep every member whole)."""
+    data = path.read_bytes()
+    if path.suffix == ".tar":
+        with tarfile.open(path) as tf:
+            last = tf.getmembers()[-1]
+        cut = last.offset_data + last.size // 2
+    else:
+        cut = int(len(data) * 0.6)
+    out = path.with_name("cut_" + path.name)
+    out.write_bytes(data[:cut])
+    return out
+
+
+def _bad_crc_zip(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for i in range(3):
+            buf = io.BytesIO()
+            Image.new("RGB", (16, 16), (i, i, i)).save(buf, "PNG")
+            zf.writestr(f"{i}.png", buf.getvalue())
+    data = bytearray(path.read_bytes())
+    at = data.index(b"IDAT") + 8  # inside the first image's pixel data, stored uncompressed
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("make", ["tar", "tar.gz", "zip-crc"])
+def test_damaged_archives_fail_with_one_line_naming_the_file(tmp_path, make):
+    if make == "tar":
+        archive = _truncated(_image_tar(tmp_path / "a.tar"))
+    elif make == "tar.gz":
+        archive = _truncated(_image_tar(tmp_path / "a.tar.gz", mode="w:gz"))
+    else:
+        archive = _bad_crc_zip(tmp_path / "a.zip")
+    r = run_stage("fetch_reference.py", "--source", archive, "--n-images", 3, "--size", 8,
+                  "--out", tmp_path / "ref", cwd=tmp_path, torch_home=tmp_path)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {archive}: damaged archive"), r.stderr
+    assert not (tmp_path / "ref").exists()
+
+
+def test_an_archive_member_over_the_size_limit_is_refused_before_it_is_read(tmp_path):
+    archive = tmp_path / "bomb.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        info = tarfile.TarInfo("imgs/huge.png")
+        info.size = 5 << 20  # 5 MiB of zeros: compresses to a few kB
+        tf.addfile(info, io.BytesIO(bytes(info.size)))
+    assert archive.stat().st_size < 100_000
+    r = run_stage("fetch_reference.py", "--source", archive, "--n-images", 1, "--max-member-mb", 1,
+                  "--out", tmp_path / "ref", cwd=tmp_path, torch_home=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.strip() == (f"error: {archive}: member imgs/huge.png is {5 << 20} bytes, over the limit of "
+                                f"{1 << 20} bytes per image (max_member_bytes); is this archive what it claims to be?")
+
+
+def test_fetch_reference_sha256_checks_the_written_images(tmp_path):
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for i in range(3):
+        Image.new("RGB", (10, 10), (60 * i, 7, 200)).save(src / f"{i}.png")
+    args = ["--source", src, "--n-images", 3, "--size", 8, "--cutmix", "false"]
+    r = run_stage("fetch_reference.py", *args, "--out", tmp_path / "a", cwd=tmp_path, torch_home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    # the documented definition, computed independently from the written file
+    digest = hashlib.sha256(np.load(tmp_path / "a" / "images.npy").tobytes()).hexdigest()
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["images_sha256"] == digest
+    r = run_stage("fetch_reference.py", *args, "--sha256", digest.upper(), "--out", tmp_path / "b",
+                  cwd=tmp_path, torch_home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    wrong = hashlib.sha256(b"other").hexdigest()
+    r = run_stage("fetch_reference.py", *args, "--sha256", wrong, "--out", tmp_path / "c", cwd=tmp_path, torch_home=tmp_path)
+    assert r.returncode == 1
+    assert f"has images sha256 {digest}, expected {wrong}" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "c").exists()
+
+
+def test_fetch_checkpoint_library_copies_a_verified_mini_encoder_from_a_folder(tmp_path):
+    from modelgif.checkpoint_source import fetch_checkpoint, read_manifest
+
+    manifest = REPO / "data" / "manifests" / "mini_encoders.json"
+    entry = read_manifest(manifest)["normal"]
+    out = tmp_path / "out" / "normal.pth"
+    origin = fetch_checkpoint("normal", out, REPO / "data" / "mini" / "encoders", manifest, zoo="mini")
+    assert origin == f"{REPO / 'data' / 'mini' / 'encoders'}/{entry['file']}"
+    assert sha256_file(out) == entry["sha256"]
+    doc = json.loads(manifest.read_text())
+    doc["encoders"]["normal"]["sha256"] = "0" * 64
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(DownloadError, match=f"checksum mismatch .* expected sha256 {'0' * 64}, got {entry['sha256']}"):
+        fetch_checkpoint("normal", tmp_path / "out2" / "normal.pth", REPO / "data" / "mini" / "encoders",
+                         tmp_path / "bad.json", zoo="mini")
+    assert list((tmp_path / "out2").iterdir()) == []

@@ -25,6 +25,7 @@ from modelgif.reference import (
     fetch_taskonomy_sample,
     load_reference_images,
     prepare_image,
+    resize_crop,
     sample_name,
     write_contact_sheet,
     write_reference_set,
@@ -302,3 +303,82 @@ def test_rendered_reference_set_is_the_scenes_rgb_then_cutmix():
         rendered_reference_set(2, 40)
     with pytest.raises(ValueError, match="at least 1"):
         rendered_reference_set(0, 32)
+
+
+# --------------------------------------------------------------------------- CutMix at the source resolution
+
+
+def test_cutmix_is_applied_at_the_source_resolution_before_the_resize(tmp_path):
+    """Sources at 4× the output size: the set is resize(cutmix(source)), box drawn in source
+    pixels, which is not cutmix(resize(source))."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    source = random_images(10, h=40, w=40, seed=5)
+    for i, image in enumerate(source):
+        Image.fromarray(image.transpose(1, 2, 0)).save(folder / f"img_{i:02d}.png")
+    ref = build_reference_set(str(folder), n_images=10, size=10, use_cutmix=True, seed=3)
+    mixed_source, records = cutmix(source, batch=8, seed=3)
+    expected = np.stack([resize_crop(image, 10) for image in mixed_source])
+    np.testing.assert_array_equal(ref.images, expected)
+    assert [r["box"] for r in ref.manifest["cutmix"]["batches"]] == [list(r.box) for r in records]
+    assert max(b for r in records for b in r.box) > 10  # the boxes are in source (40 px) coordinates
+    resized_first, _ = cutmix(np.stack([resize_crop(image, 10) for image in source]), batch=8, seed=3)
+    assert not np.array_equal(ref.images, resized_first)
+
+
+def test_cutmix_of_a_source_already_at_the_final_size_is_plain_cutmix(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    source = random_images(9, h=12, w=12, seed=6)
+    for i, image in enumerate(source):
+        Image.fromarray(image.transpose(1, 2, 0)).save(folder / f"img_{i:02d}.png")
+    ref = build_reference_set(str(folder), n_images=9, size=12, use_cutmix=True, seed=4)
+    np.testing.assert_array_equal(ref.images, cutmix(source, batch=8, seed=4)[0])
+
+
+def test_cutmix_refuses_a_batch_of_images_of_different_sizes(tmp_path):
+    folder = tmp_path / "imgs"
+    solid_png(folder / "a.png", 10, size=(20, 20))
+    solid_png(folder / "b.png", 10, size=(30, 20))
+    with pytest.raises(ValueError, match=r"need one size.*a.png 20×20, b.png 30×20.*cutmix: false"):
+        build_reference_set(str(folder), n_images=2, size=8, use_cutmix=True)
+    assert build_reference_set(str(folder), n_images=2, size=8, use_cutmix=False).images.shape == (2, 3, 8, 8)
+
+
+# --------------------------------------------------------------------------- 16-bit images
+
+
+@pytest.mark.parametrize("value", [0, 257, 32768, 65535])
+def test_a_16_bit_grey_png_is_scaled_to_8_bits_not_clipped(tmp_path, value):
+    path = tmp_path / "grey16.png"
+    Image.fromarray(np.full((6, 6), value, dtype=np.uint16)).save(path)
+    with Image.open(path) as image:
+        assert image.mode in ("I;16", "I")  # what PIL decodes a 16-bit grey PNG to
+    ref = build_reference_set(str(tmp_path), n_images=1, size=6, use_cutmix=False)
+    assert (ref.images == value // 256).all()  # 32768 → 128, mid-grey stays mid-grey
+
+
+def test_16_bit_grey_and_16_bit_colour_pngs_agree(tmp_path):
+    """PIL reads 16-bit colour PNGs by their high byte; 16-bit grey is scaled the same way."""
+    import struct
+    import zlib
+
+    values = np.array([[1000, 32768], [40000, 65535]], dtype=np.uint16)
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + np.repeat(row[:, None], 3, axis=1).astype(">u2").tobytes() for row in values)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 16, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    (tmp_path / "rgb48.png").write_bytes(png)
+    Image.fromarray(values).save(tmp_path / "grey16.png")
+    ref = build_reference_set(str(tmp_path), n_images=2, size=2, use_cutmix=False)
+    np.testing.assert_array_equal(ref.images[0], ref.images[1])
+    np.testing.assert_array_equal(ref.images[0, 0], values >> 8)
+
+
+def test_a_floating_point_image_is_refused_by_name(tmp_path):
+    Image.fromarray(np.full((4, 4), 0.5, dtype=np.float32)).save(tmp_path / "float.tif")
+    with pytest.raises(ValueError, match="cannot read image float.tif.*floating-point"):
+        build_reference_set(str(tmp_path), n_images=1, size=4, use_cutmix=False)

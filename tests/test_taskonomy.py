@@ -119,3 +119,19 @@ def test_ground_truth_errors(tmp_path):
     (tmp_path / "all_affinities.json").write_text(json.dumps({"table": {"rgb2sfnorm__rgb2sfnorm": 1.0}}))
     with pytest.raises(KeyError, match="no entry 'rgb2sfnorm__reshade'"):
         tk.load_ground_truth("all_affinities", ["normal", "reshading"], root=tmp_path)
+
+
+def test_the_task_list_is_defined_once_and_params_yaml_follows_it():
+    import yaml
+
+    from modelgif import tasks
+    from modelgif.mini import scenes
+
+    assert tk.TASKS is tasks.TASKS and tk.OLD_NAMES is tasks.OLD_NAMES
+    # the mini renderer keeps its own copy: editing modelgif/mini/scenes.py would invalidate the
+    # mini build's dvc.lock (its render stage depends on the file), so it is held equal here
+    assert scenes.TASK_LABELS == tasks.TASKS
+    assert len(tasks.TASKS) == 17 and tuple(tasks.OLD_NAMES) == tasks.TASKS
+    repo = Path(__file__).resolve().parent.parent
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert tuple(params["tasks"]) == tasks.TASKS  # DVC's foreach cannot import Python: checked here

@@ -1,6 +1,6 @@
 """Convert the Taskonomy authors' pickled tables to plain JSON, once.
 
-    python tools/convert_taskonomy_tables.py ../shared/taskonomy-results data/taskonomy
+    python tools/convert_taskonomy_tables.py ../shared/taskonomy-results modelgif/data/taskonomy
 
 Reads ``affinities/*.pkl`` and ``winrates/*.pkl`` (dicts ``"<source>__<target>" -> float``)
 and writes ``<name>.json`` with every key and its value at full float64 precision
