@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_state_dict_checked
+from .errors import MissingEntry
 
 #: The 17 tasks, in the seed's order (DESIGN §1, "Tasks and names").
 TASKS = (
@@ -149,6 +150,6 @@ def load_ground_truth(name: str, tasks=TASKS, root: str | os.PathLike | None = N
         for j, b in enumerate(tasks):
             key = f"{OLD_NAMES[a]}__{OLD_NAMES[b]}"
             if key not in table:
-                raise KeyError(f"table {name} has no entry {key!r}")
+                raise MissingEntry(f"table {name} has no entry {key!r}")
             out[i, j] = table[key]
     return out

@@ -16,6 +16,7 @@ from helpers import write_encoder_checkpoint
 
 import modelgif
 from modelgif.plots import read_matrix_csv
+from modelgif.provenance import field_record, read_record, write_record
 from modelgif.storage import load_field, save_field
 
 STAGES = Path(__file__).resolve().parent.parent / "stages"
@@ -28,6 +29,17 @@ def run_stage(script: str, *args, cwd: Path, **env) -> subprocess.CompletedProce
                           capture_output=True, text=True, timeout=300)
 
 
+def write_field(path: Path, field: np.ndarray, **changes) -> Path:
+    """Store ``field`` (float16 storage) with a provenance record as the field stage writes it;
+    ``changes`` override the record's settings."""
+    save_field(path, field)
+    settings = dict(reference_sha256="0" * 64, checkpoint_sha256=None, zoo="taskonomy", target=1, n_steps=3,
+                    method="gausslegendre", baseline="shuffled", seed=0, cumulative=True, dtype="float16",
+                    precision="float32", sketch_dim=0, sketch_seed=0, shape=field.shape)
+    write_record(path, field_record(path.stem, **{**settings, **changes}))
+    return path
+
+
 @pytest.fixture(scope="module")
 def fields(tmp_path_factory):
     """Four correlated random fields on disk (float16 storage) and a params file listing them."""
@@ -36,7 +48,7 @@ def fields(tmp_path_factory):
     base = rng.standard_normal((5, 3, 40))
     for task in TASKS:
         f = base + rng.uniform(0.3, 3.0) * rng.standard_normal(base.shape)
-        save_field(root / "fields" / f"{task}.npy", f.astype(np.float32))
+        write_field(root / "fields" / f"{task}.npy", f.astype(np.float32))
     (root / "params.yaml").write_text(yaml.safe_dump({"tasks": TASKS, "ground_truth": ["all_affinities", "wins_vs_pixels"]}))
     return root
 
