@@ -91,6 +91,13 @@ def _check_writable_folder(folder: Path, what: str) -> None:
                               + ("on a read-only file system" if read_only else "not writable (permission denied)"))
 
 
+def _size(nbytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes} B" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+
+
 def check_output_file(path: str | os.PathLike, nbytes: int | None = None) -> Path:
     """Check, before computing anything, that a file can be written at ``path``.
 
@@ -110,8 +117,8 @@ def check_output_file(path: str | os.PathLike, nbytes: int | None = None) -> Pat
     if nbytes is not None:
         free = shutil.disk_usage(folder).free
         if free < nbytes:
-            raise OSError(_errno.ENOSPC, f"cannot write {path}: it needs {nbytes / 2**20:.1f} MiB and "
-                          f"{folder} has {free / 2**20:.1f} MiB free (no space left on device)")
+            raise OSError(_errno.ENOSPC, f"cannot write {path}: it needs {_size(nbytes)} and {folder} has "
+                          f"{_size(free)} free (no space left on device)")
     return path
 
 
