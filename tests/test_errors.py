@@ -190,3 +190,18 @@ def test_record_must_exist_name_its_task_and_match_its_field(tmp_path):
         provenance.read_record(path)
     with pytest.raises(InputError, match="cannot be named"):
         provenance.record_path(tmp_path / "normal.json")
+
+
+# --------------------------------------------------------------------------- atomic copies
+
+
+def test_copy_verified_goes_through_a_temporary_file(tmp_path):
+    from modelgif.download import copy_verified
+
+    src, dest = tmp_path / "src.bin", tmp_path / "out" / "dest.bin"
+    src.write_bytes(b"weights")
+    assert copy_verified(src, dest, sha256=hashlib.sha256(b"weights").hexdigest()) == dest
+    assert dest.read_bytes() == b"weights" and sorted(p.name for p in dest.parent.iterdir()) == ["dest.bin"]
+    with pytest.raises(FileNotFoundError):
+        copy_verified(tmp_path / "missing.bin", dest)
+    assert dest.read_bytes() == b"weights" and sorted(p.name for p in dest.parent.iterdir()) == ["dest.bin"]
