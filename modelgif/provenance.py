@@ -16,6 +16,7 @@ another computation than its field's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -29,6 +30,15 @@ from .storage import field_shape, open_field
 RECORD_FORMAT = 1
 #: Keys that name one field's model; every other key must agree across compared fields.
 PER_FIELD_KEYS = ("task", "checkpoint_sha256")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes (the reference set's ``images.npy``, a checkpoint)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def record_path(field: str | os.PathLike) -> Path:
@@ -164,4 +174,4 @@ def check_fields(fields: Mapping[str, str | os.PathLike]) -> dict:
 
 
 __all__ = ["PER_FIELD_KEYS", "RECORD_FORMAT", "check_fields", "check_same_provenance", "field_record",
-           "read_record", "record_path", "write_record"]
+           "file_sha256", "read_record", "record_path", "write_record"]

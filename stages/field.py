@@ -28,12 +28,11 @@ from _cli import clean_errors, parse_bool
 from tqdm.auto import tqdm
 
 from modelgif.baselines import make_baselines
-from modelgif.download import sha256_file
 from modelgif.errors import check_output_file
 from modelgif.field import (check_precision, default_batch_size, iter_gradient_field, keep_freed_cpu_memory,
                             write_chunks)
 from modelgif.reference import load_reference_images
-from modelgif.provenance import field_record, record_path, write_record
+from modelgif.provenance import field_record, file_sha256, record_path, write_record
 from modelgif.storage import FieldWriter, storage_dtype
 from modelgif.quadrature import check_n_steps
 from modelgif.sketch import check_sketch_dim
@@ -93,7 +92,7 @@ def main(
     n_values = check_sketch_dim(sketch_dim, h * w) or h * w
     check_output_file(out, nbytes=n * n_steps * storage_dtype(n_values, dtype).itemsize
                       * (n_values if dtype == "float32" else 1))
-    record = field_record(task, reference_sha256=sha256_file(reference), checkpoint_sha256=sha256_file(checkpoint),
+    record = field_record(task, reference_sha256=file_sha256(reference), checkpoint_sha256=file_sha256(checkpoint),
                           zoo=zoo, target=check_target(target), n_steps=n_steps, method=method, baseline=baseline,
                           seed=seed, cumulative=parse_bool(cumulative, "--cumulative"), dtype=dtype,
                           precision=precision, sketch_dim=sketch_dim, sketch_seed=sketch_seed,
