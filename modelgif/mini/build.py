@@ -26,7 +26,6 @@ import numpy as np
 
 from .._atomic import atomic_path, write_text
 from ..download import sha256_file
-from ..errors import MissingEntry
 from .scenes import TASK_LABELS, render_scenes
 
 #: Labels :func:`save_scenes` does not store: exact copies of ``rgb``.
@@ -158,10 +157,10 @@ def read_transfer_rows(folder: str | os.PathLike, sources: Sequence[str] = (*TAS
 def _check_rows(rows: Mapping[str, Mapping[str, np.ndarray]], sources: Sequence[str], targets: Sequence[str]):
     for s in sources:
         if s not in rows:
-            raise MissingEntry(f"no transfer measurements from source {s!r}")
+            raise KeyError(f"no transfer measurements from source {s!r}")
         for t in targets:
             if t not in rows[s]:
-                raise MissingEntry(f"no transfer measurement {s} → {t}")
+                raise KeyError(f"no transfer measurement {s} → {t}")
             if not np.isfinite(rows[s][t]).all():
                 raise ValueError(f"transfer {s} → {t} has non-finite test losses")
 
