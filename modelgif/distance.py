@@ -14,6 +14,13 @@ METRICS = ("cosine", "euclidean")
 DEFAULT_CHUNK_BYTES = 256 * 2**20
 
 
+def check_metric(metric: str) -> str:
+    """Return ``metric`` if it is one of :data:`METRICS`, else raise ``ValueError`` listing them."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown distance metric {metric!r}; valid metrics: {', '.join(METRICS)}")
+    return metric
+
+
 def _open(field, i: int):
     if isinstance(field, (str, os.PathLike)):
         return open_field(field), str(field)
@@ -70,8 +77,7 @@ def affinity_matrix(
     Raises:
         ValueError: unknown metric, no fields, fields of different shapes, NaN or infinite values.
     """
-    if metric not in METRICS:
-        raise ValueError(f"unknown distance metric {metric!r}; valid metrics: {', '.join(METRICS)}")
+    check_metric(metric)
     fields = list(fields)
     from_file = [isinstance(f, (str, os.PathLike)) for f in fields]
     opened = [_open(f, i) for i, f in enumerate(fields)]

@@ -28,6 +28,8 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
+from ._atomic import atomic_path
+
 _BLOCK = 1 << 20
 
 
@@ -190,15 +192,10 @@ def copy_verified(src: str | os.PathLike, dest: str | os.PathLike, *, sha256: st
         actual = sha256_file(src)
         if actual != sha256.lower():
             raise ChecksumError(f"checksum mismatch for {src}: expected sha256 {sha256.lower()}, got {actual}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
+    with atomic_path(dest) as tmp:
+        tmp.unlink()  # os.link needs the name free
         try:
             os.link(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest

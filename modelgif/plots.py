@@ -23,13 +23,31 @@ def matrix_csv(path: str | os.PathLike, matrix: np.ndarray, labels: Sequence[str
 
 
 def read_matrix_csv(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
-    """Read a matrix written by :func:`matrix_csv`: ``(matrix (K, K), labels)``."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    """Read a matrix written by :func:`matrix_csv`: ``(matrix (K, K), labels)``.
+
+    Raises:
+        ValueError: naming ``path`` and what is wrong (empty, not text, ragged, not numbers).
+    """
+    try:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.reader(f) if r]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not a CSV text file: {e}") from e
+    if not rows or len(rows[0]) < 2:
+        raise ValueError(f"{path} holds no matrix: expected a header row 'task,<label>,…' and one row per label")
     labels = rows[0][1:]
     if [r[0] for r in rows[1:]] != labels:
         raise ValueError(f"{path}: row labels do not match the header")
-    return np.array([[float(v) for v in r[1:]] for r in rows[1:]], dtype=np.float64), labels
+    for r in rows[1:]:
+        if len(r) != len(labels) + 1:
+            raise ValueError(f"{path}: row {r[0]} has {len(r) - 1} values, expected {len(labels)}")
+    try:
+        matrix = np.array([[float(v) for v in r[1:]] for r in rows[1:]], dtype=np.float64)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
+    if not np.isfinite(matrix).all():
+        raise ValueError(f"{path} has NaN or infinite values")
+    return matrix, labels
 
 
 def long_csv(path: str | os.PathLike, matrix: np.ndarray, labels: Sequence[str], value: str) -> None:

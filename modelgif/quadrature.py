@@ -27,6 +27,17 @@ def check_method(method: str) -> str:
     return method
 
 
+def check_n_steps(n_steps, method: str = "gausslegendre") -> int:
+    """``n_steps`` (S) as an int if ``method`` has a rule with S nodes: S ≥ 1, and S ≥ 2 for
+    ``riemann_trapezoid``; else ``ValueError`` naming the problem. Checks ``method`` too."""
+    check_method(method)
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+    if method == "riemann_trapezoid" and n_steps < 2:
+        raise ValueError(f"riemann_trapezoid needs n_steps >= 2, got {n_steps!r}")
+    return int(n_steps)
+
+
 def nodes_and_weights(method: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and weights of a quadrature rule on [0, 1].
 
@@ -38,17 +49,12 @@ def nodes_and_weights(method: str, n_steps: int) -> tuple[np.ndarray, np.ndarray
         ``(alphas, weights)``, two float64 arrays of shape (S,), alphas increasing,
         weights summing to 1.
     """
-    check_method(method)
-    if not isinstance(n_steps, (int, np.integer)) or isinstance(n_steps, bool) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-    s = int(n_steps)
+    s = check_n_steps(n_steps, method)
     k = np.arange(s, dtype=np.float64)
     if method == "gausslegendre":
         xi, omega = np.polynomial.legendre.leggauss(s)
         return (1.0 + xi) / 2.0, omega / 2.0
     if method == "riemann_trapezoid":
-        if s < 2:
-            raise ValueError("riemann_trapezoid needs n_steps >= 2")
         w = np.full(s, 1.0 / (s - 1))
         w[[0, -1]] /= 2.0
         return k / (s - 1), w

@@ -75,6 +75,9 @@ def open_field(path: str | os.PathLike) -> np.ndarray:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as e:
         raise ValueError(f"{path} is not a readable .npy field: {e}") from e
+    if not isinstance(arr, np.ndarray):  # np.load opens an .npz archive as a mapping
+        arr.close()
+        raise ValueError(f"{path} is an .npz archive, not a .npy field")
     field_shape(arr)
     return arr
 

@@ -19,6 +19,7 @@ import torch
 
 from ._resources import taskonomy_tables_dir
 from .checkpoint import load_state_dict_checked
+from .errors import MissingEntry
 from .tasks import OLD_NAMES, TASKS
 
 #: Tasks without a published decoder, whose encoder the original code ran with the output
@@ -134,6 +135,6 @@ def load_ground_truth(name: str, tasks=TASKS, root: str | os.PathLike | None = N
         for j, b in enumerate(tasks):
             key = f"{OLD_NAMES[a]}__{OLD_NAMES[b]}"
             if key not in table:
-                raise KeyError(f"table {name} has no entry {key!r}")
+                raise MissingEntry(f"table {name} has no entry {key!r}")
             out[i, j] = table[key]
     return out

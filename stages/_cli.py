@@ -5,6 +5,9 @@ from __future__ import annotations
 import functools
 
 import typer
+import yaml
+
+from modelgif.errors import USER_ERRORS, describe
 
 
 def parse_bool(value: str, name: str = "value") -> bool:
@@ -21,14 +24,26 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def clean_errors(main):
-    """Turn the library's input errors into a one-line message and exit status 1 (no traceback)."""
+def clean_errors(main=None, *, outputs: tuple[str, ...] = ()):
+    """Turn bad input and file-system refusals into a one-line ``error:`` and exit status 1.
+
+    Catches exactly :data:`modelgif.errors.USER_ERRORS` (``ValueError``, ``OSError``), worded by
+    :func:`modelgif.errors.describe` (the path and the problem), and ``yaml.YAMLError`` (a bad
+    params file). ``outputs`` names the options holding the command's outputs, named when the
+    system reports no path (a write on a full disk). Anything else (``TypeError``, …) is a
+    programming error and keeps its traceback. Use as ``@clean_errors`` or
+    ``@clean_errors(outputs=("out",))``.
+    """
+    if main is None:
+        return functools.partial(clean_errors, outputs=outputs)
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except (ValueError, KeyError, FileNotFoundError, TypeError) as e:
-            fail(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e))
+        except USER_ERRORS as e:
+            fail(describe(e, [kwargs[o] for o in outputs if kwargs.get(o) is not None]))
+        except yaml.YAMLError as e:  # a params file the stage reads
+            fail("invalid YAML: " + " ".join(str(e).split()))
 
     return wrapper

@@ -3,7 +3,9 @@
     python stages/affinity.py --params params.yaml --metric cosine --fields data/fields --out data/affinity
 
 Reads ``tasks`` from the params file and only those tasks' fields (a stale field of a
-removed task is never read). Writes ``distance.csv`` (labelled matrix),
+removed task is never read). Refuses, before reading any values, fields whose provenance
+records (``<task>.json`` beside ``<task>.npy``, :mod:`modelgif.provenance`) show another
+reference set or other settings, naming the fields that differ. Writes ``distance.csv`` (labelled matrix),
 ``distance_long.csv`` (``source,target,distance`` for the heatmap) and
 ``similarity_tree.png`` (average-linkage dendrogram).
 """
@@ -16,8 +18,10 @@ import typer
 from _cli import clean_errors
 import yaml
 
-from modelgif.distance import affinity_matrix
+from modelgif.distance import affinity_matrix, check_metric
+from modelgif.errors import check_output_dir
 from modelgif.plots import long_csv, matrix_csv, similarity_tree
+from modelgif.provenance import check_fields
 
 
 def read_tasks(params: Path) -> list[str]:
@@ -27,7 +31,7 @@ def read_tasks(params: Path) -> list[str]:
     return [str(t) for t in tasks]
 
 
-@clean_errors
+@clean_errors(outputs=("out",))
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file holding the task list"),
     metric: str = typer.Option("cosine", help="cosine or euclidean"),
@@ -35,10 +39,14 @@ def main(
     out: Path = typer.Option(Path("data/affinity"), help="output folder"),
 ) -> None:
     tasks = read_tasks(params)
+    check_metric(metric)
     missing = [t for t in tasks if not (fields / f"{t}.npy").is_file()]
     if missing:
         raise FileNotFoundError(f"no field for task(s) {', '.join(missing)} in {fields}")
-    d = affinity_matrix([fields / f"{t}.npy" for t in tasks], metric, progress=True)
+    check_output_dir(out)
+    paths = {t: fields / f"{t}.npy" for t in tasks}
+    check_fields(paths)  # same reference set and settings, before reading any values
+    d = affinity_matrix(list(paths.values()), metric, progress=True)
     matrix_csv(out / "distance.csv", d, tasks)
     long_csv(out / "distance_long.csv", d, tasks, "distance")
     similarity_tree(out / "similarity_tree.png", d, tasks, title=f"ModelGiF similarity tree ({metric})")

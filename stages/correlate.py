@@ -30,6 +30,7 @@ import yaml
 
 from modelgif._atomic import write_text
 from modelgif.correlation import per_task_spearman
+from modelgif.errors import check_output_dir, check_output_file
 from modelgif.plots import long_csv, read_matrix_csv
 from modelgif.taskonomy import load_ground_truth
 from modelgif.zoos import ground_truth_dir, is_mini, zoo_params
@@ -45,7 +46,7 @@ def read_tables(params: Path, zoo: str = "taskonomy") -> list[str]:
     return [str(n) for n in names]
 
 
-@clean_errors
+@clean_errors(outputs=("metrics", "plots"))
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file holding the ground_truth list"),
     distance: Path = typer.Option(Path("data/affinity/distance.csv"), help="distance matrix from the affinity stage"),
@@ -54,6 +55,9 @@ def main(
     zoo: str = typer.Option("taskonomy", help="taskonomy, mini or mini_random: whose ground truth"),
 ) -> None:
     tables = read_tables(params, zoo)
+    for out in (metrics, metrics.parent / "per_task_rho.csv"):
+        check_output_file(out)
+    check_output_dir(plots)
     root = ground_truth_dir(zoo) if is_mini(zoo) else None
     d, tasks = read_matrix_csv(distance)
     result, rows = {}, []

@@ -28,11 +28,13 @@ from _cli import clean_errors, parse_bool
 from tqdm.auto import tqdm
 
 from modelgif.baselines import make_baselines
+from modelgif.errors import check_output_file
 from modelgif.field import (check_precision, default_batch_size, iter_gradient_field, keep_freed_cpu_memory,
                             write_chunks)
 from modelgif.reference import load_reference_images
-from modelgif.storage import FieldWriter
-from modelgif.quadrature import check_method
+from modelgif.provenance import field_record, file_sha256, record_path, write_record
+from modelgif.storage import FieldWriter, storage_dtype
+from modelgif.quadrature import check_n_steps
 from modelgif.sketch import check_sketch_dim
 from modelgif.targets import check_target
 from modelgif.zoos import check_zoo, load_zoo_encoder, target_is_void
@@ -51,7 +53,7 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-@clean_errors
+@clean_errors(outputs=("out",))
 def main(
     task: str = typer.Argument(..., help="task whose encoder to use"),
     checkpoint: Path = typer.Option(..., help="encoder checkpoint (from fetch_checkpoint)"),
@@ -74,6 +76,11 @@ def main(
     check_zoo(zoo)
     check_precision(precision)
     check_sketch_dim(sketch_dim)
+    check_n_steps(n_steps, method)
+    check_target(target)
+    storage_dtype(1, dtype)  # a valid storage dtype
+    check_output_file(out)
+    record_path(out).unlink(missing_ok=True)  # no stale record beside a field this run may not finish
     dev = resolve_device(device)
     batch = batch_size or default_batch_size(dev)
     if dev.type == "cpu":
@@ -82,8 +89,14 @@ def main(
     images = load_reference_images(reference).to(dev)
     baselines = make_baselines(images, baseline, seed)
     n, _, h, w = images.shape
-    check_method(method)
     n_values = check_sketch_dim(sketch_dim, h * w) or h * w
+    check_output_file(out, nbytes=n * n_steps * storage_dtype(n_values, dtype).itemsize
+                      * (n_values if dtype == "float32" else 1))
+    record = field_record(task, reference_sha256=file_sha256(reference), checkpoint_sha256=file_sha256(checkpoint),
+                          zoo=zoo, target=check_target(target), n_steps=n_steps, method=method, baseline=baseline,
+                          seed=seed, cumulative=parse_bool(cumulative, "--cumulative"), dtype=dtype,
+                          precision=precision, sketch_dim=sketch_dim, sketch_seed=sketch_seed,
+                          shape=(n, n_steps, n_values))
     if target_is_void(zoo, task, check_target(target)):
         # Exactly zero in exact arithmetic; store that rather than float rounding noise.
         typer.echo(f"warning: target {target} is void for {task} (output GroupNorm: Σ f is constant); "
@@ -103,6 +116,7 @@ def main(
             bar.set_postfix(points_per_s=f"{bar.n * n_steps / (time.perf_counter() - t0):.1f}")
 
         write_chunks(chunks, writer.write, on_written=written)
+    write_record(out, record)
     typer.echo(f"{task}: field {shape} ({dtype}, {precision}) -> {out}")
 
 

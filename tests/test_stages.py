@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,20 +14,44 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from fs_faults import full_dir, leftovers, readonly_dir  # noqa: F401 - fixtures
 from helpers import write_encoder_checkpoint
 
 import modelgif
-from modelgif.plots import read_matrix_csv
+from modelgif.plots import matrix_csv, read_matrix_csv
+from modelgif.provenance import field_record, read_record, write_record
 from modelgif.storage import load_field, save_field
 
 STAGES = Path(__file__).resolve().parent.parent / "stages"
 TASKS = ["normal", "reshading", "depth_zbuffer", "curvature"]
 
 
+def assert_one_line_error(r: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The command failed with status 1 and one ``error:`` line (its last) holding every fragment."""
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), r.stderr
+    for fragment in fragments:
+        assert fragment in last, r.stderr
+    return last
+
+
 def run_stage(script: str, *args, cwd: Path, **env) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(STAGES / script), *map(str, args)], cwd=cwd,
                           env={**os.environ, "MODELGIF_DEVICE": "cpu", **env},
                           capture_output=True, text=True, timeout=300)
+
+
+def write_field(path: Path, field: np.ndarray, **changes) -> Path:
+    """Store ``field`` (float16 storage) with a provenance record as the field stage writes it;
+    ``changes`` override the record's settings."""
+    save_field(path, field)
+    settings = dict(reference_sha256="0" * 64, checkpoint_sha256=None, zoo="taskonomy", target=1, n_steps=3,
+                    method="gausslegendre", baseline="shuffled", seed=0, cumulative=True, dtype="float16",
+                    precision="float32", sketch_dim=0, sketch_seed=0, shape=field.shape)
+    write_record(path, field_record(path.stem, **{**settings, **changes}))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +62,7 @@ def fields(tmp_path_factory):
     base = rng.standard_normal((5, 3, 40))
     for task in TASKS:
         f = base + rng.uniform(0.3, 3.0) * rng.standard_normal(base.shape)
-        save_field(root / "fields" / f"{task}.npy", f.astype(np.float32))
+        write_field(root / "fields" / f"{task}.npy", f.astype(np.float32))
     (root / "params.yaml").write_text(yaml.safe_dump({"tasks": TASKS, "ground_truth": ["all_affinities", "wins_vs_pixels"]}))
     return root
 
@@ -96,12 +122,103 @@ def test_correlate_errors(fields, tmp_path):
     assert not (tmp_path / "m.json").exists()
 
 
+def test_affinity_output_errors_come_before_any_work(fields, tmp_path, readonly_dir):
+    (tmp_path / "file").write_text("x")
+    args = ["--params", fields / "params.yaml", "--fields", fields / "fields", "--out"]
+    for out in (tmp_path / "file", tmp_path / "file" / "affinity"):
+        r = run_stage("affinity.py", *args, out, cwd=tmp_path)
+        assert_one_line_error(r, f"cannot write into {out}: {tmp_path / 'file'} is a file, not a folder")
+        assert "distances" not in r.stderr  # refused before the progress bar started
+    r = run_stage("affinity.py", *args, readonly_dir / "affinity", cwd=tmp_path)
+    assert_one_line_error(r, f"cannot write into {readonly_dir / 'affinity'}: {readonly_dir} is ")
+    assert "read-only file system" in r.stderr or "permission denied" in r.stderr
+    assert leftovers(readonly_dir) == []
+
+
+def test_affinity_on_a_full_disk(fields, full_dir):
+    out = full_dir / "affinity"
+    r = run_stage("affinity.py", "--params", fields / "params.yaml", "--fields", fields / "fields", "--out", out,
+                  cwd=fields)
+    assert_one_line_error(r, "no space left on device", str(out))
+    assert leftovers(out) == [] and leftovers(full_dir) in ([], ["affinity"])  # no half-written or temporary file
+
+
+def test_affinity_refuses_fields_that_cannot_be_compared(fields, tmp_path):
+    shutil.copytree(fields / "fields", tmp_path / "fields")
+    args = ["--params", fields / "params.yaml", "--fields", tmp_path / "fields", "--out", tmp_path / "out"]
+    rng = np.random.default_rng(1)
+    write_field(tmp_path / "fields" / "curvature.npy", rng.standard_normal((5, 3, 40)).astype(np.float32),
+                reference_sha256="f" * 64)
+    write_field(tmp_path / "fields" / "reshading.npy", rng.standard_normal((5, 3, 40)).astype(np.float32),
+                target=5)
+    r = run_stage("affinity.py", *args, cwd=tmp_path)
+    assert_one_line_error(r, f"reference_sha256 ({'0' * 12}…: normal, reshading, depth_zbuffer; {'f' * 12}…: curvature)",
+                          'target (1: normal, depth_zbuffer, curvature; 5: reshading)')
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "fields" / "normal.json").unlink()
+    r = run_stage("affinity.py", *args, cwd=tmp_path)
+    assert_one_line_error(r, f"field {tmp_path / 'fields' / 'normal.npy'} has no provenance record")
+    with open(tmp_path / "fields" / "normal.npy", "wb") as f:  # an .npz where a field should be
+        np.savez(f, field=np.zeros((5, 3, 40), np.float32))
+    shutil.copy(fields / "fields" / "normal.json", tmp_path / "fields" / "normal.json")
+    r = run_stage("affinity.py", *args, cwd=tmp_path)
+    assert_one_line_error(r, "normal.npy is an .npz archive, not a .npy field")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def distance_csv(tmp_path):
+    """A valid distance.csv over :data:`TASKS` (a symmetric matrix with a zero diagonal)."""
+    d = np.abs(np.subtract.outer(np.arange(4.0), np.arange(4.0) ** 1.5))
+    matrix_csv(tmp_path / "distance.csv", d + d.T, TASKS)
+    return tmp_path / "distance.csv"
+
+
+def test_correlate_input_and_output_errors(fields, tmp_path, distance_csv, readonly_dir):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "ragged.csv").write_text("task,normal,reshading\nnormal,0,1\nreshading,1\n")
+
+    def correlate(distance, metrics, plots):
+        return run_stage("correlate.py", "--params", fields / "params.yaml", "--distance", distance,
+                         "--metrics", metrics, "--plots", plots, cwd=tmp_path)
+
+    r = correlate(tmp_path / "empty.csv", tmp_path / "m" / "c.json", tmp_path / "plots")
+    assert_one_line_error(r, f"{tmp_path / 'empty.csv'} holds no matrix")
+    r = correlate(tmp_path / "ragged.csv", tmp_path / "m" / "c.json", tmp_path / "plots")
+    assert_one_line_error(r, "ragged.csv: row reshading has 1 values, expected 2")
+    r = correlate(tmp_path / "missing.csv", tmp_path / "m" / "c.json", tmp_path / "plots")
+    assert_one_line_error(r, f"{tmp_path / 'missing.csv'}: no such file or directory")
+    r = correlate(distance_csv, tmp_path / "folder", tmp_path / "plots")
+    assert_one_line_error(r, f"output {tmp_path / 'folder'} is a folder; it must name a file")
+    r = correlate(distance_csv, tmp_path / "file" / "c.json", tmp_path / "plots")
+    assert_one_line_error(r, f"cannot write {tmp_path / 'file' / 'c.json'}: {tmp_path / 'file'} is a file, not a folder")
+    r = correlate(distance_csv, tmp_path / "m" / "c.json", tmp_path / "file" / "plots")
+    assert_one_line_error(r, f"cannot write into {tmp_path / 'file' / 'plots'}: {tmp_path / 'file'} is a file")
+    r = correlate(distance_csv, readonly_dir / "c.json", tmp_path / "plots")
+    assert_one_line_error(r, f"cannot write {readonly_dir / 'c.json'}: {readonly_dir} is ")
+    assert not (tmp_path / "plots").exists() and not (tmp_path / "m").exists() and leftovers(readonly_dir) == []
+    r = correlate(distance_csv, tmp_path / "m" / "c.json", tmp_path / "plots")  # the same inputs, all well
+    assert r.returncode == 0, r.stderr
+
+
+def test_correlate_on_a_full_disk(fields, distance_csv, full_dir):
+    r = run_stage("correlate.py", "--params", fields / "params.yaml", "--distance", distance_csv,
+                  "--metrics", full_dir / "metrics" / "c.json", "--plots", full_dir / "plots", cwd=fields)
+    assert_one_line_error(r, "no space left on device", str(full_dir / "plots"))
+    assert all(leftovers(full_dir / d) == [] for d in ("metrics", "plots"))
+
+
 @pytest.fixture(scope="module")
 def encoder_and_images(tmp_path_factory):
     root = tmp_path_factory.mktemp("field")
     write_encoder_checkpoint(root / "normal.pth", seed=0)
     rng = np.random.default_rng(0)
     np.save(root / "images.npy", rng.integers(0, 256, (3, 3, 32, 32), dtype=np.uint8))
+    np.savez(root / "images.npz", images=rng.integers(0, 256, (3, 3, 32, 32), dtype=np.uint8))
+    (root / "a_file").write_text("x")
+    (root / "a_folder").mkdir()
     return root
 
 
@@ -118,6 +235,13 @@ def test_field_stage_writes_the_library_field(encoder_and_images):
     got = load_field(root / "fields" / "normal.npy")
     assert got.shape == (3, 3, 32 * 32)
     assert np.allclose(got, expected.numpy(), rtol=1e-4, atol=1e-6 * np.abs(got).max())
+    record = read_record(root / "fields" / "normal.npy")  # fields/normal.json: what it was computed from
+    assert record == {
+        "format": 1, "task": "normal", "zoo": "taskonomy",
+        "reference_sha256": hashlib.sha256((root / "images.npy").read_bytes()).hexdigest(),
+        "checkpoint_sha256": hashlib.sha256((root / "normal.pth").read_bytes()).hexdigest(),
+        "target": 5, "n_steps": 3, "method": "riemann_middle", "baseline": "shuffled", "seed": 0, "cumulative": False,
+        "dtype": "float32", "precision": "float32", "sketch_dim": 0, "sketch_seed": None, "shape": [3, 3, 1024]}
 
 
 @pytest.mark.parametrize("args, code, message", [
@@ -127,6 +251,16 @@ def test_field_stage_writes_the_library_field(encoder_and_images):
     (["normal", "--cumulative", "maybe"], 2, "expected true or false"),
     (["normal", "--checkpoint", "missing.pth"], 1, "no checkpoint for normal at missing.pth"),
     (["normal", "--reference", "missing.npy"], 1, "missing.npy"),
+    (["normal", "--reference", "images.npz"], 1, "images.npz is an .npz archive, not a .npy array of images"),
+    (["normal", "--n-steps", "0"], 1, "n_steps must be a positive integer, got 0"),
+    (["normal", "--n-steps", "-1"], 1, "n_steps must be a positive integer, got -1"),
+    # room_layout's target 6 is void (its field is zero without computing): n_steps is checked all the same
+    (["room_layout", "--target", "6", "--n-steps", "0"], 1, "n_steps must be a positive integer, got 0"),
+    (["room_layout", "--target", "6", "--n-steps", "-1"], 1, "n_steps must be a positive integer, got -1"),
+    (["normal", "--method", "riemann_trapezoid", "--n-steps", "1"], 1, "riemann_trapezoid needs n_steps >= 2"),
+    (["normal", "--dtype", "float64"], 1, "unknown field storage dtype 'float64'"),
+    (["normal", "--out", "a_folder"], 1, "output a_folder is a folder; it must name a file"),
+    (["normal", "--out", "a_file/field.npy"], 1, "cannot write a_file/field.npy: "),
 ])
 def test_field_stage_errors_leave_no_output(encoder_and_images, args, code, message):
     root = encoder_and_images
@@ -137,4 +271,28 @@ def test_field_stage_errors_leave_no_output(encoder_and_images, args, code, mess
     r = run_stage("field.py", *argv, cwd=root)
     assert r.returncode == code, r.stderr
     assert message in r.stderr
+    if code == 1:
+        assert_one_line_error(r, message)
     assert not (root / "bad").exists() or list((root / "bad").iterdir()) == []
+    assert (root / "a_file").read_text() == "x" and list((root / "a_folder").iterdir()) == []
+
+
+def test_field_stage_output_faults(encoder_and_images, readonly_dir, full_dir):
+    root = encoder_and_images
+    argv = ["normal", "--checkpoint", "normal.pth", "--reference", "images.npy", "--n-steps", "2"]
+    r = run_stage("field.py", *argv, "--out", readonly_dir / "normal.npy", cwd=root)
+    assert_one_line_error(r, f"cannot write {readonly_dir / 'normal.npy'}: {readonly_dir} is ")
+    r = run_stage("field.py", *argv, "--out", full_dir / "normal.npy", cwd=root)
+    assert_one_line_error(r, f"cannot write {full_dir / 'normal.npy'}: it needs 12.0 KiB and {full_dir} has 0 B free "
+                             "(no space left on device)")  # 3 images × 2 steps × (4 + 2·1024) bytes
+    assert leftovers(readonly_dir) == [] and leftovers(full_dir) == []
+
+
+def test_field_stage_removes_a_stale_record_first(encoder_and_images):
+    root = encoder_and_images
+    (root / "stale").mkdir(exist_ok=True)
+    (root / "stale" / "normal.json").write_text('{"format": 1}')
+    r = run_stage("field.py", "normal", "--checkpoint", "missing.pth", "--reference", "images.npy",
+                  "--out", "stale/normal.npy", cwd=root)
+    assert_one_line_error(r, "no checkpoint for normal at missing.pth")
+    assert list((root / "stale").iterdir()) == []

@@ -78,7 +78,9 @@ def load_reference_images(path: str | os.PathLike, dtype: torch.dtype = torch.fl
         array = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - numpy raises several types for a bad file
         raise ValueError(f"{path} is not a readable .npy file: {e}") from e
-    if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 4 or array.shape[1] != 3:
-        what = f"{array.dtype} {array.shape}" if isinstance(array, np.ndarray) else "an .npz archive"
-        raise ValueError(f"{path} holds {what}; expected uint8 (N, 3, H, W)")
+    if not isinstance(array, np.ndarray):  # np.load opens an .npz archive as a mapping
+        array.close()
+        raise ValueError(f"{path} is an .npz archive, not a .npy array of images")
+    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1] != 3:
+        raise ValueError(f"{path} holds {array.dtype} {array.shape}; expected uint8 (N, 3, H, W)")
     return torch.from_numpy(array).to(dtype).div_(255).mul_(2).sub_(1)

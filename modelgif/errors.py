@@ -1,0 +1,134 @@
+"""What the library raises for bad input, how such an error reads as one line, and the
+checks of an output path that can run before any long computation.
+
+The contract with the stage commands (``stages/_cli.py``, ``clean_errors``):
+
+- ``ValueError`` (and its subclass :class:`InputError`): a param, option or input file is not
+  what it must be; the message names the problem.
+- ``OSError``: the file system refused (missing file, permission denied, read-only file
+  system, no space left on device, …); :func:`describe` names the path and the problem.
+
+Everything else (``TypeError``, ``AttributeError``, ``RuntimeError``, …) is a programming
+error and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["InputError", "MissingEntry", "USER_ERRORS", "check_output_dir", "check_output_file", "describe"]
+
+
+class InputError(ValueError):
+    """Bad input: a param, option or file that is not what it must be (a ``ValueError``)."""
+
+
+class MissingEntry(InputError, KeyError):
+    """An input table lacks an entry that is asked for (also a ``KeyError``, as a mapping's miss)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+#: The exceptions that mean bad input or a refusing file system, never a bug.
+USER_ERRORS = (ValueError, OSError)
+
+# A temporary file of modelgif._atomic / storage.FieldWriter: ".<name>.<random>.tmp" beside <name>.
+_TMP = re.compile(r"\.(?P<name>.+)\.[^./]+\.tmp")
+
+
+def _shown(path: str | os.PathLike) -> str:
+    """``path`` as the user knows it: a temporary file is shown as the output it was to become."""
+    p = Path(os.fsdecode(path))
+    m = _TMP.fullmatch(p.name)
+    return str(p.with_name(m["name"]) if m else p)
+
+
+def describe(e: BaseException, outputs: Sequence[str | os.PathLike] = ()) -> str:
+    """One line naming the problem of a :data:`USER_ERRORS` exception.
+
+    An ``OSError`` raised by the operating system reads ``<path>: <problem>`` (e.g.
+    ``data/affinity/distance.csv: no space left on device``; a temporary file is named as the
+    output it was to become); when the system gave no path (a ``write`` that fails on a full
+    disk), it reads ``<problem> while writing <outputs>``. Other errors read as their message.
+    """
+    if isinstance(e, OSError) and e.errno is not None and e.strerror:
+        if e.filename is None and e.strerror != os.strerror(e.errno):
+            return e.strerror  # the library's own message, naming its path
+        problem = e.strerror[:1].lower() + e.strerror[1:]
+        if e.filename is None:
+            shown = [_shown(o) for o in outputs]
+            return f"{problem} while writing {', '.join(shown)}" if shown else problem
+        where = _shown(e.filename)
+        if e.filename2 is not None:
+            where += f" -> {_shown(e.filename2)}"
+        return f"{where}: {problem}"
+    if isinstance(e, KeyError) and not isinstance(e, MissingEntry) and e.args:
+        return str(e.args[0])
+    return str(e) or type(e).__name__
+
+
+def _existing_ancestor(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _check_writable_folder(folder: Path, what: str) -> None:
+    """``folder`` (which exists) must be a folder this process may create files in."""
+    if not folder.is_dir():
+        raise NotADirectoryError(_errno.ENOTDIR, f"cannot write {what}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        code = _errno.EROFS if read_only else _errno.EACCES
+        raise PermissionError(code, f"cannot write {what}: {folder} is "
+                              + ("on a read-only file system" if read_only else "not writable (permission denied)"))
+
+
+def _size(nbytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes} B" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+
+
+def check_output_file(path: str | os.PathLike, nbytes: int | None = None) -> Path:
+    """Check, before computing anything, that a file can be written at ``path``.
+
+    ``path`` must not be a folder; its nearest existing ancestor must be a writable folder
+    (not a file, not on a read-only file system); with ``nbytes``, that file system must have
+    that many bytes free. Creates nothing.
+
+    Raises:
+        InputError: ``path`` is a folder. OSError (NotADirectoryError, PermissionError):
+            the folder cannot take the file; the message names both.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"output {path} is a folder; it must name a file")
+    folder = _existing_ancestor(path.parent)
+    _check_writable_folder(folder, str(path))
+    if nbytes is not None:
+        free = shutil.disk_usage(folder).free
+        if free < nbytes:
+            raise OSError(_errno.ENOSPC, f"cannot write {path}: it needs {_size(nbytes)} and {folder} has "
+                          f"{_size(free)} free (no space left on device)")
+    return path
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Check, before computing anything, that files can be written into the folder ``path``
+    (which may not exist yet): not a file, not under a file, writable. Creates nothing.
+
+    Raises:
+        OSError (NotADirectoryError, PermissionError), naming the path and the problem.
+    """
+    path = Path(path)
+    _check_writable_folder(_existing_ancestor(path), f"into {path}")
+    return path
