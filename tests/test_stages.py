@@ -138,3 +138,18 @@ def test_field_stage_errors_leave_no_output(encoder_and_images, args, code, mess
     assert r.returncode == code, r.stderr
     assert message in r.stderr
     assert not (root / "bad").exists() or list((root / "bad").iterdir()) == []
+
+
+def test_void_target_streams_a_zero_field_in_chunks(encoder_and_images):
+    root = encoder_and_images
+    r = run_stage("field.py", "room_layout", "--checkpoint", "normal.pth", "--reference", "images.npy",
+                  "--target", "6", "--n-steps", "4", "--out", "fields/room_layout.npy", cwd=root,
+                  MODELGIF_BATCH_SIZE="8")  # two images per chunk: 3 images in 2 chunks
+    assert r.returncode == 0, r.stderr
+    assert "target 6 is void for room_layout" in r.stderr
+    f = load_field(root / "fields" / "room_layout.npy")
+    assert f.shape == (3, 4, 32 * 32) and not f.any()
+    from modelgif.field import zero_field_chunks
+
+    assert [(s, tuple(c.shape)) for s, c in zero_field_chunks(3, 4, 5, batch_size=8)] == [(0, (2, 4, 5)),
+                                                                                          (2, (1, 4, 5))]
