@@ -3,6 +3,8 @@
     python benchmarks/run.py                  # or: make bench
     python benchmarks/run.py --device cuda    # auto (default): CUDA when present, else CPU
     python benchmarks/run.py --quick          # a smoke run: small sizes, one repeat, no JSON
+    python benchmarks/run.py --device cuda --full                        # make bench-gpu (<= 6 min, one H200)
+    python benchmarks/run.py --device cpu --full --tiny --sections affinity_17   # its dry run on a CPU
 
 Prints markdown tables and writes them, with every number and the machine, to
 ``benchmarks/results-<device>.json`` (``--out`` to change). Sections:
@@ -32,6 +34,16 @@ Prints markdown tables and writes them, with every number and the machine, to
 3. Distances from opt-in precisions and from sketched fields against exact float32 fields,
    for 8 random-init encoders with correlated seeds (the construction of tests/test_sketch.py):
    Spearman over the 28 distinct pairs, and the largest and mean relative error.
+4. The field stage's peak resident memory (a fresh process, ``benchmarks/peak_rss.py``) at two
+   N, 10× apart, for a void target (an all-zero field) and an ordinary one: it must not grow
+   with N (``checks.field_stage_peak_rss_ratio_10x_n`` ≤ 1.25).
+5. ``affinity_matrix`` over 17 fields of 50 × 128·128 values (float16 storage) for each
+   backend (numpy, torch on the CPU, torch on CUDA when present), extrapolated to N = 1000.
+6. ``--full``: one real-size field (1000 × 50 at 128 px, random-init encoder) per precision
+   through the field stage (``stages/field.py`` in a fresh process: its batching, its writer),
+   wall time, peak host and GPU memory, extrapolated to 17 tasks beside the ceiling and the
+   one-image loop of section 1; then the 17-field affinity on that field. ``--tiny`` shrinks
+   it to 4 images × 4 steps at 32 px: a dry run of the GPU script on a CPU.
 """
 
 from __future__ import annotations
@@ -465,25 +477,25 @@ def run_field_stage(task: str, checkpoint: Path, images: Path, out: Path, *, zoo
     return row
 
 
-def field_stage_memory(tmp: Path, sizes=(64, 640), px: int = 64, n_steps: int = N_STEPS) -> list[dict]:
-    """Peak RSS of the field stage at two N, 10× apart, for a void target (Taskonomy
-    ``room_layout``, target 6: an all-zero field, no passes) and an ordinary one (the mini
-    zoo's ``normal`` encoder, target 1: every pass computed), on the CPU."""
-    ckpt = _write_checkpoint(tmp / "room_layout.pth")
-    mini = ROOT / "data" / "mini" / "encoders" / "normal.pth"
+def field_stage_memory(tmp: Path, void=(64, 64, 640), ordinary=(32, 20, 200), n_steps: int = N_STEPS) -> list[dict]:
+    """Peak RSS of the field stage on the CPU at two N, 10× apart, for a void target
+    (``room_layout``, target 6: an all-zero field, no passes; ``void`` = (px, N₁, N₂)) and an
+    ordinary one (``normal``, target 1, every pass computed; ``ordinary`` = (px, N₁, N₂), at a
+    smaller size since its passes take the time), random-init Taskonomy encoders."""
+    ckpt = _write_checkpoint(tmp / "encoder.pth")
     rows = []
-    for n in sizes:
-        images = _write_images(tmp / f"images{n}.npy", n, px)
-        for kind, task, checkpoint, zoo, target in (("void (room_layout, target 6)", "room_layout", ckpt,
-                                                     "taskonomy", 6),
-                                                    ("ordinary (mini normal, target 1)", "normal", mini, "mini", 1)):
+    for kind, task, target, (px, *sizes) in (("void (room_layout, target 6)", "room_layout", 6, void),
+                                             ("ordinary (normal, target 1)", "normal", 1, ordinary)):
+        for n in sizes:
+            images = _write_images(tmp / f"images{n}.npy", n, px)
             out = tmp / f"stage_{task}_{n}.npy"
-            r = run_field_stage(task, checkpoint, images, out, zoo=zoo, target=target, n_steps=n_steps)
+            r = run_field_stage(task, ckpt, images, out, target=target, n_steps=n_steps)
             out.unlink()
+            images.unlink()
             rows.append({"target": kind, "n_images": n, "px": px, "steps": n_steps, **r})
-            print(f"  field stage {kind:32s} N={n:5d}: peak RSS {r['peak_rss_mb']:7.1f} MB, "
+            print(f"  field stage {kind:30s} N={n:5d} at {px} px: peak RSS {r['peak_rss_mb']:7.1f} MB, "
                   f"field {r['field_file_mb']:7.1f} MB, {r['seconds']:.1f} s", flush=True)
-        images.unlink()
+    ckpt.unlink()
     return rows
 
 
@@ -704,8 +716,10 @@ def main(argv=None) -> None:
                 sketch_dims=(256,) if quick else (1024, 256), n_seeds=2 if quick else 10, tmp=tmp)
         if "stage_memory" in sections:
             print("4. field stage memory (CPU)", flush=True)
-            result["stage_memory"] = field_stage_memory(tmp, sizes=(8, 80) if quick or tiny else (64, 640),
-                                                        n_steps=8 if quick or tiny else N_STEPS)
+            small = quick or tiny
+            result["stage_memory"] = field_stage_memory(tmp, void=(32, 8, 80) if small else (64, 64, 640),
+                                                        ordinary=(32, 2, 20) if small else (32, 20, 200),
+                                                        n_steps=8 if small else N_STEPS)
         if "affinity_17" in sections:
             print("5. affinity of 17 real-size fields", flush=True)
             result["affinity_17"] = affinity_17(tmp, device, n_images=2 if quick or tiny else 8)

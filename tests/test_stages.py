@@ -153,3 +153,41 @@ def test_void_target_streams_a_zero_field_in_chunks(encoder_and_images):
 
     assert [(s, tuple(c.shape)) for s, c in zero_field_chunks(3, 4, 5, batch_size=8)] == [(0, (2, 4, 5)),
                                                                                           (2, (1, 4, 5))]
+
+
+@pytest.mark.slow  # two stage processes started and killed: about a minute on a busy 2-core machine
+def test_a_killed_field_stage_leaves_no_temporary_field(encoder_and_images):
+    """SIGKILL leaves a temporary file that the next run sweeps; SIGTERM removes its own."""
+    import signal
+    import time
+
+    root = encoder_and_images
+    fields = root / "killed"
+
+    def start():
+        return subprocess.Popen([sys.executable, str(STAGES / "field.py"), "normal", "--checkpoint", "normal.pth",
+                                 "--reference", "images.npy", "--n-steps", "3000", "--method", "riemann_middle",
+                                 "--out", "killed/normal.npy"], cwd=root, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env={**os.environ, "MODELGIF_DEVICE": "cpu",
+                                                                "MODELGIF_BATCH_SIZE": "4"})
+
+    def temps():
+        return sorted(fields.glob(".*.tmp")) if fields.exists() else []
+
+    def wait_for_own_temp(proc):
+        for _ in range(1200):
+            if [t for t in temps() if f".{proc.pid}." in t.name] and proc.poll() is None:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"no temporary file of {proc.pid}: {temps()}")
+
+    first = start()
+    wait_for_own_temp(first)
+    first.kill()
+    assert first.wait(60) == -signal.SIGKILL and len(temps()) == 1  # SIGKILL cannot clean up
+    second = start()
+    wait_for_own_temp(second)
+    assert len(temps()) == 1  # the stale one was swept when the second run created its own
+    second.terminate()
+    assert second.wait(60) == 128 + signal.SIGTERM
+    assert temps() == [] and not (fields / "normal.npy").exists()
