@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,9 +24,10 @@ def test_full_run_dry_run_on_the_cpu(tmp_path):
     full = result["full"]
     assert (full["n_images"], full["steps"], full["px"]) == (4, 4, 32)
     assert [f["precision"] for f in full["fields"]] == ["float32", "tf32", "bf16"]
-    header = 128  # .npy header of the float16 storage; then (norm float32 + 32·32 float16) per (image, step)
+    # the size np.save gives a (4, 4) array of (norm float32, unit 32·32 float16) records
+    np.save(tmp_path / "same.npy", np.zeros((4, 4), [("norm", "<f4"), ("unit", "<f2", (32 * 32,))]))
     for f in full["fields"]:
-        assert f["field_file_mb"] * 2**20 == header + 4 * 4 * (4 + 2 * 32 * 32)
+        assert f["field_file_mb"] * 2**20 == (tmp_path / "same.npy").stat().st_size
         assert f["points_per_s"] == pytest.approx(16 / f["seconds"])
         assert f["extrapolated_17_tasks_s"] == pytest.approx(17 * f["seconds"])
         assert 100 < f["peak_rss_mb"] < 4000 and "peak_gpu_gib" not in f  # a CPU run: no GPU memory line
