@@ -12,7 +12,7 @@ TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download
 # Stage commands call `python` and `dvc`: the venv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro demo mini-zoo test test-fast bench clean-venv
+.PHONY: install repro demo mini-zoo test test-fast bench bench-gpu wheelhouse clean-venv
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,9 +50,20 @@ test: install
 test-fast: install
 	python -m pytest -ra -m "not slow"
 
-## make bench: field throughput, affinity memory, precision and sketch effects (CPU: ~5 min; not in make test)
+## make bench: field throughput, affinity memory, precision and sketch effects, the field stage's peak
+## memory at two N and the 17-field affinity time (CPU: ~10 min; not in make test)
 bench: install
 	python benchmarks/run.py
+
+## make bench-gpu: the same on CUDA plus one real-size field per precision through the field stage
+## and the 17-field affinity (<= 6 min on one H200); writes benchmarks/results-cuda.json
+bench-gpu: install
+	python benchmarks/run.py --device cuda --full
+
+## make wheelhouse: visualpriors as a wheel (PyPI has no wheel of it) in wheelhouse/, to carry to
+## a GPU machine without network: pip install --no-index --no-deps --find-links wheelhouse visualpriors
+wheelhouse: install
+	python -m pip wheel visualpriors --no-deps -w wheelhouse
 
 clean-venv:
 	rm -rf $(VENV)

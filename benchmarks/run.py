@@ -3,6 +3,8 @@
     python benchmarks/run.py                  # or: make bench
     python benchmarks/run.py --device cuda    # auto (default): CUDA when present, else CPU
     python benchmarks/run.py --quick          # a smoke run: small sizes, one repeat, no JSON
+    python benchmarks/run.py --device cuda --full                        # make bench-gpu (<= 6 min, one H200)
+    python benchmarks/run.py --device cpu --full --tiny --sections affinity_17   # its dry run on a CPU
 
 Prints markdown tables and writes them, with every number and the machine, to
 ``benchmarks/results-<device>.json`` (``--out`` to change). Sections:
@@ -32,6 +34,16 @@ Prints markdown tables and writes them, with every number and the machine, to
 3. Distances from opt-in precisions and from sketched fields against exact float32 fields,
    for 8 random-init encoders with correlated seeds (the construction of tests/test_sketch.py):
    Spearman over the 28 distinct pairs, and the largest and mean relative error.
+4. The field stage's peak resident memory (a fresh process, ``benchmarks/peak_rss.py``) at two
+   N, 10× apart, for a void target (an all-zero field) and an ordinary one: it must not grow
+   with N (``checks.field_stage_peak_rss_ratio_10x_n`` ≤ 1.25).
+5. ``affinity_matrix`` over 17 fields of 50 × 128·128 values (float16 storage) for each
+   backend (numpy, torch on the CPU, torch on CUDA when present), extrapolated to N = 1000.
+6. ``--full``: one real-size field (1000 × 50 at 128 px, random-init encoder) per precision
+   through the field stage (``stages/field.py`` in a fresh process: its batching, its writer),
+   wall time, peak host and GPU memory, extrapolated to 17 tasks beside the ceiling and the
+   one-image loop of section 1; then the 17-field affinity on that field. ``--tiny`` shrinks
+   it to 4 images × 4 steps at 32 px: a dry run of the GPU script on a CPU.
 """
 
 from __future__ import annotations
@@ -421,94 +433,325 @@ def distance_effects(device, precisions, px, n_images, n_steps, sketch_dims, n_s
     return out
 
 
+# --------------------------------------------------------------------------- 4. field stage memory
+
+STAGE = ROOT / "stages" / "field.py"
+
+
+def _write_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A random-init TaskonomyEncoder in the official checkpoint format ({"state_dict": ...})."""
+    from visualpriors.taskonomy_network import TaskonomyEncoder
+
+    torch.manual_seed(seed)
+    torch.save({"state_dict": TaskonomyEncoder(eval_only=True).state_dict()}, path)
+    return path
+
+
+def _write_images(path: Path, n: int, px: int, seed: int = 0) -> Path:
+    np.save(path, np.random.default_rng(seed).integers(0, 256, (n, 3, px, px), dtype=np.uint8))
+    return path
+
+
+def run_field_stage(task: str, checkpoint: Path, images: Path, out: Path, *, zoo: str = "taskonomy",
+                    target: int = 1, n_steps: int = N_STEPS, precision: str = "float32", dtype: str = "float16",
+                    device: str = "cpu", env: dict | None = None) -> dict:
+    """The field stage in a fresh process (``benchmarks/peak_rss.py``): wall time, its peak
+    resident memory, and on CUDA its peak GPU memory (the stage prints it)."""
+    rss = out.parent / f".{out.name}.rss.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "peak_rss.py"), str(STAGE), task, "--checkpoint", str(checkpoint),
+           "--reference", str(images), "--target", str(target), "--n-steps", str(n_steps), "--precision", precision,
+           "--dtype", dtype, "--zoo", zoo, "--out", str(out)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "MODELGIF_DEVICE": device, "MODELGIF_PEAK_RSS_OUT": str(rss),
+                               **(env or {})})
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"field stage failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    row = {"seconds": seconds, "peak_rss_mb": json.loads(rss.read_text())["vmhwm_kb"] / 1024,
+           "field_file_mb": out.stat().st_size / 2**20}
+    rss.unlink()
+    for line in proc.stdout.splitlines():
+        if line.startswith("peak GPU memory:"):
+            row["peak_gpu_gib"] = float(line.split(":")[1].split()[0])
+    return row
+
+
+def field_stage_memory(tmp: Path, void=(64, 64, 640), ordinary=(32, 20, 200), n_steps: int = N_STEPS) -> list[dict]:
+    """Peak RSS of the field stage on the CPU at two N, 10× apart, for a void target
+    (``room_layout``, target 6: an all-zero field, no passes; ``void`` = (px, N₁, N₂)) and an
+    ordinary one (``normal``, target 1, every pass computed; ``ordinary`` = (px, N₁, N₂), at a
+    smaller size since its passes take the time), random-init Taskonomy encoders."""
+    ckpt = _write_checkpoint(tmp / "encoder.pth")
+    rows = []
+    for kind, task, target, (px, *sizes) in (("void (room_layout, target 6)", "room_layout", 6, void),
+                                             ("ordinary (normal, target 1)", "normal", 1, ordinary)):
+        for n in sizes:
+            images = _write_images(tmp / f"images{n}.npy", n, px)
+            out = tmp / f"stage_{task}_{n}.npy"
+            r = run_field_stage(task, ckpt, images, out, target=target, n_steps=n_steps)
+            out.unlink()
+            images.unlink()
+            rows.append({"target": kind, "n_images": n, "px": px, "steps": n_steps, **r})
+            print(f"  field stage {kind:30s} N={n:5d} at {px} px: peak RSS {r['peak_rss_mb']:7.1f} MB, "
+                  f"field {r['field_file_mb']:7.1f} MB, {r['seconds']:.1f} s", flush=True)
+    ckpt.unlink()
+    return rows
+
+
+# --------------------------------------------------------------------------- 5. 17-field affinity
+
+
+def _write_real_size_fields(folder: Path, k: int, n: int, n_steps: int, n_pixels: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((n, n_steps, n_pixels), dtype=np.float32)
+    paths = []
+    for j in range(k):
+        f = base + rng.uniform(0.3, 2.0) * rng.standard_normal(base.shape, dtype=np.float32)
+        paths.append(save_field(folder / f"{j}.npy", f))
+    return paths
+
+
+def affinity_17(tmp: Path, device: torch.device, n_images: int = 8, n_steps: int = N_STEPS,
+                n_pixels: int = 128 * 128, k: int = 17, full_n: int = 1000) -> list[dict]:
+    """``affinity_matrix`` over 17 fields of ``n_images`` × 50 × 128·128 (float16 storage, the
+    pipeline's), timed per backend, and extrapolated linearly to the real N = 1000 (its work
+    and reads are linear in N)."""
+    folder = tmp / "aff17"
+    paths = _write_real_size_fields(folder, k, n_images, n_steps, n_pixels)
+    backends = ["numpy", "cpu"] + (["cuda"] if device.type == "cuda" else [])
+    rows, ref = [], None
+    for backend in backends:
+        modelgif.affinity_matrix(paths[:2], device=backend)  # warm-up (imports, CUDA context)
+        t0 = time.perf_counter()
+        d = modelgif.affinity_matrix(paths, device=backend)
+        seconds = time.perf_counter() - t0
+        ref = d if ref is None else ref
+        rows.append({"backend": {"numpy": "numpy (CPU)", "cpu": "torch (CPU)", "cuda": "torch (CUDA)"}[backend],
+                     "k": k, "n_images": n_images, "steps": n_steps, "values_per_row": n_pixels,
+                     "seconds": seconds, "extrapolated_n": full_n,
+                     "extrapolated_seconds": seconds * full_n / n_images,
+                     "max_abs_diff_vs_numpy": float(np.abs(d - ref).max())})
+        print(f"  affinity of {k} fields, {backend:5s}: {seconds:.2f} s for N={n_images} -> "
+              f"{rows[-1]['extrapolated_seconds']:.0f} s at N={full_n}", flush=True)
+    for p in paths:
+        p.unlink()
+    folder.rmdir()
+    return rows
+
+
+# --------------------------------------------------------------------------- 6. real-size run (--full)
+
+
+def full_run(tmp: Path, device: torch.device, precisions, n_images: int = 1000, px: int = 128,
+             n_steps: int = N_STEPS, k: int = 17) -> dict:
+    """One real-size field (``n_images`` × ``n_steps`` at ``px``, random-init TaskonomyEncoder)
+    per precision through the field stage's own path (a fresh process: ``stages/field.py``,
+    float16 storage, default batching), with wall time, peak host and GPU memory; then the
+    ``k``-field affinity on the stage's float32 field (``k`` hard links to the one file: the
+    same reads and arithmetic as ``k`` distinct fields; the file is in the page cache)."""
+    ckpt = _write_checkpoint(tmp / "normal.pth")
+    images = _write_images(tmp / "images.npy", n_images, px)
+    out = {"n_images": n_images, "px": px, "steps": n_steps, "fields": []}
+    field_path = None
+    for precision in precisions:
+        path = tmp / f"full_{precision}.npy"
+        r = run_field_stage("normal", ckpt, images, path, n_steps=n_steps, precision=precision,
+                            device=str(device))
+        r.update(precision=precision, points_per_s=n_images * n_steps / r["seconds"],
+                 extrapolated_17_tasks_s=r["seconds"] * k)
+        out["fields"].append(r)
+        print(f"  real-size field {precision:7s}: {r['seconds']:.1f} s, peak GPU {r.get('peak_gpu_gib', 0):.1f} GiB, "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+        if precision == "float32":
+            field_path = path
+        else:
+            path.unlink()
+    if field_path is not None:
+        links = []
+        for j in range(k):
+            link = tmp / "aff_full" / f"{j}.npy"
+            link.parent.mkdir(exist_ok=True)
+            os.link(field_path, link)
+            links.append(link)
+        t0 = time.perf_counter()
+        d = modelgif.affinity_matrix(links)  # default device: CUDA when present
+        out["affinity"] = {"k": k, "seconds": time.perf_counter() - t0, "device": "cuda" if torch.cuda.is_available()
+                           else "numpy", "max_abs_off_diagonal": float(np.abs(d).max())}
+        print(f"  affinity of {k} real-size fields: {out['affinity']['seconds']:.1f} s", flush=True)
+        for link in links:
+            link.unlink()
+        field_path.unlink()
+    images.unlink()
+    ckpt.unlink()
+    return out
+
+
 # --------------------------------------------------------------------------- report
 
 
 def tables(result: dict) -> str:
     m = result["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cpu_cores']} cores ({', '.join(m['cpu_flags'])}), "
-             f"{m.get('gpu', 'no GPU')}, torch {m['torch']} ({m['torch_threads']} threads); device {m['device']}.",
-             "Matrix-multiply rate (GFLOP/s; torch.matmul / as a 1×1 conv): "
-             + ", ".join(f"{k} {v['matmul']:.0f} / {v['conv1x1']:.0f}" for k, v in result["matmul_gflops"].items()),
-             "",
-             "| precision | px | pts/pass | field pts/s | field→file pts/s | loop pts/s | ceiling pts/s "
-             "| field / ceiling | field→file / ceiling | field / loop | GFLOP/pt | field GFLOP/s | ceiling GFLOP/s "
-             "| machine GEMM GFLOP/s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in result["throughput"]:
-        lines.append(f"| {r['precision']} | {r['px']} | {r['points_per_pass']} | {r['field_pts_s']:.1f} "
-                     f"| {r['field_to_file_pts_s']:.1f} | {r['loop_pts_s']:.1f} | {r['ceiling_pts_s']:.1f} "
-                     f"| **{r['field_vs_ceiling']:.3f}** | {r['field_to_file_vs_ceiling']:.3f} "
-                     f"| {r['field_vs_loop']:.2f} | {r['gflop_per_point']:.2f} | {r['field_gflops']:.0f} "
-                     f"| {r['ceiling_gflops']:.0f} | {r['matmul_gflops']:.0f} |")
-    lines += ["", "| affinity, K = 8 | N | field files (MB) | peak RSS (MB) | above imports (MB) | time (s) |",
-              "|---|---:|---:|---:|---:|---:|"]
-    for r in result["affinity_memory"]:
-        lines.append(f"| {r['mode']} | {r['n_images']} | {r['field_file_mb']:.0f} | {r['peak_rss_mb']:.0f} "
-                     f"| {r['above_imports_mb']:.0f} | {r['seconds']:.2f} |")
-    e = result["distance_effects"]
-    lines += ["", f"Distances vs exact float32 ({e['models']} random-init encoders, {e['px']} px, {e['images']} images × "
-              f"{e['steps']} steps, exact distances {e['exact_distance_range'][0]:.3f}–{e['exact_distance_range'][1]:.3f}):",
-              "", "| variant | Spearman (min over seeds) | Spearman (mean) | max rel. error | mean rel. error |",
-              "|---|---:|---:|---:|---:|"]
-    def pct(x):
-        return f"{100 * x:.2f} %" if x >= 1e-4 else f"{100 * x:.1e} %"
+             f"{m.get('gpu', 'no GPU')}, torch {m['torch']} ({m['torch_threads']} threads); device {m['device']}."]
+    if "throughput" in result:
+        lines += ["Matrix-multiply rate (GFLOP/s; torch.matmul / as a 1×1 conv): "
+                  + ", ".join(f"{k} {v['matmul']:.0f} / {v['conv1x1']:.0f}" for k, v in result["matmul_gflops"].items()),
+                  "",
+                  "| precision | px | pts/pass | field pts/s | field→file pts/s | loop pts/s | ceiling pts/s "
+                  "| field / ceiling | field→file / ceiling | field / loop | GFLOP/pt | field GFLOP/s | ceiling GFLOP/s "
+                  "| machine GEMM GFLOP/s |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in result["throughput"]:
+            lines.append(f"| {r['precision']} | {r['px']} | {r['points_per_pass']} | {r['field_pts_s']:.1f} "
+                         f"| {r['field_to_file_pts_s']:.1f} | {r['loop_pts_s']:.1f} | {r['ceiling_pts_s']:.1f} "
+                         f"| **{r['field_vs_ceiling']:.3f}** | {r['field_to_file_vs_ceiling']:.3f} "
+                         f"| {r['field_vs_loop']:.2f} | {r['gflop_per_point']:.2f} | {r['field_gflops']:.0f} "
+                         f"| {r['ceiling_gflops']:.0f} | {r['matmul_gflops']:.0f} |")
+    if "affinity_memory" in result:
+        lines += ["", "| affinity, K = 8 | N | field files (MB) | peak RSS (MB) | above imports (MB) | time (s) |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in result["affinity_memory"]:
+            lines.append(f"| {r['mode']} | {r['n_images']} | {r['field_file_mb']:.0f} | {r['peak_rss_mb']:.0f} "
+                         f"| {r['above_imports_mb']:.0f} | {r['seconds']:.2f} |")
+    if "distance_effects" in result:
+        e = result["distance_effects"]
+        lines += ["", f"Distances vs exact float32 ({e['models']} random-init encoders, {e['px']} px, {e['images']} "
+                  f"images × {e['steps']} steps, exact distances {e['exact_distance_range'][0]:.3f}–"
+                  f"{e['exact_distance_range'][1]:.3f}):",
+                  "", "| variant | Spearman (min over seeds) | Spearman (mean) | max rel. error | mean rel. error |",
+                  "|---|---:|---:|---:|---:|"]
 
-    for v in e["variants"]:
-        lines.append(f"| {v['variant']} | {v['spearman']:.4f} | {v.get('spearman_mean', v['spearman']):.4f} "
-                     f"| {pct(v['max_rel_err'])} | {pct(v['mean_rel_err'])} |")
+        def pct(x):
+            return f"{100 * x:.2f} %" if x >= 1e-4 else f"{100 * x:.1e} %"
+
+        for v in e["variants"]:
+            lines.append(f"| {v['variant']} | {v['spearman']:.4f} | {v.get('spearman_mean', v['spearman']):.4f} "
+                         f"| {pct(v['max_rel_err'])} | {pct(v['mean_rel_err'])} |")
+    if "stage_memory" in result:
+        lines += ["", "| field stage (CPU), target | N | px | steps | field file (MB) | peak RSS (MB) | time (s) |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for r in result["stage_memory"]:
+            lines.append(f"| {r['target']} | {r['n_images']} | {r['px']} | {r['steps']} | {r['field_file_mb']:.1f} "
+                         f"| {r['peak_rss_mb']:.0f} | {r['seconds']:.1f} |")
+    if "affinity_17" in result:
+        lines += ["", "| affinity of 17 fields (× 50 × 128·128, float16) | N measured | time (s) "
+                  "| extrapolated to N = 1000 (s) | max abs diff vs numpy |", "|---|---:|---:|---:|---:|"]
+        for r in result["affinity_17"]:
+            lines.append(f"| {r['backend']} | {r['n_images']} | {r['seconds']:.2f} | {r['extrapolated_seconds']:.0f} "
+                         f"| {r['max_abs_diff_vs_numpy']:.1e} |")
+    if "full" in result:
+        f = result["full"]
+        ceiling = {r["precision"]: r for r in result.get("throughput", []) if r["px"] == f["px"]}
+        lines += ["", f"Real-size field: {f['n_images']} images × {f['steps']} steps at {f['px']} px through the "
+                  "field stage (random-init encoder, float16 storage):", "",
+                  "| precision | time (s) | path points/s | peak GPU memory (GiB) | peak RSS (MB) | 17 tasks (min) "
+                  "| 17 tasks at the ceiling (min) | 17 tasks, one-image loop (min) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        points17 = 17 * f["n_images"] * f["steps"]
+        for r in f["fields"]:
+            c = ceiling.get(r["precision"])
+            lines.append(f"| {r['precision']} | {r['seconds']:.1f} | {r['points_per_s']:.0f} "
+                         f"| {r.get('peak_gpu_gib', float('nan')):.1f} | {r['peak_rss_mb']:.0f} "
+                         f"| {r['extrapolated_17_tasks_s'] / 60:.1f} "
+                         f"| {points17 / c['ceiling_pts_s'] / 60 if c else float('nan'):.1f} "
+                         f"| {points17 / c['loop_pts_s'] / 60 if c else float('nan'):.1f} |")
+        if "affinity" in f:
+            a = f["affinity"]
+            lines += ["", f"Affinity of {a['k']} real-size fields ({a['device']}): {a['seconds']:.1f} s."]
     return "\n".join(lines)
+
+
+SECTIONS = ("throughput", "affinity_memory", "distance_effects", "stage_memory", "affinity_17", "full")
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--quick", action="store_true", help="small sizes and one repeat (a smoke run)")
+    ap.add_argument("--full", action="store_true",
+                    help="also one real-size field (1000 × 50 at 128 px) per precision through the field stage, "
+                         "and the 17-field affinity on it (make bench-gpu)")
+    ap.add_argument("--tiny", action="store_true",
+                    help="with --full: 4 images × 4 steps at 32 px instead (a dry run of the GPU script on a CPU)")
+    ap.add_argument("--sections", default=",".join(s for s in SECTIONS if s != "full"),
+                    help=f"comma-separated subset of {', '.join(SECTIONS)} (--full adds full)")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results-<device>.json)")
     ap.add_argument("--affinity-child", nargs=2, metavar=("MODE", "FOLDER"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.affinity_child:
         _affinity_child(*args.affinity_child)
         return
+    sections = [x.strip() for x in args.sections.split(",") if x.strip()] + (["full"] if args.full else [])
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        ap.error(f"unknown sections {', '.join(unknown)}; valid: {', '.join(SECTIONS)}")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     # on the CPU "tf32" is float32 arithmetic in channels_last (TF32 exists only on CUDA)
     precisions = ("float32", "tf32", "bf16")
-    quick = args.quick
+    quick, tiny = args.quick, args.tiny
     result = {"command": " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
-              "machine": machine_info(device), "quick": quick}
+              "machine": machine_info(device), "quick": quick, "tiny": tiny, "sections": sections}
     # as the field stage does on the CPU; it applies to the field, the loop and the ceiling alike
     result["keep_freed_cpu_memory"] = keep_freed_cpu_memory() if device.type == "cpu" else None
     t_start = time.perf_counter()
     print(f"modelgif benchmark on {device} ({result['machine']['cpu']}, {result['machine']['cpu_cores']} cores)",
           flush=True)
-    result["matmul_gflops"] = {p: matmul_rate(device, p, quick) for p in precisions}
     with tempfile.TemporaryDirectory(prefix="modelgif-bench-") as tmp:
         tmp = Path(tmp)
-        print("1. throughput", flush=True)
-        result["throughput"] = throughput(device, precisions, (64,) if quick else (64, 128), 1 if quick else 3,
-                                          quick, tmp, result["matmul_gflops"])
-        print("2. affinity memory", flush=True)
-        result["affinity_memory"] = affinity_memory((64, 256) if quick else (64, 256, 1024), tmp)
-        print("3. distance effects", flush=True)
-        result["distance_effects"] = distance_effects(
-            device, precisions, px=64 if quick else 128, n_images=4 if quick else 16, n_steps=4 if quick else 8,
-            sketch_dims=(256,) if quick else (1024, 256), n_seeds=2 if quick else 10, tmp=tmp)
-    streamed = {r["n_images"]: r["peak_rss_mb"] for r in result["affinity_memory"] if r["mode"] == "streamed"}
-    result["checks"] = {
-        "min_field_vs_ceiling_float32": min(r["field_vs_ceiling"] for r in result["throughput"]
-                                                if r["precision"] == "float32"),
-        "affinity_peak_ratio_largest_vs_smallest_n": streamed[max(streamed)] / streamed[min(streamed)],
-    }
+        if "throughput" in sections:
+            result["matmul_gflops"] = {p: matmul_rate(device, p, quick) for p in precisions}
+            print("1. throughput", flush=True)
+            result["throughput"] = throughput(device, precisions, (64,) if quick else (64, 128), 1 if quick else 3,
+                                              quick, tmp, result["matmul_gflops"])
+        if "affinity_memory" in sections:
+            print("2. affinity memory", flush=True)
+            result["affinity_memory"] = affinity_memory((64, 256) if quick else (64, 256, 1024), tmp)
+        if "distance_effects" in sections:
+            print("3. distance effects", flush=True)
+            result["distance_effects"] = distance_effects(
+                device, precisions, px=64 if quick else 128, n_images=4 if quick else 16, n_steps=4 if quick else 8,
+                sketch_dims=(256,) if quick else (1024, 256), n_seeds=2 if quick else 10, tmp=tmp)
+        if "stage_memory" in sections:
+            print("4. field stage memory (CPU)", flush=True)
+            small = quick or tiny
+            result["stage_memory"] = field_stage_memory(tmp, void=(32, 8, 80) if small else (64, 64, 640),
+                                                        ordinary=(32, 2, 20) if small else (32, 20, 200),
+                                                        n_steps=8 if small else N_STEPS)
+        if "affinity_17" in sections:
+            print("5. affinity of 17 real-size fields", flush=True)
+            result["affinity_17"] = affinity_17(tmp, device, n_images=2 if quick or tiny else 8)
+        if "full" in sections:
+            print("6. real-size run", flush=True)
+            result["full"] = full_run(tmp, device, precisions, **(dict(n_images=4, px=32, n_steps=4) if tiny else {}))
+    result["checks"] = checks(result)
     result["total_seconds"] = time.perf_counter() - t_start
     result["tables_markdown"] = tables(result)
-    out = args.out or (None if quick else ROOT / "benchmarks" / f"results-{device.type}.json")
+    out = args.out or (None if quick or tiny else ROOT / "benchmarks" / f"results-{device.type}.json")
     if out is not None:
         out.write_text(json.dumps(result, indent=1) + "\n")
     print()
     print(result["tables_markdown"])
     print(f"\nchecks: {json.dumps(result['checks'])}; {result['total_seconds']:.0f} s"
           + (f"; written to {out}" if out else " (quick run: no JSON written; --out to keep one)"))
+
+
+def checks(result: dict) -> dict:
+    out = {}
+    if "throughput" in result:
+        out["min_field_vs_ceiling_float32"] = min(r["field_vs_ceiling"] for r in result["throughput"]
+                                                  if r["precision"] == "float32")
+    if "affinity_memory" in result:
+        streamed = {r["n_images"]: r["peak_rss_mb"] for r in result["affinity_memory"] if r["mode"] == "streamed"}
+        out["affinity_peak_ratio_largest_vs_smallest_n"] = streamed[max(streamed)] / streamed[min(streamed)]
+    if "stage_memory" in result:
+        by = {}
+        for r in result["stage_memory"]:
+            by.setdefault(r["target"], {})[r["n_images"]] = r["peak_rss_mb"]
+        out["field_stage_peak_rss_ratio_10x_n"] = {t: v[max(v)] / v[min(v)] for t, v in by.items()}
+    return out
 
 
 if __name__ == "__main__":

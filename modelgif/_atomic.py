@@ -1,30 +1,181 @@
-"""Atomic output: write to a temporary file beside the destination, rename on success."""
+"""Atomic output: write to a temporary file beside the destination, rename on success.
+
+A temporary file is named ``.<dest name>.<host>.<pid>.<random>.tmp``: hidden, ignored by DVC
+(``.dvcignore``: ``.*.tmp``), and naming the process that owns it. Nothing it leaves behind
+can be taken for a result:
+
+- an exception, or a failed rename, removes it (``finally``);
+- SIGTERM or SIGHUP removes every temporary file of the process before it exits
+  (:func:`register_temp` installs the handler; exit status 128 + signal number);
+- SIGKILL cannot be caught: the next writer of the same destination removes the temporary
+  files of that destination whose owner, on this host, is no longer alive
+  (:func:`sweep_stale_temps`). A live concurrent writer's temporary file is never touched.
+
+Temporary files are created with mode ``0o666`` minus the user's umask, so the renamed
+output has the permissions an ordinary ``open()`` would give it (``tempfile.mkstemp``
+gives 0600).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
+import signal
+import socket
+import threading
 from pathlib import Path
+
+_SUFFIX = ".tmp"
+_LIVE: set[Path] = set()
+_LOCK = threading.Lock()
+_HANDLED: dict[int, object] = {}
+_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "_").replace("/", "_") or "host"
+
+
+def temp_name(dest: str | os.PathLike, pid: int | None = None) -> Path:
+    """A fresh temporary path beside ``dest``: ``.<name>.<host>.<pid>.<random>.tmp``."""
+    dest = Path(dest)
+    return dest.parent / f".{dest.name}.{_host()}.{pid or os.getpid()}.{secrets.token_hex(4)}{_SUFFIX}"
+
+
+def _owner(tmp: Path, dest_name: str) -> tuple[str, int] | None:
+    """(host, pid) of a temporary file of ``dest_name``, or None if it is not one."""
+    name = tmp.name
+    prefix = f".{dest_name}."
+    if not (name.startswith(prefix) and name.endswith(_SUFFIX)):
+        return None
+    parts = name[len(prefix) : -len(_SUFFIX)].split(".")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_temps(dest: str | os.PathLike) -> list[Path]:
+    """Remove temporary files of ``dest`` left by dead processes of this host; return them.
+
+    Those of live processes (a concurrent writer) and of other hosts (a shared filesystem:
+    their liveness cannot be checked from here) are kept.
+    """
+    dest = Path(dest)
+    removed = []
+    if not dest.parent.is_dir():
+        return removed
+    host = _host()
+    for tmp in dest.parent.glob(f".{dest.name}.*{_SUFFIX}"):
+        owner = _owner(tmp, dest.name)
+        if owner is None or owner[0] != host or owner[1] == os.getpid() and tmp in _LIVE or _alive(owner[1]):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def _on_signal(signum, frame):
+    remove_registered_temps()
+    previous = _HANDLED.get(signum)
+    if callable(previous):
+        previous(signum, frame)
+    raise SystemExit(128 + signum)
+
+
+def remove_registered_temps() -> None:
+    """Remove every temporary file this process registered (:func:`register_temp`)."""
+    with _LOCK:
+        live = list(_LIVE)
+    for tmp in live:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _install_handlers() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in _SIGNALS:
+        if sig in _HANDLED:
+            continue
+        try:
+            _HANDLED[sig] = signal.getsignal(sig)
+            signal.signal(sig, _on_signal)
+        except (ValueError, OSError):  # not the main interpreter
+            _HANDLED.pop(sig, None)
+
+
+def register_temp(tmp: str | os.PathLike) -> Path:
+    """Have SIGTERM/SIGHUP remove ``tmp`` (until :func:`unregister_temp`)."""
+    tmp = Path(tmp)
+    _install_handlers()
+    with _LOCK:
+        _LIVE.add(tmp)
+    return tmp
+
+
+def unregister_temp(tmp: str | os.PathLike) -> None:
+    with _LOCK:
+        _LIVE.discard(Path(tmp))
+
+
+def create_temp(dest: str | os.PathLike) -> Path:
+    """Create an empty temporary file beside ``dest`` (mode 0o666 minus the umask), sweep
+    stale ones of ``dest`` first, and register it for removal on SIGTERM/SIGHUP."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temps(dest)
+    while True:
+        tmp = temp_name(dest)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return register_temp(tmp)
+
+
+def discard_temp(tmp: str | os.PathLike) -> None:
+    """Remove a temporary file (if still there) and forget it."""
+    tmp = Path(tmp)
+    tmp.unlink(missing_ok=True)
+    unregister_temp(tmp)
+
+
+def commit_temp(tmp: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Rename ``tmp`` onto ``dest`` atomically; on failure ``tmp`` is removed and the error raised."""
+    try:
+        os.replace(tmp, dest)
+    finally:
+        discard_temp(tmp)
+    return Path(dest)
 
 
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike):
     """Yield a temporary path beside ``dest``; on normal exit rename it onto ``dest``.
 
-    On an exception the temporary file is removed and ``dest`` is left untouched, so a
-    failed step never leaves a half-written file where a later step looks for a result.
+    On an exception (or a failed rename) the temporary file is removed and ``dest`` is left
+    untouched, so a failed step never leaves a half-written file where a later step looks
+    for a result. See the module doc for signals and permissions.
     """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = create_temp(dest)
     try:
         yield tmp
         os.replace(tmp, dest)
     finally:
-        tmp.unlink(missing_ok=True)
+        discard_temp(tmp)
 
 
 def write_text(dest: str | os.PathLike, text: str) -> Path:

@@ -11,11 +11,10 @@ to H·W values. Its last step is the Integrated Gradients attribution of t (chan
 With ``cumulative=False`` the sum is replaced by its single term j = k.
 
 Speed (``benchmarks/README.md`` has the numbers): path points of several images share one
-forward/backward pass (``batch_size``); everything is computed on the images' device;
-:func:`write_chunks` copies a finished chunk to the host and writes it in a background
-thread while the next chunk is computed; on the CPU, :func:`keep_freed_cpu_memory` stops
-glibc from unmapping and page-faulting the passes' activation buffers again every pass. ``precision`` trades float32 arithmetic for speed
-only when asked:
+forward/backward pass (``batch_size``); everything is computed on the images' device. How
+the passes run — their precision, their size (fitted to a GPU's free memory, halved on an
+out-of-memory error), host memory, writing a chunk while the next is computed — is
+:mod:`modelgif.execution`. ``precision`` trades float32 arithmetic for speed only when asked:
 
 - ``"float32"`` (default): IEEE float32 (or float64) throughout. On CUDA, TF32 is switched
   *off* for the call (PyTorch's default lets cuDNN convolutions use it), so a field does not
@@ -34,88 +33,19 @@ options existed; on CUDA it now computes true float32 where cuDNN's TF32 default
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
-import queue
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 
 import torch
 
+from .execution import (DEFAULT_BATCH_SIZE, DEFAULT_CUDA_BATCH_SIZE, PRECISIONS, PassSize,  # noqa: F401
+                        check_precision, default_batch_size, keep_freed_cpu_memory, precision_mode,
+                        write_chunks)
 from .quadrature import check_method, nodes_and_weights
 from .sketch import GaussianSketch, check_sketch_dim
 from .targets import check_target, target_selector
 
-#: Path points per forward/backward pass when ``batch_size`` is not given (CPU).
-DEFAULT_BATCH_SIZE = 128
-#: The same on CUDA: 20 images' 50 path points per pass. A ResNet-50 encoder keeps about
-#: 30 MB of activations per path point at 128 px in float32 (half in bf16), so about 30 GB;
-#: pass a smaller ``batch_size`` on a smaller GPU.
-DEFAULT_CUDA_BATCH_SIZE = 1024
-
 #: Images per forward pass when choosing targets; fixed, so targets never depend on batch_size.
 _SELECTOR_BATCH = 32
-#: Arithmetic of the forward/backward passes (see module doc).
-PRECISIONS = ("float32", "tf32", "bf16")
-
-
-def default_batch_size(device: torch.device | str) -> int:
-    """Path points per pass when ``batch_size`` is None: 1024 on CUDA, 128 elsewhere."""
-    return DEFAULT_CUDA_BATCH_SIZE if torch.device(device).type == "cuda" else DEFAULT_BATCH_SIZE
-
-
-def check_precision(precision) -> str:
-    """Return ``precision`` if it is one of :data:`PRECISIONS`, else raise ``ValueError``."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; valid precisions: {', '.join(PRECISIONS)}")
-    return precision
-
-
-@contextlib.contextmanager
-def precision_mode(precision: str, device: torch.device | str):
-    """Run the enclosed passes in ``precision`` on ``device`` (see module doc).
-
-    On CUDA, sets ``torch.backends.cuda.matmul.allow_tf32`` and ``torch.backends.cudnn.allow_tf32``
-    to ``precision == "tf32"`` and restores both on exit; ``"bf16"`` enters ``torch.autocast``.
-    Nothing global is touched on the CPU.
-    """
-    precision = check_precision(precision)
-    device = torch.device(device)
-    with contextlib.ExitStack() as stack:
-        if device.type == "cuda":
-            saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-
-            def restore():
-                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-            stack.callback(restore)
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
-        if precision == "bf16":
-            stack.enter_context(torch.autocast(device_type=device.type, dtype=torch.bfloat16))
-        yield
-
-
-def keep_freed_cpu_memory() -> bool:
-    """Let glibc keep freed memory for reuse instead of returning it to the system (process-wide).
-
-    A pass of 100 path points at 128 px allocates about 3 GB of activations in blocks of up
-    to a few hundred MB. glibc serves blocks above 32 MB with ``mmap`` and unmaps them when
-    freed, so every pass page-faults all of them in again: on the 2-core benchmark machine a
-    third of the pass went to the kernel (26 path points/s instead of 39). This sets
-    ``M_MMAP_MAX = 0`` (large blocks come from the heap) and ``M_TRIM_THRESHOLD = 2 GiB``
-    (free heap memory is kept), so the buffers are reused. The price: the process keeps its
-    peak memory until it exits. The field stage calls it when it runs on the CPU; call it
-    yourself in a long CPU job. Returns False (and changes nothing) where libc has no
-    ``mallopt`` (not glibc). Results are unaffected.
-    """
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4  # glibc's <malloc.h>
-    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
-
 
 def _check_inputs(model: torch.nn.Module, images: torch.Tensor, baselines: torch.Tensor) -> None:
     for name, t in (("images", images), ("baselines", baselines)):
@@ -174,7 +104,9 @@ def iter_gradient_field(
     (m, n_steps, H·W) — (m, n_steps, sketch_dim) when sketched — and holds the field of
     images ``start … start + m − 1``, on the images' device; chunks come in order and cover
     every image once. Each chunk holds m = max(1, batch_size // n_steps) images, so peak
-    memory is bounded by the batch, not by N.
+    memory is bounded by the batch, not by N. A pass that runs out of memory is retried with
+    half as many path points, and later passes keep the smaller size
+    (:class:`modelgif.execution.PassSize`, logged once).
     """
     _check_inputs(model, images, baselines)
     target = check_target(target)
@@ -196,6 +128,7 @@ def iter_gradient_field(
     weight = torch.as_tensor(weights, dtype=images.dtype, device=images.device)
     selectors = _selectors(model, images, target)
     per_chunk = max(1, batch_size // s)
+    pass_size = PassSize(batch_size)  # halved if a pass runs out of memory (execution.PassSize)
     channels_last = precision != "float32"
 
     for start in range(0, n, per_chunk):
@@ -207,14 +140,22 @@ def iter_gradient_field(
         z_all = (xb[:, None] + alpha.view(1, s, 1, 1, 1) * delta[:, None]).reshape(m * s, c, h, w)
         sel_all = selectors[start:stop].repeat_interleave(s, dim=0)
         grads = torch.empty_like(z_all)
-        for b in range(0, m * s, batch_size):
-            z = z_all[b : b + batch_size]
-            if channels_last:
-                z = z.contiguous(memory_format=torch.channels_last)
-            z = z.detach().requires_grad_(True)
-            with torch.enable_grad(), precision_mode(precision, images.device):
-                t = (model(z).float() if precision == "bf16" else model(z)) * sel_all[b : b + batch_size]
-                (grads[b : b + batch_size],) = torch.autograd.grad(t.sum(), z)
+        b = 0
+        while b < m * s:
+            e = b + pass_size.value
+            try:
+                z = z_all[b:e]
+                if channels_last:
+                    z = z.contiguous(memory_format=torch.channels_last)
+                z = z.detach().requires_grad_(True)
+                with torch.enable_grad(), precision_mode(precision, images.device):
+                    t = (model(z).float() if precision == "bf16" else model(z)) * sel_all[b:e]
+                    (grads[b:e],) = torch.autograd.grad(t.sum(), z)
+            except Exception as error:  # noqa: BLE001 - an out-of-memory pass is retried smaller
+                z = t = None
+                pass_size.shrink(error)  # re-raises anything else
+                continue
+            b = e
         with precision_mode("float32", images.device):
             grads = grads.view(m, s, c, h, w) * weight.view(1, s, 1, 1, 1)
             if cumulative:
@@ -290,79 +231,13 @@ def gradient_field(
     return out
 
 
-def _to_host(chunk, copy_stream):
-    """Start copying a chunk to (pinned) host memory; returns (tensor, event or None)."""
-    if not isinstance(chunk, torch.Tensor):
-        return chunk, None
-    chunk = chunk.detach()
-    if chunk.device.type != "cuda":
-        return chunk.cpu(), None
-    host = torch.empty(chunk.shape, dtype=chunk.dtype, pin_memory=True)
-    copy_stream.wait_stream(torch.cuda.current_stream(chunk.device))  # the chunk is finished first
-    with torch.cuda.stream(copy_stream):
-        host.copy_(chunk, non_blocking=True)
-        chunk.record_stream(copy_stream)  # its memory is not reused before the copy is done
-        done = torch.cuda.Event()
-        done.record(copy_stream)
-    return host, done
-
-
-def write_chunks(
-    chunks: Iterable[tuple[int, torch.Tensor]],
-    write: Callable[[int, object], None],
-    *,
-    depth: int = 2,
-    on_written: Callable[[int, int], None] | None = None,
-) -> None:
-    """Write ``(start, chunk)`` pairs (from :func:`iter_gradient_field`) while the next is computed.
-
-    The calling thread keeps computing chunks; each finished chunk is copied to the host
-    (on CUDA: into pinned memory, on a side stream, without waiting) and handed to one
-    background thread, which waits for the copy and calls ``write(start, array)`` — e.g.
-    :meth:`modelgif.storage.FieldWriter.write` — in the order the chunks came. At most
-    ``depth`` chunks wait for the writer, which bounds host memory. ``on_written(start, m)``
-    runs in the writer thread after each write (a progress bar, say).
-
-    An error in ``write`` stops the computation at the next chunk and is raised here; an
-    error while computing stops the writer after the chunks already handed over.
-    """
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
-    pending: queue.Queue = queue.Queue(maxsize=depth)
-    failure: list[BaseException] = []
-    stop = object()
-
-    def writer_loop():
-        while True:
-            item = pending.get()
-            if item is stop:
-                return
-            if failure:
-                continue  # keep draining so the computing thread never blocks on a dead writer
-            start, host, done = item
-            try:
-                if done is not None:
-                    done.synchronize()
-                array = host.numpy() if isinstance(host, torch.Tensor) else host
-                write(start, array)
-                if on_written is not None:
-                    on_written(start, array.shape[0])
-            except BaseException as e:  # noqa: BLE001 - handed to the calling thread
-                failure.append(e)
-
-    copy_stream = None  # made for the first CUDA chunk, on its device
-    thread = threading.Thread(target=writer_loop, name="modelgif-field-writer", daemon=True)
-    thread.start()
-    try:
-        for start, chunk in chunks:
-            if failure:
-                break
-            if isinstance(chunk, torch.Tensor) and chunk.device.type == "cuda" and \
-                    (copy_stream is None or copy_stream.device != chunk.device):
-                copy_stream = torch.cuda.Stream(chunk.device)
-            pending.put((start, *_to_host(chunk, copy_stream)))
-    finally:
-        pending.put(stop)
-        thread.join()
-    if failure:
-        raise failure[0]
+def zero_field_chunks(n_images: int, n_steps: int, n_values: int, *, batch_size: int = 128,
+                      dtype: torch.dtype = torch.float32) -> Iterator[tuple[int, torch.Tensor]]:
+    """The field of a void target (identically zero), in chunks as :func:`iter_gradient_field`
+    yields them: ``(start, zeros (m, n_steps, n_values))`` with m = max(1, batch_size // n_steps),
+    so memory stays bounded by one chunk whatever ``n_images``."""
+    if n_steps < 1 or n_values < 1:
+        raise ValueError(f"a field needs n_steps >= 1 and values >= 1, got {n_steps} and {n_values}")
+    per_chunk = max(1, int(batch_size) // int(n_steps))
+    for start in range(0, int(n_images), per_chunk):
+        yield start, torch.zeros(min(per_chunk, n_images - start), n_steps, n_values, dtype=dtype)

@@ -16,11 +16,14 @@ Either kind is one ordinary ``.npy`` file: ``numpy.load(path, mmap_mode="r")`` o
 
 from __future__ import annotations
 
+import errno
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from . import _atomic
 
 STORAGE_DTYPES = ("float16", "float32")
 
@@ -52,17 +55,41 @@ def decode(block: np.ndarray, dtype=np.float32) -> np.ndarray:
     return np.asarray(block, dtype=dtype)
 
 
-def encode(values: np.ndarray, dtype: str = "float16") -> np.ndarray:
-    """Rows (m, S, H·W) of field values in storage form (see module doc)."""
-    values = np.asarray(values)
-    out = np.empty(values.shape[:2], dtype=storage_dtype(values.shape[2], dtype))
-    if dtype == "float32":
-        return values.astype(np.float32).reshape(out.shape + (values.shape[2],))
+#: Bound on the float64 working copy of one slice while encoding (bytes).
+ENCODE_SLICE_BYTES = 64 * 2**20
+
+
+def _image_slices(n_images: int, values_per_image: int, itemsize: int = 8):
+    """Ranges of images whose ``values_per_image · itemsize`` bytes stay under ENCODE_SLICE_BYTES."""
+    step = max(1, ENCODE_SLICE_BYTES // max(1, values_per_image * itemsize))
+    for lo in range(0, n_images, step):
+        yield lo, min(n_images, lo + step)
+
+
+def _encode_into(out: np.ndarray, values: np.ndarray) -> None:
+    """Encode float rows ``values`` (m, S, H·W) into structured float16 storage ``out`` (m, S)."""
     v = values.astype(np.float64)
     norm = np.sqrt(np.einsum("...i,...i->...", v, v))
     safe = np.where(norm > 0, norm, 1.0)
     out["norm"] = norm
-    out["unit"] = v / safe[..., None]
+    v /= safe[..., None]
+    out["unit"] = v
+
+
+def encode(values: np.ndarray, dtype: str = "float16") -> np.ndarray:
+    """Rows (m, S, H·W) of field values in storage form (see module doc).
+
+    Encodes a few images at a time, so its float64 working memory is bounded by
+    :data:`ENCODE_SLICE_BYTES` whatever m (a float32 input is returned without a copy for
+    ``dtype="float32"``).
+    """
+    values = np.asarray(values)
+    np_dtype = storage_dtype(values.shape[2], dtype)
+    if dtype == "float32":
+        return np.asarray(values, dtype=np.float32)
+    out = np.empty(values.shape[:2], dtype=np_dtype)
+    for lo, hi in _image_slices(values.shape[0], values.shape[1] * values.shape[2]):
+        _encode_into(out[lo:hi], values[lo:hi])
     return out
 
 
@@ -82,13 +109,73 @@ def open_field(path: str | os.PathLike) -> np.ndarray:
     return arr
 
 
+def _npy_header(shape: tuple[int, ...], np_dtype: np.dtype) -> bytes:
+    """The ``.npy`` (version 1.0) header of a C-ordered array; data follow it directly."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": np.lib.format.dtype_to_descr(np_dtype), "fortran_order": False, "shape": tuple(shape)})
+    return buf.getvalue()
+
+
+def _layout(n_images: int, n_steps: int, n_pixels: int, dtype: str):
+    """(numpy dtype, array shape, header bytes, bytes per image) of a stored field."""
+    np_dtype = storage_dtype(n_pixels, dtype)
+    shape = (n_images, n_steps, n_pixels) if dtype == "float32" else (n_images, n_steps)
+    per_image = int(np.prod(shape[1:], dtype=np.int64)) * np_dtype.itemsize
+    return np_dtype, shape, _npy_header(shape, np_dtype), per_image
+
+
+def allocate_field(path, n_images: int, n_steps: int, n_pixels: int, dtype: str = "float16") -> Path:
+    """Create the temporary file of a field to be written at ``path``: the ``.npy`` header and
+    the space of every value, reserved on disk now (``posix_fallocate``), so that a full disk
+    fails here with "no space left on device" instead of a SIGBUS or a short file later.
+
+    Returns the temporary path (beside ``path``, see :mod:`modelgif._atomic`: removed on
+    SIGTERM, swept by the next writer after SIGKILL). :class:`FieldWriter` writes into it;
+    several writers (one per process) may write disjoint images of it.
+    """
+    path = Path(path)
+    _, _, header, per_image = _layout(int(n_images), int(n_steps), int(n_pixels), dtype)
+    total = len(header) + int(n_images) * per_image
+    tmp = _atomic.create_temp(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY)
+        try:
+            try:
+                os.posix_fallocate(fd, 0, total)
+            except OSError as e:
+                if e.errno == errno.ENOSPC:
+                    raise OSError(errno.ENOSPC, f"no space left on device: a field of {total / 2**20:.1f} MiB "
+                                                f"does not fit beside {path}") from None
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+                os.ftruncate(fd, total)  # a filesystem without fallocate
+            os.pwrite(fd, header, 0)
+        finally:
+            os.close(fd)
+    except BaseException:
+        _atomic.discard_temp(tmp)
+        raise
+    return tmp
+
+
+def commit_field(tmp, path) -> Path:
+    """Rename a finished temporary field onto ``path`` atomically (on failure, remove it)."""
+    return _atomic.commit_temp(tmp, path)
+
+
 class FieldWriter:
     """Writes a field of known shape to ``path`` chunk by chunk, atomically.
 
-    Data go to a temporary file beside ``path``, renamed onto it only when every image has
-    been written and :meth:`close` (or leaving the ``with`` block normally) runs. An error,
-    a missing chunk or a NaN removes the temporary file, so no half-written field is ever
-    found at ``path``.
+    Data go to a temporary file beside ``path`` (:func:`allocate_field`: its space reserved
+    up front), written with ordinary file writes (so the process's resident memory does not
+    grow with the field), renamed onto ``path`` only when every image has been written and
+    :meth:`close` (or leaving the ``with`` block normally) runs. An error, a missing chunk or
+    a NaN removes the temporary file, so no half-written field is ever found at ``path``.
+
+    Sharded writing (several processes, one file): one process calls :func:`allocate_field`;
+    each process opens a writer with ``tmp=`` that file and ``rows=(lo, hi)``, its images;
+    its :meth:`close` only flushes; the allocating process then calls :func:`commit_field`.
 
     Example::
 
@@ -97,18 +184,36 @@ class FieldWriter:
                 w.write(start, chunk)
     """
 
-    def __init__(self, path, n_images: int, n_steps: int, n_pixels: int, dtype: str = "float16"):
+    def __init__(self, path, n_images: int, n_steps: int, n_pixels: int, dtype: str = "float16", *,
+                 tmp=None, rows: tuple[int, int] | None = None):
         self.path = Path(path)
         self.dtype = dtype
         self.shape = (int(n_images), int(n_steps), int(n_pixels))
-        np_dtype = storage_dtype(n_pixels, dtype)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
-        shape = self.shape if dtype == "float32" else self.shape[:2]
-        self._array = np.lib.format.open_memmap(self._tmp, mode="w+", dtype=np_dtype, shape=shape)
-        self._next = 0
+        self._np_dtype, _, header, self._per_image = _layout(*self.shape, dtype)
+        self._offset = len(header)
+        lo, hi = rows if rows is not None else (0, self.shape[0])
+        if not 0 <= lo <= hi <= self.shape[0]:
+            raise ValueError(f"rows {rows} outside a field of {self.shape[0]} images")
+        self.rows = (int(lo), int(hi))
+        self._owner = tmp is None
+        self._tmp = allocate_field(self.path, *self.shape, dtype) if tmp is None else Path(tmp)
+        try:
+            self._fd = os.open(self._tmp, os.O_WRONLY)
+        except BaseException:
+            if self._owner:
+                _atomic.discard_temp(self._tmp)
+            raise
+        self._next = self.rows[0]
+
+    @property
+    def tmp(self) -> Path:
+        """The temporary file being written."""
+        return self._tmp
+
+    def _pwrite(self, data: memoryview, offset: int) -> None:
+        while len(data):
+            n = os.pwrite(self._fd, data, offset)
+            data, offset = data[n:], offset + n
 
     def write(self, start: int, chunk) -> None:
         """Store the field of images ``start … start + m − 1``; ``chunk`` is (m, S, H·W)."""
@@ -117,27 +222,43 @@ class FieldWriter:
         chunk = np.asarray(chunk)
         if start != self._next:
             raise ValueError(f"chunks must be written in order: expected image {self._next}, got {start}")
-        if chunk.ndim != 3 or chunk.shape[1:] != self.shape[1:] or start + chunk.shape[0] > self.shape[0]:
-            raise ValueError(f"chunk of shape {chunk.shape} at image {start} does not fit a field of shape {self.shape}")
-        if not np.isfinite(chunk).all():
-            raise ValueError(f"field of images {start}..{start + chunk.shape[0] - 1} has NaN or infinite values")
-        self._array[start : start + chunk.shape[0]] = encode(chunk, self.dtype)
-        self._next = start + chunk.shape[0]
+        if chunk.ndim != 3 or chunk.shape[1:] != self.shape[1:] or start + chunk.shape[0] > self.rows[1]:
+            raise ValueError(f"chunk of shape {chunk.shape} at image {start} does not fit a field of shape "
+                             f"{self.shape}" + (f" (rows {self.rows[0]}..{self.rows[1] - 1})" if
+                                                 self.rows != (0, self.shape[0]) else ""))
+        m = chunk.shape[0]
+        for lo, hi in _image_slices(m, self.shape[1] * self.shape[2]):
+            part = chunk[lo:hi]
+            if not np.isfinite(part).all():
+                raise ValueError(f"field of images {start}..{start + m - 1} has NaN or infinite values")
+            data = np.ascontiguousarray(encode(part, self.dtype), dtype=self._np_dtype)
+            self._pwrite(memoryview(data).cast("B"), self._offset + (start + lo) * self._per_image)
+        self._next = start + m
 
     def close(self) -> Path:
-        """Flush and move the finished field onto ``path``; returns ``path``."""
-        if self._next != self.shape[0]:
+        """Flush and move the finished field onto ``path``; returns ``path``. A writer of
+        shared rows (``tmp=`` given) only flushes its rows and returns the temporary path."""
+        if self._next != self.rows[1]:
+            done, todo = self._next - self.rows[0], self.rows[1] - self.rows[0]
             self.abort()
-            raise ValueError(f"field incomplete: {self._next} of {self.shape[0]} images written; nothing saved")
-        self._array.flush()
-        del self._array
-        os.replace(self._tmp, self.path)
-        return self.path
+            raise ValueError(f"field incomplete: {done} of {todo} images written; nothing saved")
+        fd, self._fd = self._fd, None
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if not self._owner:
+            return self._tmp
+        return commit_field(self._tmp, self.path)
 
     def abort(self) -> None:
-        """Discard everything written; ``path`` is left untouched."""
-        self.__dict__.pop("_array", None)
-        self._tmp.unlink(missing_ok=True)
+        """Discard everything written; ``path`` is left untouched (a shared file is left to its
+        allocating process)."""
+        fd, self._fd = getattr(self, "_fd", None), None
+        if fd is not None:
+            os.close(fd)
+        if self._owner:
+            _atomic.discard_temp(self._tmp)
 
     def __enter__(self):
         return self

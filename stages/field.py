@@ -13,28 +13,34 @@ memory for reuse (:func:`modelgif.field.keep_freed_cpu_memory`).
 
 Settings that do not change the result come from the environment, so changing them
 reruns nothing: ``MODELGIF_DEVICE`` (``auto`` = CUDA when present, else CPU; or ``cpu``,
-``cuda``, ``cuda:1``) and ``MODELGIF_BATCH_SIZE`` (path points per pass; default 1024 on
-CUDA, 128 on the CPU: :func:`modelgif.field.default_batch_size`).
+``cuda``, ``cuda:1``), ``MODELGIF_BATCH_SIZE`` (path points per pass; default: on CUDA fitted
+to the free memory, at most 1024, halved if a pass runs out of memory; 128 on the CPU:
+:func:`modelgif.execution.auto_batch_size`) and ``MODELGIF_NPROC`` (G: relaunch through
+``torch.distributed.run`` with G processes). Under ``torchrun`` each process computes a
+contiguous slice of the images into the one output file (:mod:`modelgif.distributed`).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import torch
 import typer
-from _cli import clean_errors, parse_bool
+from _cli import clean_errors, fail, parse_bool
 from tqdm.auto import tqdm
 
 from modelgif.baselines import make_baselines
+from modelgif.distributed import (RankFailed, launch, nproc_from_env, process_group, rank_device, record_failure,
+                                  shard, world, write_sharded)
 from modelgif.errors import check_output_file
-from modelgif.field import (check_precision, default_batch_size, iter_gradient_field, keep_freed_cpu_memory,
-                            write_chunks)
-from modelgif.reference import load_reference_images
+from modelgif.execution import auto_batch_size, check_precision, default_batch_size, keep_freed_cpu_memory
+from modelgif.field import iter_gradient_field, zero_field_chunks
 from modelgif.provenance import field_record, file_sha256, record_path, write_record
-from modelgif.storage import FieldWriter, storage_dtype
 from modelgif.quadrature import check_n_steps
+from modelgif.reference import load_reference_images
+from modelgif.storage import storage_dtype
 from modelgif.sketch import check_sketch_dim
 from modelgif.targets import check_target
 from modelgif.zoos import check_zoo, load_zoo_encoder, target_is_void
@@ -80,11 +86,32 @@ def main(
     check_target(target)
     storage_dtype(1, dtype)  # a valid storage dtype
     check_output_file(out)
-    record_path(out).unlink(missing_ok=True)  # no stale record beside a field this run may not finish
-    dev = resolve_device(device)
-    batch = batch_size or default_batch_size(dev)
+    nproc = nproc_from_env()
+    if nproc:  # MODELGIF_NPROC=G: the same command in G processes, through torch.distributed.run
+        failure = launch(nproc, __file__, sys.argv[1:])
+        if failure:
+            fail(f"{failure}; no field written")
+        typer.echo(f"{task}: field written by {nproc} processes -> {out}")
+        return
+    rank, world_size, local_rank = world()
+    if rank == 0:
+        record_path(out).unlink(missing_ok=True)  # no stale record beside a field this run may not finish
+    dev = rank_device(resolve_device(device), local_rank, world_size)
     if dev.type == "cpu":
         keep_freed_cpu_memory()  # no page faults for every pass's activations (a one-shot process)
+    try:
+        with process_group(dev):
+            _field(task, checkpoint, reference, target, n_steps, method, baseline, seed, cumulative, dtype, precision,
+                   sketch_dim, sketch_seed, out, zoo, dev, batch_size, rank, world_size)
+    except RankFailed:
+        raise typer.Exit(1)  # the failing rank reports
+    except Exception as e:
+        record_failure(str(e))  # for the launcher of MODELGIF_NPROC (nothing outside torchrun)
+        raise
+
+
+def _field(task, checkpoint, reference, target, n_steps, method, baseline, seed, cumulative, dtype, precision,
+           sketch_dim, sketch_seed, out, zoo, dev, batch_size, rank, world_size) -> None:
     model = load_zoo_encoder(zoo, task, checkpoint, map_location=dev)
     images = load_reference_images(reference).to(dev)
     baselines = make_baselines(images, baseline, seed)
@@ -97,27 +124,39 @@ def main(
                           seed=seed, cumulative=parse_bool(cumulative, "--cumulative"), dtype=dtype,
                           precision=precision, sketch_dim=sketch_dim, sketch_seed=sketch_seed,
                           shape=(n, n_steps, n_values))
+    lo, hi = shard(n, rank, world_size)
+    images, baselines = images[lo:hi], baselines[lo:hi]
     if target_is_void(zoo, task, check_target(target)):
         # Exactly zero in exact arithmetic; store that rather than float rounding noise.
-        typer.echo(f"warning: target {target} is void for {task} (output GroupNorm: Σ f is constant); "
-                   "its field is identically zero and its rho will be undefined", err=True)
-        chunks = iter([(0, torch.zeros(n, n_steps, n_values))])
+        if rank == 0:
+            typer.echo(f"warning: target {target} is void for {task} (output GroupNorm: Σ f is constant); "
+                       "its field is identically zero and its rho will be undefined", err=True)
+        chunks = zero_field_chunks(hi - lo, n_steps, n_values, batch_size=batch_size or default_batch_size(dev))
     else:
+        batch = batch_size or (auto_batch_size(model, images, n_steps, precision) if hi > lo else 1)
         chunks = iter_gradient_field(model, images, baselines, target=target, n_steps=n_steps, method=method,
                                      cumulative=parse_bool(cumulative, "--cumulative"), batch_size=batch,
                                      precision=precision, sketch_dim=sketch_dim, sketch_seed=sketch_seed)
+        if hi == lo:
+            chunks = iter(())
     t0 = time.perf_counter()
     shape = f"{n}×{n_steps}×{h * w}" + (f" sketched to {n_values}" if n_values != h * w else "")
-    with FieldWriter(out, n, n_steps, n_values, dtype=dtype) as writer, \
-            tqdm(total=n, unit="img", desc=f"field {task} ({dev}, {precision})") as bar:
+    who = f", rank {rank}/{world_size}" if world_size > 1 else ""
+    with tqdm(total=hi - lo, unit="img", desc=f"field {task} ({dev}, {precision}{who})") as bar:
 
         def written(start: int, m: int) -> None:
             bar.update(m)
             bar.set_postfix(points_per_s=f"{bar.n * n_steps / (time.perf_counter() - t0):.1f}")
 
-        write_chunks(chunks, writer.write, on_written=written)
-    write_record(out, record)
-    typer.echo(f"{task}: field {shape} ({dtype}, {precision}) -> {out}")
+        write_sharded(out, (n, n_steps, n_values), dtype, (lo, hi), chunks, on_written=written)
+        done = bar.n
+    if world_size > 1:
+        typer.echo(f"rank {rank}/{world_size}: computed images {lo}..{hi - 1} ({done} of {n})")
+    if dev.type == "cuda":
+        typer.echo(f"peak GPU memory: {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB")
+    if rank == 0:
+        write_record(out, record)
+        typer.echo(f"{task}: field {shape} ({dtype}, {precision}) -> {out}")
 
 
 if __name__ == "__main__":

@@ -91,3 +91,23 @@ def test_bad_fields_are_named(tmp_path):
         affinity_matrix(f, "manhattan")
     with pytest.raises(ValueError, match="at least one field"):
         affinity_matrix([])
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_torch_and_numpy_backends_agree(tmp_path, metric):
+    rng = np.random.default_rng(9)
+    fields = _correlated_fields(rng, k=5, shape=(7, 4, 64))
+    reference = _direct(fields, metric)
+    fields = [f.copy() for f in fields]
+    fields[2][3, 1] = 0.0  # a zero row: cosine 0 on both backends
+    paths = [save_field(tmp_path / f"{k}.npy", f) for k, f in enumerate(fields)]
+    for source in (fields, paths):
+        on_numpy = affinity_matrix(source, metric, device="numpy", chunk_size=3)
+        on_torch = affinity_matrix(source, metric, device="cpu", chunk_size=3)  # the CUDA code, on the CPU
+        assert np.abs(on_torch - on_numpy).max() <= 1e-12
+    fields[2][3, 1] = _correlated_fields(np.random.default_rng(9), k=5, shape=(7, 4, 64))[2][3, 1]
+    assert np.allclose(affinity_matrix(fields, metric, device="cpu"), reference, rtol=1e-10, atol=1e-12)
+    # the default picks CUDA only when torch sees a GPU
+    assert np.abs(affinity_matrix(fields, metric) - reference).max() <= 1e-10
+    if torch.cuda.is_available():
+        assert np.abs(affinity_matrix(fields, metric, device="cuda") - on_numpy).max() <= 1e-12

@@ -264,3 +264,62 @@ def test_keep_freed_cpu_memory_runs_in_its_own_process():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[1] == str(float(2 * 64 * 2**20))
     assert out[0] in ("True", "False")  # False only off glibc
+
+
+class _RunsOutOfMemory(_Smooth):
+    """_Smooth whose passes above ``limit`` inputs raise CUDA's out-of-memory error, as a GPU would."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit, self.sizes = limit, []
+
+    def forward(self, x):
+        self.sizes.append(x.shape[0])
+        if x.shape[0] > self.limit:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {x.shape[0]} points")
+        return super().forward(x)
+
+
+def test_an_out_of_memory_pass_is_halved_and_retried_with_the_same_field(caplog):
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(5, 3, 16, 16, generator=g, dtype=torch.float64) * 2 - 1
+    xb = modelgif.make_baselines(x, "shuffled", 0)
+    reference = modelgif.gradient_field(_Smooth().double().eval(), x, xb, n_steps=4, batch_size=1000)
+    model = _RunsOutOfMemory(limit=5).double().eval()
+    with caplog.at_level("WARNING", logger="modelgif"):
+        f = modelgif.gradient_field(model, x, xb, n_steps=4, batch_size=20)
+    assert torch.allclose(f, reference, rtol=1e-12, atol=1e-15)
+    assert model.sizes[0] == 5  # target selection of the 5 images
+    passes = model.sizes[1:]
+    assert passes[:3] == [20, 10, 5]  # 20 → OOM, 10 → OOM, then 5 points per pass for the rest
+    assert set(passes[2:]) == {5} and sum(passes[2:]) == 5 * 4
+    oom = [r for r in caplog.records if "out of memory" in r.getMessage()]
+    assert len(oom) == 1 and "halving to 10" in oom[0].getMessage()  # logged once
+
+
+def test_errors_other_than_out_of_memory_are_not_retried():
+    class Broken(_Smooth):
+        def forward(self, x):
+            if x.requires_grad:
+                raise RuntimeError("shape mismatch in layer b")
+            return super().forward(x)
+
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        modelgif.gradient_field(Broken().eval(), x, modelgif.make_baselines(x, "shuffled", 0), n_steps=2)
+    model = _RunsOutOfMemory(limit=0).eval()  # even one point does not fit: the error is raised
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        modelgif.gradient_field(model, x, modelgif.make_baselines(x, "shuffled", 0), n_steps=2, batch_size=4)
+
+
+def test_batch_size_fits_the_free_memory():
+    from modelgif.execution import auto_batch_size, fit_batch_size
+
+    mb = 2**20
+    # 24 GB card, 30 MB per path point: 0.8 · 24 GB / 30 MB = 655 points → 650 (13 images of 50)
+    assert fit_batch_size(24 * 1024 * mb, 30 * mb, 50) == 650
+    assert fit_batch_size(141 * 1024 * mb, 30 * mb, 50) == 1000  # capped at 1024, whole images: 20 × 50
+    assert fit_batch_size(1000 * mb, 30 * mb, 50) == 26  # fewer points than one image's path
+    assert fit_batch_size(10 * mb, 30 * mb, 50) == 1
+    x = torch.zeros(1, 3, 16, 16)
+    assert auto_batch_size(_Smooth().eval(), x, 50) == 128  # CPU: the default

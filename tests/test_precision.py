@@ -212,3 +212,13 @@ def test_cuda_chunks_are_copied_and_written_in_order(tmp_path, encoder, images):
         encoder.cpu()
     # cuDNN may pick other algorithms from one call to the next: equal up to float32 rounding
     assert np.allclose(load_field(tmp_path / "f.npy"), direct, rtol=1e-5, atol=1e-6 * np.abs(direct).max())
+
+
+@cuda
+def test_cuda_batch_is_fitted_to_the_free_memory(encoder, images):
+    from modelgif.execution import DEFAULT_CUDA_BATCH_SIZE, auto_batch_size
+
+    x, _ = images
+    n = auto_batch_size(encoder.cuda(), x.cuda(), 50)
+    assert 1 <= n <= DEFAULT_CUDA_BATCH_SIZE and (n % 50 == 0 or n < 50)
+    encoder.cpu()

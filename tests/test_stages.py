@@ -296,3 +296,63 @@ def test_field_stage_removes_a_stale_record_first(encoder_and_images):
                   "--out", "stale/normal.npy", cwd=root)
     assert_one_line_error(r, "no checkpoint for normal at missing.pth")
     assert list((root / "stale").iterdir()) == []
+
+
+def test_void_target_streams_a_zero_field_in_chunks(encoder_and_images):
+    root = encoder_and_images
+    r = run_stage("field.py", "room_layout", "--checkpoint", "normal.pth", "--reference", "images.npy",
+                  "--target", "6", "--n-steps", "4", "--out", "fields/room_layout.npy", cwd=root,
+                  MODELGIF_BATCH_SIZE="8")  # two images per chunk: 3 images in 2 chunks
+    assert r.returncode == 0, r.stderr
+    assert "target 6 is void for room_layout" in r.stderr
+    f = load_field(root / "fields" / "room_layout.npy")
+    assert f.shape == (3, 4, 32 * 32) and not f.any()
+    from modelgif.field import zero_field_chunks
+
+    assert [(s, tuple(c.shape)) for s, c in zero_field_chunks(3, 4, 5, batch_size=8)] == [(0, (2, 4, 5)),
+                                                                                          (2, (1, 4, 5))]
+
+
+@pytest.mark.slow  # two stage processes started and killed: about a minute on a busy 2-core machine
+def test_a_killed_field_stage_leaves_no_temporary_field(encoder_and_images):
+    """SIGKILL leaves a temporary file that the next run sweeps; SIGTERM removes its own."""
+    import signal
+    import time
+
+    root = encoder_and_images
+    fields = root / "killed"
+
+    def start():
+        return subprocess.Popen([sys.executable, str(STAGES / "field.py"), "normal", "--checkpoint", "normal.pth",
+                                 "--reference", "images.npy", "--n-steps", "3000", "--method", "riemann_middle",
+                                 "--out", "killed/normal.npy"], cwd=root, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env={**os.environ, "MODELGIF_DEVICE": "cpu",
+                                                                "MODELGIF_BATCH_SIZE": "4"})
+
+    def temps():
+        return sorted(fields.glob(".*.tmp")) if fields.exists() else []
+
+    def wait_for_own_temp(proc):
+        for _ in range(1200):
+            if [t for t in temps() if f".{proc.pid}." in t.name] and proc.poll() is None:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"no temporary file of {proc.pid}: {temps()}")
+
+    procs = []
+    try:
+        procs.append(first := start())
+        wait_for_own_temp(first)
+        first.kill()
+        assert first.wait(60) == -signal.SIGKILL and len(temps()) == 1  # SIGKILL cannot clean up
+        procs.append(second := start())
+        wait_for_own_temp(second)
+        assert len(temps()) == 1  # the stale one was swept when the second run created its own
+        second.terminate()
+        assert second.wait(60) == 128 + signal.SIGTERM
+    finally:  # a failed assertion must not leave a stage running
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert temps() == [] and not (fields / "normal.npy").exists()
