@@ -13,10 +13,12 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from .checkpoint import load_state_dict_checked
+import numpy as np
+
+if TYPE_CHECKING:  # torch is imported where an encoder is built, so reading the tables does not need it
+    import torch
 
 #: The 17 tasks, in the seed's order (DESIGN §1, "Tasks and names").
 TASKS = (
@@ -112,6 +114,8 @@ def load_encoder(task: str, path: str | os.PathLike, *, sha256: str | None = Non
     Raises:
         ValueError: hash mismatch, unreadable file, or state-dict keys/shapes that do not match.
     """
+    from .checkpoint import load_state_dict_checked
+
     return load_state_dict_checked(build_encoder(task), path, sha256=sha256, map_location=map_location,
                                    what=f"checkpoint for {task}")
 
