@@ -4,8 +4,9 @@
 
 Reads ``tasks`` from the params file and only those tasks' fields (a stale field of a
 removed task is never read). Writes ``distance.csv`` (labelled matrix),
-``distance_long.csv`` (``source,target,distance`` for the heatmap) and
-``similarity_tree.png`` (average-linkage dendrogram).
+``distance_long.csv`` (``source,target,value,rank,panel`` for the heatmap: the distance and,
+per target, each source's closeness rank, 1 = closest) and ``similarity_tree.png``
+(average-linkage dendrogram).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from _cli import clean_errors
 import yaml
 
 from modelgif.distance import affinity_matrix
-from modelgif.plots import long_csv, matrix_csv, similarity_tree
+from modelgif.plots import matrix_csv, ranked_long_csv, similarity_tree
 
 
 def read_tasks(params: Path) -> list[str]:
@@ -40,7 +41,7 @@ def main(
         raise FileNotFoundError(f"no field for task(s) {', '.join(missing)} in {fields}")
     d = affinity_matrix([fields / f"{t}.npy" for t in tasks], metric, progress=True)
     matrix_csv(out / "distance.csv", d, tasks)
-    long_csv(out / "distance_long.csv", d, tasks, "distance")
+    ranked_long_csv(out / "distance_long.csv", d, tasks, f"ModelGiF {metric} distance (lower: closer)")
     similarity_tree(out / "similarity_tree.png", d, tasks, title=f"ModelGiF similarity tree ({metric})")
     typer.echo(f"{metric} distances between {len(tasks)} tasks -> {out}")
 

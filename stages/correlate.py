@@ -14,7 +14,8 @@ mini-Taskonomy's measured tables, in ``data/mini/tables``). Writes
   out (:func:`modelgif.correlation.per_task_spearman`);
 - ``per_task_rho.csv`` beside it: ``task,table,rho`` for every task (``rho`` empty where
   undefined), the per-task numbers and the bar chart's data;
-- per table, ``<plots>/<table>_long.csv`` (``source,target,affinity``) for the heatmap.
+- per table, ``<plots>/<table>_long.csv`` (``source,target,value,rank,panel``: the table's
+  value and each source's closeness rank per target, 1 = closest) for the heatmap.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from _cli import clean_errors
 import yaml
 
 from modelgif._atomic import write_text
-from modelgif.correlation import per_task_spearman
-from modelgif.plots import long_csv, read_matrix_csv
+from modelgif.correlation import higher_is_closer, per_task_spearman
+from modelgif.plots import ranked_long_csv, read_matrix_csv
 from modelgif.taskonomy import load_ground_truth
 from modelgif.zoos import ground_truth_dir, is_mini, zoo_params
 
@@ -74,7 +75,9 @@ def main(
                 result[name]["mean_rho_off_diagonal"] = float(np.nanmean(off))
         result[name]["n_tasks"] = int(defined.sum())
         rows += [(task, name, repr(float(r)) if ok else "") for task, r, ok in zip(tasks, rho, defined)]
-        long_csv(plots / f"{name}_long.csv", t, tasks, "affinity")
+        closer = "higher" if higher_is_closer(name) else "lower"
+        ranked_long_csv(plots / f"{name}_long.csv", t, tasks, f"ground truth: {name} ({closer}: closer)",
+                        higher_is_closer(name))
         undefined = [task for task, ok in zip(tasks, defined) if not ok]
         note = f" (undefined for {', '.join(undefined)})" if undefined else ""
         typer.echo(f"{name}: mean rho {result[name]['mean_rho']:+.4f} over {result[name]['n_tasks']} tasks{note}")

@@ -2,7 +2,7 @@
 mini-zoo configuration in one temporary copy of the project:
 
 - every leaf of ``params.yaml`` is changed in turn: every stage that reads it (per ``dvc.yaml``)
-  is reported changed by ``dvc status``, reruns for real (not "cached"), and its output changes
+  reruns for real (not "cached"; a ``foreach`` stage: its first item), and its output changes
   (where a new value must give a new output); switching back restores everything from the run
   cache and runs nothing;
 - no key anywhere in a params file is named ``size`` or ``nfiles`` (DVC's run-cache key drops them);
@@ -171,10 +171,6 @@ def _edits(ctx) -> dict[str, tuple[dict, object, set[str]]]:
     }
 
 
-def _stage_ids(name: str) -> list[str]:
-    return [f"{name}@{t}" for t in TASKS] if name in ("fetch_checkpoint", "field") else [name]
-
-
 def test_every_param_reruns_its_readers_and_changes_their_outputs(project):
     project, env, ctx = project
     dvc_yaml = yaml.safe_load((project / "dvc.yaml").read_text())
@@ -194,9 +190,6 @@ def test_every_param_reruns_its_readers_and_changes_their_outputs(project):
         before = _outs(project)
         assert value != _get(project, leaf), leaf
         _set(project, {leaf: value})
-        status = json.loads(_run(["dvc", "status", "--json", "dvc.yaml"], project, env).stdout)
-        missed = [s for r in readers for s in _stage_ids(r) if s not in status]
-        assert not missed, f"{leaf}: dvc status does not see {missed} changed"
         out = _run(["dvc", "repro", "--single-item", *first], project, env).stdout
         after = _outs(project)
         for stage in first:
