@@ -171,6 +171,7 @@ def _edits(ctx) -> dict[str, tuple[dict, object, set[str]]]:
     }
 
 
+@pytest.mark.slow
 def test_every_param_reruns_its_readers_and_changes_their_outputs(project):
     project, env, ctx = project
     dvc_yaml = yaml.safe_load((project / "dvc.yaml").read_text())
@@ -206,6 +207,7 @@ def test_every_param_reruns_its_readers_and_changes_their_outputs(project):
     assert "Data and pipelines are up to date" in _run(["dvc", "status"], project, env).stdout
 
 
+@pytest.mark.slow
 def test_a_switch_back_restores_every_stage_from_the_run_cache(project):
     project, env, _ = project
     base_outs = _outs(project)
@@ -220,6 +222,7 @@ def test_a_switch_back_restores_every_stage_from_the_run_cache(project):
     assert _outs(project) == base_outs
 
 
+@pytest.mark.slow
 def test_git_never_sees_data_after_experiments(project):
     project, env, _ = project
     assert _run(["git", "status", "--porcelain"], project, env).stdout == ""
