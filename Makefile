@@ -39,7 +39,7 @@ demo: install
 
 ## make show: experiments side by side, only the params that differ and the headline metrics
 show: install
-	dvc exp show --only-changed --drop 'Created|State|Executor|tasks' --precision 4
+	dvc exp show --only-changed --drop 'Created|State|Executor|tasks|.*/.*' --precision 4
 
 ## make mini-zoo: rebuild the mini-Taskonomy zoo and its tables (mini/dvc.yaml; about an hour on one core),
 ## then publish its tables and encoder manifest where the main pipeline reads them
