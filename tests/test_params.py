@@ -239,3 +239,19 @@ def test_git_never_sees_data_after_experiments(project):
         assert (project / folder).is_dir() and any((project / folder).iterdir()), folder
     diff = _run(["dvc", "metrics", "diff", "--json"], project, env)
     assert "mean_rho" in diff.stdout
+
+
+def test_fresh_clone_status_is_coherent(tmp_path):
+    """A fresh clone: no warning (no frozen stage), the mini build up to date, and the main
+    pipeline's stages listed only as not run yet (what the README says the first status means)."""
+    project = copy_project(ROOT, tmp_path / "clone")
+    env = pipeline_env(tmp_path)
+    _run(["git", "init", "-q", "-b", "main"], project, env)
+    _run(["git", "add", "-A"], project, env)
+    _run(["git", "commit", "-qm", "clone"], project, env)
+    proc = _run(["dvc", "status", "--json"], project, env)
+    assert "WARNING" not in proc.stderr + proc.stdout
+    status = json.loads(proc.stdout)
+    stages = set(yaml.safe_load((project / "dvc.yaml").read_text())["stages"])
+    assert status and all(name.split("@")[0] in stages for name in status), sorted(status)
+    assert "up to date" in _run(["dvc", "status", "mini/dvc.yaml"], project, env).stdout
