@@ -72,16 +72,17 @@ def closeness_ranks(matrix: np.ndarray, higher_is_closer: bool = False) -> np.nd
 
 def ranked_long_csv(path: str | os.PathLike, matrix: np.ndarray, labels: Sequence[str], panel: str,
                     higher_is_closer: bool = False) -> None:
-    """Write ``source,target,value,rank,panel`` (one row per cell; ``rank`` from
-    :func:`closeness_ranks`, empty on the diagonal; ``panel`` names the matrix and its
-    orientation, the heatmap's header), atomically."""
+    """Write ``source,target,value,rank,panel,order_source,order_target`` (one row per cell;
+    ``rank`` from :func:`closeness_ranks`, empty on the diagonal; ``panel`` names the matrix and
+    its orientation, the heatmap's header; the orders keep the axes in ``labels``' order),
+    atomically."""
     ranks = closeness_ranks(matrix, higher_is_closer)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["source", "target", "value", "rank", "panel"])
+    w.writerow(["source", "target", "value", "rank", "panel", "order_source", "order_target"])
     for i, a in enumerate(labels):
         for j, b in enumerate(labels):
-            w.writerow([a, b, repr(float(matrix[i, j])), "" if i == j else repr(float(ranks[i, j])), panel])
+            w.writerow([a, b, repr(float(matrix[i, j])), "" if i == j else repr(float(ranks[i, j])), panel, i, j])
     write_text(path, buf.getvalue())
 
 

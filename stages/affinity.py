@@ -4,7 +4,7 @@
 
 Reads ``tasks`` from the params file and only those tasks' fields (a stale field of a
 removed task is never read). Writes ``distance.csv`` (labelled matrix),
-``distance_long.csv`` (``source,target,value,rank,panel`` for the heatmap: the distance and,
+``distance_long.csv`` (``source,target,value,rank,panel,…`` for the heatmap: the distance and,
 per target, each source's closeness rank, 1 = closest) and ``similarity_tree.png``
 (average-linkage dendrogram).
 """

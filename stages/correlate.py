@@ -14,7 +14,7 @@ mini-Taskonomy's measured tables, in ``data/mini/tables``). Writes
   out (:func:`modelgif.correlation.per_task_spearman`);
 - ``per_task_rho.csv`` beside it: ``task,table,rho`` for every task (``rho`` empty where
   undefined), the per-task numbers and the bar chart's data;
-- per table, ``<plots>/<table>_long.csv`` (``source,target,value,rank,panel``: the table's
+- per table, ``<plots>/<table>_long.csv`` (``source,target,value,rank,panel,…``: the table's
   value and each source's closeness rank per target, 1 = closest) for the heatmap.
 """
 

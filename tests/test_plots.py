@@ -44,7 +44,7 @@ def test_ranked_long_csv_and_tree(tmp_path):
     assert len(rows) == 9 and {r["panel"] for r in rows} == {"distance (lower: closer)"}
     cell = {(r["source"], r["target"]): r for r in rows}
     assert cell["a", "a"]["rank"] == "" and float(cell["b", "a"]["rank"]) == 1 and float(cell["c", "a"]["rank"]) == 2
-    assert float(cell["c", "a"]["value"]) == 0.9
+    assert float(cell["c", "a"]["value"]) == 0.9 and (cell["c", "a"]["order_source"], cell["c", "a"]["order_target"]) == ("2", "0")
     # distances packed near 1 (as for pretrained encoders) still give a tree
     similarity_tree(tmp_path / "t.png", 0.98 + 0.02 * m, ["a", "b", "c"])
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"

@@ -51,7 +51,7 @@ def test_affinity_and_correlate_write_what_the_library_computes(fields):
     expected = modelgif.affinity_matrix([fields / "fields" / f"{t}.npy" for t in TASKS], "euclidean")
     assert labels == TASKS and np.allclose(d, expected, rtol=1e-12)
     long = (fields / "affinity" / "distance_long.csv").read_text().splitlines()
-    assert long[0] == "source,target,value,rank,panel" and len(long) == 1 + 16
+    assert long[0] == "source,target,value,rank,panel,order_source,order_target" and len(long) == 1 + 16
     assert (fields / "affinity" / "similarity_tree.png").read_bytes()[:4] == b"\x89PNG"
 
     r = run_stage("correlate.py", "--params", "params.yaml", "--distance", "affinity/distance.csv",
