@@ -12,7 +12,7 @@ TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download
 # Stage commands call `python` and `dvc`: the venv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro demo mini-zoo test test-fast bench bench-gpu wheelhouse clean-venv
+.PHONY: install repro demo show mini-zoo test test-fast bench bench-gpu wheelhouse clean-venv
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,22 +25,29 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
-## make repro: run the whole pipeline (dvc repro); see README for time and disk
+## make repro: run the whole pipeline (dvc repro); see README for time and disk. Ends with a
+## one-line summary: stages run / restored from the run cache / up to date, time, headline rho.
 repro: install
-	dvc repro
+	python tools/run.py repro
 
-## make demo: the same pipeline on the project's own mini-Taskonomy zoo (offline, CPU, a few minutes);
-## leaves `zoo: mini` in params.yaml (`git checkout params.yaml` to go back)
+## make demo: the same pipeline on the project's own mini-Taskonomy zoo (offline, CPU, a few minutes):
+## 100 rendered reference scenes at 64 px (the mini encoders' size). `make demo DEMO_ZOO=mini_random`
+## runs the untrained control. Leaves these settings in params.yaml (`git checkout params.yaml` to go back).
+DEMO_ZOO ?= mini
 demo: install
-	dvc exp run -S zoo=mini
-	dvc metrics show
+	python tools/run.py exp run -S zoo=$(DEMO_ZOO) -S reference.n_images=100 -S reference.image_size=64
 
-## make mini-zoo: rebuild the mini-Taskonomy zoo and its tables (mini/dvc.yaml; about an hour on one core).
-## Its last stage, `tables`, is frozen in mini/dvc.yaml so that the main pipeline never triggers a rebuild;
-## this unfreezes it for the build and freezes it again, whatever the build's outcome.
+## make show: experiments side by side, only the params that differ and the headline metrics
+show: install
+	dvc exp show --only-changed --drop 'Created|State|Executor|tasks|.*/.*' --precision 4
+
+## make mini-zoo: rebuild the mini-Taskonomy zoo and its tables (mini/dvc.yaml; about an hour on one core),
+## then publish its tables and encoder manifest where the main pipeline reads them
+## (data/mini/tables, data/manifests/mini_encoders.json). Only this publishes: `dvc repro` never rebuilds the zoo.
 mini-zoo: install
-	sed -i 's/^    frozen: true$$/    frozen: false/' mini/dvc.yaml
-	dvc repro mini/dvc.yaml; status=$$?; sed -i 's/^    frozen: false$$/    frozen: true/' mini/dvc.yaml; exit $$status
+	dvc repro mini/dvc.yaml
+	cp data/mini/build/tables/*.json data/mini/tables/
+	cp data/mini/build/mini_encoders.json data/manifests/mini_encoders.json
 
 ## make test: the whole test suite, the end-to-end `dvc repro` test included
 test: install

@@ -6,22 +6,42 @@ Typical use::
     baselines = modelgif.make_baselines(images, "shuffled", seed=0)
     fields = [modelgif.gradient_field(m, images, baselines, target=1, n_steps=50) for m in models]
     D = modelgif.affinity_matrix(fields, metric="cosine")
+
+The names below are loaded on first use (PEP 562), so ``import modelgif.plots`` does not
+import torch, and a pipeline stage imports only the modules it uses (which is what its
+``deps`` in ``dvc.yaml`` list; ``tests/test_stage_deps.py`` checks that).
 """
 
-from .baselines import BASELINES, derangement, make_baselines
-from .correlation import per_task_spearman
-from .distance import METRICS, affinity_matrix
-from .field import PRECISIONS, gradient_field, iter_gradient_field, write_chunks
-from .quadrature import METHODS, nodes_and_weights
-from .storage import FieldWriter, load_field, open_field, save_field
-from .targets import TARGETS, target_selector
-from .taskonomy import GROUND_TRUTH_TABLES, TASKS, load_encoder, load_ground_truth
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BASELINES", "GROUND_TRUTH_TABLES", "METHODS", "METRICS", "PRECISIONS", "TARGETS", "TASKS",
-    "FieldWriter", "affinity_matrix", "derangement", "gradient_field", "iter_gradient_field",
-    "load_encoder", "load_field", "load_ground_truth", "make_baselines", "nodes_and_weights",
-    "open_field", "per_task_spearman", "save_field", "target_selector", "write_chunks",
-]
+#: Public name → the submodule that defines it.
+_LAZY = {
+    "BASELINES": "baselines", "derangement": "baselines", "make_baselines": "baselines",
+    "per_task_spearman": "correlation",
+    "METRICS": "distance", "affinity_matrix": "distance",
+    "PRECISIONS": "field", "gradient_field": "field", "iter_gradient_field": "field", "write_chunks": "field",
+    "METHODS": "quadrature", "nodes_and_weights": "quadrature",
+    "FieldWriter": "storage", "load_field": "storage", "open_field": "storage", "save_field": "storage",
+    "TARGETS": "targets", "target_selector": "targets",
+    "GROUND_TRUTH_TABLES": "taskonomy", "TASKS": "taskonomy", "load_encoder": "taskonomy",
+    "load_ground_truth": "taskonomy",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelgif' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

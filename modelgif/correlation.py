@@ -46,3 +46,10 @@ def per_task_spearman(distance: np.ndarray, ground_truth: np.ndarray, diagonal: 
                       RuntimeWarning, stacklevel=2)
     return np.array([np.nan if j in constant else spearmanr(t[rows[j], j], d[rows[j], j]).statistic
                      for j in range(k)], dtype=np.float64)
+
+
+def higher_is_closer(table: str) -> bool:
+    """Orientation of a ground-truth table: ``True`` for affinities and win rates (higher:
+    the source transfers better, i.e. is closer), ``False`` for losses (``losses``, lower:
+    closer). Against a distance, ρ < 0 is agreement for the first kind, ρ > 0 for the second."""
+    return "loss" not in table.lower()

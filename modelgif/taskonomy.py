@@ -14,13 +14,16 @@ import os
 import re
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from ._resources import taskonomy_tables_dir
-from .checkpoint import load_state_dict_checked
 from .errors import MissingEntry
 from .tasks import OLD_NAMES, TASKS
+
+if TYPE_CHECKING:  # torch is imported where an encoder is built, so reading the tables does not need it
+    import torch
 
 #: Tasks without a published decoder, whose encoder the original code ran with the output
 #: GroupNorm on (``normalize_outputs=True``); every other task runs with it off.
@@ -98,6 +101,8 @@ def load_encoder(task: str, path: str | os.PathLike, *, sha256: str | None = Non
     Raises:
         ValueError: hash mismatch, unreadable file, or state-dict keys/shapes that do not match.
     """
+    from .checkpoint import load_state_dict_checked
+
     return load_state_dict_checked(build_encoder(task), path, sha256=sha256, map_location=map_location,
                                    what=f"checkpoint for {task}")
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch only where an encoder is built: the correlate stage does not need it
+    import torch
 
 from ._resources import mini_tables_dir
 
@@ -88,6 +90,8 @@ def random_encoder(task: str, seed: int = 0) -> torch.nn.Module:
     """``mini_random``'s encoder for ``task``: a :class:`~modelgif.mini.zoo.MiniEncoder` with
     exactly the initial weights that encoder of a ``mini`` build with ``seed`` started from
     (:func:`modelgif.mini.build.encoder_seed`); eval mode, frozen."""
+    import torch
+
     from .mini.build import encoder_seed
     from .mini.scenes import TASK_LABELS
     from .mini.zoo import build_mini_encoder

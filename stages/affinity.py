@@ -5,8 +5,9 @@
 Reads ``tasks`` from the params file and only those tasks' fields (a stale field of a
 removed task is never read). Refuses, before reading any values, fields whose provenance
 records (``<task>.json`` beside ``<task>.npy``, :mod:`modelgif.provenance`) show another
-reference set or other settings, naming the fields that differ. Writes ``distance.csv`` (labelled matrix),
-``distance_long.csv`` (``source,target,distance`` for the heatmap) and
+reference set or other settings, naming the fields that differ. Writes ``distance.csv``
+(labelled matrix), ``distance_long.csv`` (``source,target,value,rank,panel,…`` for the heatmap:
+the distance and, per target, each source's closeness rank, 1 = closest) and
 ``similarity_tree.png`` (average-linkage dendrogram).
 """
 
@@ -20,7 +21,7 @@ import yaml
 
 from modelgif.distance import affinity_matrix, check_metric
 from modelgif.errors import check_output_dir
-from modelgif.plots import long_csv, matrix_csv, similarity_tree
+from modelgif.plots import matrix_csv, ranked_long_csv, similarity_tree
 from modelgif.provenance import check_fields
 
 
@@ -48,7 +49,7 @@ def main(
     check_fields(paths)  # same reference set and settings, before reading any values
     d = affinity_matrix(list(paths.values()), metric, progress=True)
     matrix_csv(out / "distance.csv", d, tasks)
-    long_csv(out / "distance_long.csv", d, tasks, "distance")
+    ranked_long_csv(out / "distance_long.csv", d, tasks, f"ModelGiF {metric} distance (lower: closer)")
     similarity_tree(out / "similarity_tree.png", d, tasks, title=f"ModelGiF similarity tree ({metric})")
     typer.echo(f"{metric} distances between {len(tasks)} tasks -> {out}")
 

@@ -5,14 +5,17 @@
 
 Reads the table names from the params file: ``ground_truth`` (Taskonomy's tables, in
 ``data/taskonomy``) or, with ``--zoo mini``/``mini_random``, ``mini.ground_truth`` (the
-mini-Taskonomy's measured tables, in ``data/mini/tables``). Writes the metrics JSON
-(``{table: {"mean_rho": ..., "n_tasks": ..., "per_task": {task: rho},
-"mean_rho_off_diagonal": ...}}``; a task whose ρ is undefined — a constant column — gets
-``null`` and is left out of the mean, which says so in ``n_tasks``;
-``mean_rho_off_diagonal`` is the same mean with each task's own entry left out, see
-:func:`modelgif.correlation.per_task_spearman`), ``metrics/per_task_rho.csv``
-beside it (``task,table,rho`` for the bar chart) and, per table,
-``<plots>/<table>_long.csv`` (``source,target,affinity`` for the heatmap).
+mini-Taskonomy's measured tables, in ``data/mini/tables``). Writes
+
+- the metrics JSON, the headline numbers only, so ``dvc metrics show`` / ``dvc exp show`` read
+  at a glance: ``{table: {"mean_rho": ..., "mean_rho_off_diagonal": ..., "n_tasks": ...}}``.
+  A task whose ρ is undefined (a constant column) is left out of the mean, which says so in
+  ``n_tasks``; ``mean_rho_off_diagonal`` is the same mean with each task's own entry left
+  out (:func:`modelgif.correlation.per_task_spearman`);
+- ``per_task_rho.csv`` beside it: ``task,table,rho`` for every task (``rho`` empty where
+  undefined), the per-task numbers and the bar chart's data;
+- per table, ``<plots>/<table>_long.csv`` (``source,target,value,rank,panel,…``: the table's
+  value and each source's closeness rank per target, 1 = closest) for the heatmap.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from _cli import clean_errors
 import yaml
 
 from modelgif._atomic import write_text
-from modelgif.correlation import per_task_spearman
+from modelgif.correlation import higher_is_closer, per_task_spearman
 from modelgif.errors import check_output_dir, check_output_file
-from modelgif.plots import long_csv, read_matrix_csv
+from modelgif.plots import ranked_long_csv, read_matrix_csv
 from modelgif.taskonomy import load_ground_truth
 from modelgif.zoos import ground_truth_dir, is_mini, zoo_params
 
@@ -67,27 +70,25 @@ def main(
         defined = np.isfinite(rho)
         if not defined.any():
             raise ValueError(f"Spearman's rho against {name} is undefined for every task")
-        result[name] = {
-            "mean_rho": float(rho[defined].mean()),
-            "n_tasks": int(defined.sum()),
-            "per_task": {task: (float(r) if ok else None) for task, r, ok in zip(tasks, rho, defined)},
-        }
+        result[name] = {"mean_rho": float(rho[defined].mean())}
         if len(tasks) >= 4:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # constant columns were reported above
                 off = per_task_spearman(d, t, diagonal=False)
             if np.isfinite(off).any():
                 result[name]["mean_rho_off_diagonal"] = float(np.nanmean(off))
-        rows += [(task, name, repr(float(r))) for task, r, ok in zip(tasks, rho, defined) if ok]
-        long_csv(plots / f"{name}_long.csv", t, tasks, "affinity")
+        result[name]["n_tasks"] = int(defined.sum())
+        rows += [(task, name, repr(float(r)) if ok else "") for task, r, ok in zip(tasks, rho, defined)]
+        closer = "higher" if higher_is_closer(name) else "lower"
+        ranked_long_csv(plots / f"{name}_long.csv", t, tasks, f"ground truth: {name} ({closer}: closer)",
+                        higher_is_closer(name))
+        undefined = [task for task, ok in zip(tasks, defined) if not ok]
+        note = f" (undefined for {', '.join(undefined)})" if undefined else ""
+        typer.echo(f"{name}: mean rho {result[name]['mean_rho']:+.4f} over {result[name]['n_tasks']} tasks{note}")
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows([("task", "table", "rho"), *rows])
     write_text(metrics.parent / "per_task_rho.csv", buf.getvalue())
     write_text(metrics, json.dumps(result, indent=2) + "\n")
-    for name, r in result.items():
-        undefined = [task for task, v in r["per_task"].items() if v is None]
-        note = f" (undefined for {', '.join(undefined)})" if undefined else ""
-        typer.echo(f"{name}: mean rho {r['mean_rho']:+.4f} over {r['n_tasks']} tasks{note}")
 
 
 if __name__ == "__main__":

@@ -9,12 +9,13 @@ hub's checkpoint folder if it holds the file with the manifest's sha256, else
 check; a folder: copied with a sha256 check); it must then load as the zoo's encoder.
 Nothing is left at ``--out`` unless every check passed.
 
-With ``--zoo mini`` (``zoo`` in params.yaml) the taskonomy options are ignored and
-``mini.checkpoints`` of the ``--params`` file is used instead: ``manifest`` (the committed
-``data/manifests/mini_encoders.json``) and ``base_url`` (the committed folder
-``data/mini/encoders``); torch hub's folder is not looked at, and the file must load as a
-mini-Taskonomy encoder. With ``--zoo mini_random`` the checkpoint is the untrained encoder
-(:func:`modelgif.zoos.random_encoder`, seed ``mini.checkpoints.random_seed``).
+With ``--zoo mini`` (``zoo`` in params.yaml) ``--mini-manifest`` (the committed
+``data/manifests/mini_encoders.json``) and ``--mini-base-url`` (the committed folder
+``data/mini/encoders``) are used instead of ``--manifest`` and ``--base-url``; torch hub's
+folder is not looked at, and the file must load as a mini-Taskonomy encoder. With ``--zoo
+mini_random`` the checkpoint is the untrained encoder (:func:`modelgif.zoos.random_encoder`,
+seed ``--random-seed``). The pipeline passes every zoo's values (``checkpoints``,
+``mini.checkpoints``); the line printed at the end names the ones used.
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ import warnings
 from pathlib import Path
 
 import typer
-import yaml
 
 from modelgif.checkpoint_source import fetch_checkpoint, hub_checkpoint_dir
 from modelgif.download import ChecksumError, DownloadError
 from modelgif.mini.zoo import save_encoder
-from modelgif.zoos import check_zoo, is_mini, random_encoder, zoo_params
+from modelgif.zoos import check_zoo, is_mini, random_encoder
 
 DEFAULT_BASE_URL = "https://github.com/alexsax/visual-prior/raw/networks/assets/pytorch"
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "data" / "manifests" / "taskonomy_encoders.json"
@@ -42,17 +42,18 @@ def main(
     retries: int = typer.Option(3, help="tries per download"),
     timeout: float = typer.Option(30.0, help="seconds one socket read may wait before the try fails"),
     zoo: str = typer.Option("taskonomy", help="taskonomy, mini or mini_random"),
-    params: Path = typer.Option(Path("params.yaml"), help="params file (its 'mini.checkpoints' for the mini zoos)"),
+    mini_base_url: str = typer.Option("data/mini/encoders", help="zoo mini: folder or URL prefix of the encoders (mini.checkpoints.base_url)"),
+    mini_manifest: str = typer.Option("data/manifests/mini_encoders.json", help="zoo mini: manifest (mini.checkpoints.manifest)"),
+    random_seed: int = typer.Option(0, help="zoo mini_random: build seed of the initial weights (mini.checkpoints.random_seed)"),
 ) -> None:
     out = out or Path("data/checkpoints") / f"{task}.pth"
     try:
         if is_mini(check_zoo(zoo)):
-            cfg = zoo_params(yaml.safe_load(params.read_text()) or {}, zoo, "checkpoints")
             if zoo == "mini_random":
-                save_encoder(out, random_encoder(task, int(cfg.get("random_seed", 0))))
-                typer.echo(f"{task}: untrained mini encoder (seed {cfg.get('random_seed', 0)}) -> {out}")
+                save_encoder(out, random_encoder(task, random_seed))
+                typer.echo(f"{task}: untrained mini encoder (random_seed {random_seed}) -> {out}")
                 return
-            base_url, manifest = str(cfg["base_url"]), str(cfg["manifest"])
+            base_url, manifest = mini_base_url, mini_manifest
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             try:
@@ -61,9 +62,6 @@ def main(
                 for w in caught:
                     if issubclass(w.category, UserWarning):
                         typer.echo(f"warning: {w.message}", err=True)
-    except KeyError as e:
-        typer.echo(f"error: {params}: mini.checkpoints lacks {e}; nothing was written to {out}", err=True)
-        raise typer.Exit(1)
     except (ChecksumError, ValueError, OSError) as e:
         typer.echo(f"error: {e}; nothing was written to {out}", err=True)
         raise typer.Exit(1)

@@ -1,17 +1,18 @@
 """Stage fetch_reference: build the reference set (DESIGN §1.1).
 
-    python stages/fetch_reference.py --source taskonomy-sample --n-images 1000 --size 128 \
+    python stages/fetch_reference.py --source zoo --zoo taskonomy --n-images 1000 --image-size 128 \
         --cutmix true --seed 3 --out data/reference
 
-With ``--zoo mini`` or ``--zoo mini_random`` (``zoo`` in params.yaml) the taskonomy options
-are ignored: the reference set is rendered mini-Taskonomy scenes, as ``mini.reference`` in the
-``--params`` file says (``n_images``, ``size``, ``first_seed``, ``cutmix``, ``seed``, and an
-optional ``sha256``).
+``--source zoo`` (the default of ``reference.source``) takes the zoo's own set: Taskonomy's
+sample building (``taskonomy-sample``, from ``--base-url`` at ``--commit``) for ``taskonomy``,
+rendered mini-Taskonomy scenes (``mini-scenes``, seeds ``--first-scene`` and up) for ``mini``
+and ``mini_random``. ``--n-images``, ``--image-size``, ``--cutmix`` and ``--seed`` apply to
+every source.
 
 ``--sha256 HEX`` (``reference.sha256`` in params.yaml; empty: no check) is the expected
 sha256 of the written ``images.npy``'s array data (the uint8 (N, 3, S, S) images in C order,
-without the .npy header: ``hashlib.sha256(np.load("images.npy").tobytes())``); on a
-mismatch nothing is written.
+without the .npy header: ``hashlib.sha256(np.load("images.npy").tobytes())``), for any source;
+on a mismatch nothing is written.
 
 Writes ``<out>/images.npy`` (uint8 (N, 3, S, S)), ``<out>/manifest.json`` and
 ``<out>/contact_sheet.png``, each atomically.
@@ -22,13 +23,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-import yaml
 from _cli import parse_bool
 
 from modelgif.download import DownloadError
 from modelgif.reference import (MAX_MEMBER_BYTES, SAMPLE, SAMPLE_BASE_URL, SAMPLE_COMMIT, build_reference_set,
                                 rendered_reference_set, write_reference_set)
-from modelgif.zoos import is_mini, zoo_params
+from modelgif.zoos import check_zoo, is_mini
+
+#: ``--source`` value of the rendered mini-Taskonomy scenes.
+SCENES = "mini-scenes"
 
 HINT = (
     "To use a mirror of the sample building, set reference.base_url in params.yaml (it must serve "
@@ -37,23 +40,19 @@ HINT = (
 )
 
 
-def mini_reference(params: Path, zoo: str):
-    """The rendered reference set ``mini.reference`` of the params file describes."""
-    cfg = zoo_params(yaml.safe_load(params.read_text()) or {}, zoo, "reference")
-    try:
-        return rendered_reference_set(int(cfg["n_images"]), int(cfg["size"]), first_seed=int(cfg["first_seed"]),
-                                      use_cutmix=parse_bool(str(cfg["cutmix"]), "mini.reference.cutmix"),
-                                      seed=int(cfg["seed"]), sha256=str(cfg.get("sha256") or "") or None)
-    except KeyError as e:
-        raise ValueError(f"{params}: mini.reference lacks {e}") from e
+def resolve_source(source: str, zoo: str) -> str:
+    """``source``, with ``zoo`` replaced by the zoo's own set (``taskonomy-sample`` or ``mini-scenes``)."""
+    if source == "zoo":
+        return SCENES if is_mini(check_zoo(zoo)) else SAMPLE
+    return source
 
 
 def main(
-    source: str = typer.Option(SAMPLE, help=f"{SAMPLE!r}, a folder of images, a .zip/.tar/.tar.gz archive, or an http(s) URL of one"),
+    source: str = typer.Option("zoo", help=f"zoo (the zoo's own set), {SAMPLE!r}, {SCENES!r}, a folder of images, a .zip/.tar/.tar.gz archive, or an http(s) URL of one"),
     base_url: str = typer.Option(SAMPLE_BASE_URL, help="where the sample building's repository is served"),
     commit: str = typer.Option(SAMPLE_COMMIT, help="commit of the sample building's repository"),
     n_images: int = typer.Option(1000, help="N, the number of reference images"),
-    size: int = typer.Option(128, help="S, the side of each (square) image in pixels"),
+    image_size: int = typer.Option(128, "--image-size", "--size", help="S, the side of each (square) image in pixels (reference.image_size)"),
     cutmix: str = typer.Option("true", metavar="true|false", help="CutMix each batch of 8 images (as params.yaml passes it)"),
     no_cutmix: bool = typer.Option(False, "--no-cutmix", help="same as --cutmix false"),
     seed: int = typer.Option(3, help="seed of the CutMix draws"),
@@ -63,14 +62,17 @@ def main(
     max_member_mb: float = typer.Option(MAX_MEMBER_BYTES / 2**20, help="largest archive member read as an image, MiB"),
     sha256: str = typer.Option("", help="expected sha256 of images.npy's uint8 array bytes (empty: no check)"),
     out: Path = typer.Option(Path("data/reference"), help="output folder"),
-    zoo: str = typer.Option("taskonomy", help="taskonomy, mini or mini_random"),
-    params: Path = typer.Option(Path("params.yaml"), help="params file (its 'mini.reference' for the mini zoos)"),
+    zoo: str = typer.Option("taskonomy", help="taskonomy, mini or mini_random: whose set --source zoo means"),
+    first_scene: int = typer.Option(1_000_000, help=f"{SCENES}: seed of the first rendered scene"),
 ) -> None:
     use_cutmix = parse_bool(cutmix, "--cutmix") and not no_cutmix
+    size = image_size
     hint = ""
     try:
-        if is_mini(zoo):
-            ref = mini_reference(params, zoo)
+        source = resolve_source(source, zoo)
+        if source == SCENES:
+            ref = rendered_reference_set(n_images, size, first_seed=first_scene, use_cutmix=use_cutmix, seed=seed,
+                                         sha256=sha256 or None)
             what = "rendered scenes"
         else:
             hint = f"\n{HINT}" if source == SAMPLE else ""

@@ -61,15 +61,16 @@ def test_shipped_build_products_are_consistent():
 
 def test_mini_zoo_end_to_end(tmp_path):
     project, env = _git_copy(tmp_path)
-    out = _run(["dvc", "exp", "run", "-S", "zoo=mini"], project, env).stdout
+    out = _run(["dvc", "exp", "run", "-S", "zoo=mini", "-S", "reference.n_images=100", "-S", "reference.image_size=64"],
+               project, env).stdout
     assert _ran(out) == {"fetch_reference", "affinity", "correlate"} | {
         f"{s}@{t}" for s in ("fetch_checkpoint", "field") for t in TASK_LABELS}
     params = yaml.safe_load((project / "params.yaml").read_text())
-    ref, fp = params["mini"]["reference"], params["field"]
+    ref, fp = params["reference"], params["field"]
     assert params["zoo"] == "mini" and fp["n_steps"] == 50 and params["target"] == 1
 
     # the reference set is the rendered scenes; fields, distances and rho equal a direct computation
-    expected = rendered_reference_set(ref["n_images"], ref["size"], first_seed=ref["first_seed"],
+    expected = rendered_reference_set(ref["n_images"], ref["image_size"], first_seed=ref["first_scene"],
                                       use_cutmix=ref["cutmix"], seed=ref["seed"])
     assert np.array_equal(np.load(project / "data/reference/images.npy"), expected.images)
     images = load_reference_images(project / "data/reference/images.npy")
@@ -99,46 +100,39 @@ def test_mini_zoo_end_to_end(tmp_path):
 
 def test_build_pipeline_on_a_tiny_budget(tmp_path):
     """mini/dvc.yaml end to end with a few steps: its tables are what its transfers give,
-    changing the readout budget reruns only the transfers and the tables, and while the
-    `tables` stage is frozen (as committed) nothing is published."""
+    changing the readout budget reruns only the transfers and the tables, and the build never
+    touches the published tables the main pipeline reads (only `make mini-zoo` copies them)."""
     project, env = _git_copy(tmp_path)
     p = project / "mini/params.yaml"
     params = yaml.safe_load(p.read_text())
-    params["scenes"].update(n_train=12, n_test=6, size=32)
+    params["scenes"].update(n_train=12, n_test=6, image_size=32)
     params["encoder"]["steps"], params["readout"]["steps"] = 2, 1
     params["encoder"]["batch_size"] = params["readout"]["batch_size"] = 4
     p.write_text(yaml.safe_dump(params, sort_keys=False))
-    # the release gate: while `tables` is frozen the build does not publish (what `make mini-zoo` lifts)
-    dvc_yaml = project / "mini/dvc.yaml"
-    frozen = dvc_yaml.read_text()
-    assert frozen.count("\n    frozen: true\n") == 1
-    dvc_yaml.write_text(frozen.replace("\n    frozen: true\n", "\n    frozen: false\n"))
+    published = {f: (project / f).read_bytes() for f in ("data/mini/tables/losses.json",
+                                                         "data/manifests/mini_encoders.json")}
+    assert "frozen" not in (project / "mini/dvc.yaml").read_text()
     out = _run(["dvc", "repro", "mini/dvc.yaml"], project, env).stdout
     sources = params["sources"]
     assert _ran(out) == {"mini/dvc.yaml:render", "mini/dvc.yaml:tables"} | {
         f"mini/dvc.yaml:train@{t}" for t in TASK_LABELS} | {f"mini/dvc.yaml:transfer@{s}" for s in sources}
     rows = read_transfer_rows(project / "data/mini/transfer", sources)
     assert all(v.shape == (6,) for row in rows.values() for v in row.values())
-    tables = project / "data/mini/tables"
+    tables = project / "data/mini/build/tables"
     np.testing.assert_allclose(modelgif.load_ground_truth("wins_vs_pixels", TASK_LABELS, tables), wins_vs_pixels(rows))
-    manifest = json.loads((project / "data/manifests/mini_encoders.json").read_text())
+    manifest = json.loads((project / "data/mini/build/mini_encoders.json").read_text())
     for task, entry in manifest["encoders"].items():
         assert sha256_file(project / "data/mini/encoders" / entry["file"]) == entry["sha256"]
     # the tiny build differs from the shipped one: its encoders are other files
     shipped = json.loads((ROOT / "data/manifests/mini_encoders.json").read_text())
     assert manifest["encoders"]["normal"]["sha256"] != shipped["encoders"]["normal"]["sha256"]
+    assert {f: (project / f).read_bytes() for f in published} == published  # nothing published
 
     params["readout"]["steps"] = 2
     p.write_text(yaml.safe_dump(params, sort_keys=False))
     out = _run(["dvc", "repro", "mini/dvc.yaml"], project, env).stdout
     assert _ran(out) == {"mini/dvc.yaml:tables"} | {f"mini/dvc.yaml:transfer@{s}" for s in sources}
     assert "up to date" in _run(["dvc", "status", "mini/dvc.yaml"], project, env).stdout
-
-    # frozen again, a changed readout budget reruns the transfers but publishes nothing
-    dvc_yaml.write_text(frozen)
-    published = (tables / "losses.json").read_text()
-    params["readout"]["steps"] = 3
-    p.write_text(yaml.safe_dump(params, sort_keys=False))
-    out = _run(["dvc", "repro", "mini/dvc.yaml"], project, env).stdout
-    assert _ran(out) == {f"mini/dvc.yaml:transfer@{s}" for s in sources}
-    assert (tables / "losses.json").read_text() == published
+    # the main pipeline does not depend on any stage of the build
+    upstream = json.loads(_run(["dvc", "status", "--with-deps", "--json", "correlate"], project, env).stdout)
+    assert "fetch_reference" in upstream and not [s for s in upstream if s.startswith("mini/")], sorted(upstream)

@@ -34,8 +34,7 @@ def project(tmp_path_factory):
     write_manifest(root / "manifest.json", root / "encoders", TASKS, source="test")
     params = {
         "ground_truth": ["all_affinities"], "reference": {}, "checkpoints": {},
-        "mini": {"reference": {"n_images": 4, "size": 32, "first_seed": 77, "cutmix": False, "seed": 3},
-                 "checkpoints": {"base_url": "encoders", "manifest": "manifest.json", "random_seed": 0},
+        "mini": {"checkpoints": {"base_url": "encoders", "manifest": "manifest.json", "random_seed": 0},
                  "ground_truth": ["losses"]},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -43,7 +42,8 @@ def project(tmp_path_factory):
 
 
 def test_fetch_reference_renders_the_mini_reference_scenes(project):
-    r = run_stage("fetch_reference.py", "--zoo", "mini", "--params", "params.yaml", "--out", "ref", cwd=project)
+    r = run_stage("fetch_reference.py", "--zoo", "mini", "--n-images", 4, "--image-size", 32, "--first-scene", 77,
+                  "--cutmix", "false", "--out", "ref", cwd=project)
     assert r.returncode == 0, r.stderr
     expected = rendered_reference_set(4, 32, first_seed=77, use_cutmix=False)
     assert np.array_equal(np.load(project / "ref" / "images.npy"), expected.images)
@@ -51,8 +51,8 @@ def test_fetch_reference_renders_the_mini_reference_scenes(project):
 
 
 def test_fetch_checkpoint_mini_copies_the_verified_file(project, tmp_path):
-    r = run_stage("fetch_checkpoint.py", "normal", "--zoo", "mini", "--params", "params.yaml",
-                  "--out", "ckpt/normal.pth", cwd=project)
+    r = run_stage("fetch_checkpoint.py", "normal", "--zoo", "mini", "--mini-base-url", "encoders",
+                  "--mini-manifest", "manifest.json", "--out", "ckpt/normal.pth", cwd=project)
     assert r.returncode == 0, r.stderr
     assert sha256_file(project / "ckpt" / "normal.pth") == sha256_file(project / "encoders" / "normal.pth")
     # a tampered copy is refused and nothing is written
@@ -61,19 +61,19 @@ def test_fetch_checkpoint_mini_copies_the_verified_file(project, tmp_path):
     raw = bytearray((bad / "encoders" / "normal.pth").read_bytes())
     raw[-20] ^= 1
     (bad / "encoders" / "normal.pth").write_bytes(bytes(raw))
-    r = run_stage("fetch_checkpoint.py", "normal", "--zoo", "mini", "--params", "params.yaml",
-                  "--out", "out/normal.pth", cwd=bad)
+    r = run_stage("fetch_checkpoint.py", "normal", "--zoo", "mini", "--mini-base-url", "encoders",
+                  "--mini-manifest", "manifest.json", "--out", "out/normal.pth", cwd=bad)
     assert r.returncode == 1 and "checksum mismatch" in r.stderr and "nothing was written" in r.stderr
     assert not (bad / "out").exists() or not list((bad / "out").iterdir())
-    r = run_stage("fetch_checkpoint.py", "keypoints3d", "--zoo", "mini", "--params", "params.yaml",
-                  "--out", "out/k.pth", cwd=project)
+    r = run_stage("fetch_checkpoint.py", "keypoints3d", "--zoo", "mini", "--mini-base-url", "encoders",
+                  "--mini-manifest", "manifest.json", "--out", "out/k.pth", cwd=project)
     assert r.returncode == 1 and "task 'keypoints3d' is not in the manifest" in r.stderr
     r = run_stage("fetch_checkpoint.py", "normal", "--zoo", "tiny", "--out", "out/n.pth", cwd=project)
     assert r.returncode == 1 and "unknown zoo 'tiny'" in r.stderr
 
 
 def test_fetch_checkpoint_mini_random_writes_the_untrained_encoder(project):
-    r = run_stage("fetch_checkpoint.py", "reshading", "--zoo", "mini_random", "--params", "params.yaml",
+    r = run_stage("fetch_checkpoint.py", "reshading", "--zoo", "mini_random", "--random-seed", 0,
                   "--out", "random/reshading.pth", cwd=project)
     assert r.returncode == 0, r.stderr
     got = zoo.load_mini_encoder(project / "random" / "reshading.pth").state_dict()

@@ -1,0 +1,257 @@
+"""No setting is ever silently ignored (issues 10.1, 11.1, 11.2, 11.7), through real DVC on a tiny
+mini-zoo configuration in one temporary copy of the project:
+
+- every leaf of ``params.yaml`` is changed in turn: every stage that reads it (per ``dvc.yaml``)
+  reruns for real (not "cached"; a ``foreach`` stage: its first item), and its output changes
+  (where a new value must give a new output); switching back restores everything from the run
+  cache and runs nothing;
+- no key anywhere in a params file is named ``size`` or ``nfiles`` (DVC's run-cache key drops them);
+- after a run, two ``dvc exp run`` and a ``dvc exp apply``, git sees no data file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from helpers import copy_project, pipeline_env, serve_directory, write_encoder_checkpoint, write_sample_building
+from PIL import Image
+
+from modelgif.download import sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ["normal", "reshading", "depth_zbuffer"]
+BASE = {"zoo": "mini", "tasks": TASKS, "reference.n_images": 4, "reference.image_size": 32, "field.n_steps": 2}
+
+
+def _walk_keys(node, prefix=""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield f"{prefix}{k}", v
+            yield from _walk_keys(v, f"{prefix}{k}.")
+
+
+@pytest.mark.parametrize("params_file", ["params.yaml", "mini/params.yaml"])
+def test_no_param_is_named_size_or_nfiles(params_file):
+    keys = [k for k, _ in _walk_keys(yaml.safe_load((ROOT / params_file).read_text()))]
+    assert keys and not [k for k in keys if k.rsplit(".", 1)[-1] in ("size", "nfiles")]
+
+
+def _leaves(node, prefix=""):
+    """Dotted names of the leaves of params.yaml (a list is one leaf)."""
+    for k, v in node.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}"
+
+
+def _readers(dvc_yaml: dict, leaf: str) -> list[str]:
+    """Stages (foreach stages by name, without @item) whose params cover ``leaf``."""
+    out = []
+    for name, stage in dvc_yaml["stages"].items():
+        declared = [p if isinstance(p, str) else next(iter(p)) for p in stage.get("do", stage).get("params", [])]
+        if any(leaf == p or leaf.startswith(p + ".") for p in declared):
+            out.append(name)
+    return out
+
+
+def _run(args, cwd, env, check=True):
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _set(project: Path, changes: dict):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        node = params
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _get(project: Path, dotted: str):
+    node = yaml.safe_load((project / "params.yaml").read_text())
+    for key in dotted.split("."):
+        node = node[key]
+    return node
+
+
+def _outs(project: Path) -> dict[str, list]:
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    return {name: [(o["path"], o.get("md5")) for o in s.get("outs", [])] for name, s in lock.items()}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A git + DVC copy on the mini zoo at a tiny size, run once, committed; a local server with
+    a sample building (two commits), and Taskonomy-format checkpoints with two manifests."""
+    tmp = tmp_path_factory.mktemp("params")
+    project = copy_project(ROOT, tmp / "project")
+    env = pipeline_env(tmp)
+    mirror = tmp / "mirror"
+    for commit, seed in (("c1", 0), ("c2", 1)):
+        write_sample_building(mirror / "a", 6, size=(40, 40), commit=commit, seed=seed)
+    write_sample_building(mirror / "b", 6, size=(40, 40), commit="c1", seed=2)
+    for i, task in enumerate(["normal", "normal_other"]):
+        write_encoder_checkpoint(mirror / "ckpt" / f"{task}.pth", seed=i)
+    shutil.copytree(mirror / "ckpt", mirror / "ckpt_copy")
+    sha = {p.stem: sha256_file(p) for p in (mirror / "ckpt").iterdir()}
+    for name, file in (("m1.json", "normal"), ("m2.json", "normal_other")):
+        (project / name).write_text(json.dumps({"encoders": {"normal": {"file": f"{file}.pth", "sha256": sha[file]}}}))
+    # a mini manifest whose `normal` is reshading's encoder; a copy of the encoder folder
+    mini = json.loads((ROOT / "data/manifests/mini_encoders.json").read_text())
+    mini["encoders"]["normal"] = mini["encoders"]["reshading"]
+    (project / "mini_swapped.json").write_text(json.dumps(mini))
+    shutil.copytree(ROOT / "data/mini/encoders", tmp / "encoders_copy")
+    images = project / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    base, stop = serve_directory(mirror)
+    _set(project, BASE)
+    _run(["git", "init", "-q", "-b", "main"], project, env)
+    _run(["git", "add", "-A"], project, env)
+    _run(["git", "commit", "-qm", "copy"], project, env)
+    out = _run(["dvc", "repro"], project, env).stdout
+    assert "Running stage 'correlate'" in out
+    _run(["git", "add", "-A"], project, env)
+    _run(["git", "commit", "-qm", "tiny mini run"], project, env)
+    yield project, env, {"base": base, "encoders_copy": str(tmp / "encoders_copy")}
+    stop()
+
+
+def _edits(ctx) -> dict[str, tuple[dict, object, set[str]]]:
+    """leaf -> (context: other settings it needs to apply, new value, stages whose output must change).
+    A reader not in the last set must still rerun; its output may stay (e.g. a mirror serving the
+    same sha256-pinned file)."""
+    server = ctx["base"]
+    taskonomy_ckpt = {"zoo": "taskonomy", "checkpoints.base_url": f"{server}/ckpt/", "checkpoints.manifest": "m1.json"}
+    sample = {"reference.source": "taskonomy-sample", "reference.base_url": f"{server}/a", "reference.commit": "c1"}
+    return {
+        "zoo": ({}, "mini_random", {"fetch_checkpoint", "field"}),  # the field of the new encoder
+        "tasks": ({}, list(reversed(TASKS)), {"affinity"}),
+        "target": ({}, 5, {"field"}),
+        "reference.source": ({}, "images", {"fetch_reference"}),  # a folder of 4 PNGs
+        "reference.n_images": ({}, 5, {"fetch_reference"}),
+        "reference.image_size": ({}, 48, {"fetch_reference"}),
+        "reference.cutmix": ({}, False, {"fetch_reference"}),
+        "reference.seed": ({}, 4, {"fetch_reference"}),
+        "reference.base_url": (sample, f"{server}/b", {"fetch_reference"}),
+        "reference.commit": (sample, "c2", {"fetch_reference"}),
+        "reference.first_scene": ({}, 5, {"fetch_reference"}),
+        "checkpoints.base_url": (taskonomy_ckpt, f"{server}/ckpt_copy/", set()),  # the same pinned file
+        "checkpoints.manifest": (taskonomy_ckpt, "m2.json", {"fetch_checkpoint"}),
+        "field.n_steps": ({}, 3, {"field"}),
+        "field.method": ({}, "riemann_left", {"field"}),
+        "field.baseline": ({}, "zero", {"field"}),
+        "field.seed": ({}, 1, {"field"}),
+        "field.cumulative": ({}, False, {"field"}),
+        "field.dtype": ({}, "float32", {"field"}),
+        "field.precision": ({}, "bf16", {"field"}),
+        "field.sketch_dim": ({}, 8, {"field"}),
+        "field.sketch_seed": ({"field.sketch_dim": 8}, 1, {"field"}),
+        "distance": ({}, "euclidean", {"affinity"}),
+        "ground_truth": ({"zoo": "taskonomy"}, ["all_affinities"], {"correlate"}),
+        "mini.checkpoints.base_url": ({}, ctx["encoders_copy"], set()),  # the same pinned files
+        "mini.checkpoints.manifest": ({}, "mini_swapped.json", {"fetch_checkpoint"}),
+        "mini.checkpoints.random_seed": ({"zoo": "mini_random"}, 1, {"fetch_checkpoint"}),
+        "mini.ground_truth": ({}, ["losses"], {"correlate"}),
+    }
+
+
+@pytest.mark.slow
+def test_every_param_reruns_its_readers_and_changes_their_outputs(project):
+    project, env, ctx = project
+    dvc_yaml = yaml.safe_load((project / "dvc.yaml").read_text())
+    edits = _edits(ctx)
+    leaves = list(_leaves(yaml.safe_load((project / "params.yaml").read_text())))
+    assert sorted(edits) == sorted(leaves), "a param of params.yaml has no edit here (or an edit no param)"
+    base_outs = _outs(project)
+    for leaf, (context, value, must_change) in edits.items():
+        readers = _readers(dvc_yaml, leaf)
+        assert readers, f"no stage declares param {leaf}: it cannot have any effect"
+        assert must_change <= set(readers), leaf
+        original = {k: _get(project, k) for k in [*context, leaf]}
+        first = [s if s in ("fetch_reference", "affinity", "correlate") else f"{s}@normal" for s in readers]
+        if context:  # settings the edited one applies under, run (and checked) first
+            _set(project, context)
+            _run(["dvc", "repro", "--single-item", *first], project, env)
+        before = _outs(project)
+        assert value != _get(project, leaf), leaf
+        _set(project, {leaf: value})
+        out = _run(["dvc", "repro", "--single-item", *first], project, env).stdout
+        after = _outs(project)
+        for stage in first:
+            assert f"Running stage '{stage}'" in out, f"{leaf}: {stage} did not run:\n{out}"
+            if stage.split("@")[0] in must_change:
+                assert after[stage] != before[stage], f"{leaf}={value!r}: {stage}'s output did not change"
+            else:
+                assert after[stage] == before[stage], f"{leaf}={value!r}: {stage}'s output changed"
+        # switching back: everything comes from the run cache, nothing runs
+        _set(project, original)
+        out = _run(["dvc", "repro", "dvc.yaml"], project, env).stdout
+        assert "Running stage" not in out, f"{leaf}: switching back ran {re.findall(r'Running stage .+', out)}"
+        assert _outs(project) == base_outs, leaf
+    assert "Data and pipelines are up to date" in _run(["dvc", "status"], project, env).stdout
+
+
+@pytest.mark.slow
+def test_a_switch_back_restores_every_stage_from_the_run_cache(project):
+    project, env, _ = project
+    base_outs = _outs(project)
+    _set(project, {"target": 6})
+    out = _run(["dvc", "repro"], project, env).stdout
+    assert {f"field@{t}" for t in TASKS} | {"affinity", "correlate"} <= set(re.findall(r"Running stage '([^']+)'", out))
+    _set(project, {"target": 1})
+    out = _run(["dvc", "repro"], project, env).stdout
+    assert "Running stage" not in out
+    assert set(re.findall(r"Stage '([^']+)' is cached - skipping run", out)) == {
+        f"field@{t}" for t in TASKS} | {"affinity", "correlate"}
+    assert _outs(project) == base_outs
+
+
+@pytest.mark.slow
+def test_git_never_sees_data_after_experiments(project):
+    project, env, _ = project
+    assert _run(["git", "status", "--porcelain"], project, env).stdout == ""
+    _run(["dvc", "exp", "run", "-n", "steps3", "-S", "field.n_steps=3"], project, env)
+    _run(["dvc", "exp", "run", "-n", "euclid", "-S", "distance=euclidean"], project, env)
+    shown = _run(["dvc", "exp", "show", "--csv"], project, env).stdout
+    assert "steps3" in shown and "euclid" in shown and "wins_vs_pixels.mean_rho" in shown
+    _run(["dvc", "exp", "apply", "steps3"], project, env)
+    status = _run(["git", "status", "--porcelain", "--untracked-files=all"], project, env).stdout.splitlines()
+    changed = {line[3:] for line in status}
+    assert not [line for line in status if line.startswith("??")], status
+    assert changed <= {"params.yaml", "dvc.lock", "metrics/correlation.json", "metrics/per_task_rho.csv"}, changed
+    for folder in ("data/reference", "data/checkpoints", "data/fields", "data/affinity", "data/correlate"):
+        assert (project / folder).is_dir() and any((project / folder).iterdir()), folder
+    diff = _run(["dvc", "metrics", "diff", "--json"], project, env)
+    assert "mean_rho" in diff.stdout
+
+
+def test_fresh_clone_status_is_coherent(tmp_path):
+    """A fresh clone: no warning (no frozen stage), the mini build up to date, and the main
+    pipeline's stages listed only as not run yet (what the README says the first status means)."""
+    project = copy_project(ROOT, tmp_path / "clone")
+    env = pipeline_env(tmp_path)
+    _run(["git", "init", "-q", "-b", "main"], project, env)
+    _run(["git", "add", "-A"], project, env)
+    _run(["git", "commit", "-qm", "clone"], project, env)
+    proc = _run(["dvc", "status", "--json"], project, env)
+    assert "WARNING" not in proc.stderr + proc.stdout
+    status = json.loads(proc.stdout)
+    stages = set(yaml.safe_load((project / "dvc.yaml").read_text())["stages"])
+    assert status and all(name.split("@")[0] in stages for name in status), sorted(status)
+    assert "up to date" in _run(["dvc", "status", "mini/dvc.yaml"], project, env).stdout

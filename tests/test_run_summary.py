@@ -1,0 +1,37 @@
+"""The one-line run summary of `make repro` / `make demo` (tools/run.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location("run_tool", Path(__file__).resolve().parents[1] / "tools" / "run.py")
+run_tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run_tool)
+
+OUTPUT = """WARNING: No file hash info found for '/p/data/reference'. It won't be created.
+WARNING: No file hash info found for '/p/data/fields/normal.npy'. It won't be created.
+Running stage 'fetch_reference':
+> python stages/fetch_reference.py ...
+Stage 'fetch_checkpoint@normal' is cached - skipping run, checking out outputs
+Stage 'fetch_checkpoint@reshading' didn't change, skipping
+Running stage 'field@normal':
+Stage 'affinity' is cached - skipping run, checking out outputs
+"""
+
+
+def test_summary_counts_stages_and_reads_the_headline(tmp_path):
+    metrics = tmp_path / "correlation.json"
+    metrics.write_text(json.dumps({"wins_vs_pixels": {"mean_rho": -0.46062, "mean_rho_off_diagonal": -0.41, "n_tasks": 16},
+                                   "losses": {"mean_rho": 0.4391, "n_tasks": 17}}))
+    line = run_tool.summarize(OUTPUT, 125.4, metrics)
+    assert line.startswith("summary: 2 stage(s) ran, 2 restored from the run cache, 1 up to date, 2m05s")
+    assert "wins_vs_pixels -0.4606 (off-diagonal -0.4100), losses +0.4391" in line
+    assert "first run: 2 output(s) had no dvc.lock entry" in line
+    assert "\n" not in line
+
+
+def test_summary_of_a_failed_run_says_so(tmp_path):
+    line = run_tool.summarize("Running stage 'fetch_reference':\nERROR: failed", 3, tmp_path / "none.json", returncode=255)
+    assert line == "summary: 1 stage(s) ran, 0 restored from the run cache, 0 up to date, 0m03s; FAILED (exit status 255): see the error above"

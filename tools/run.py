@@ -1,0 +1,64 @@
+"""Run a DVC command and end with a one-line summary (what `make repro` and `make demo` use).
+
+    python tools/run.py repro
+    python tools/run.py exp run -S zoo=mini -S reference.n_images=100 -S reference.image_size=64
+
+DVC's output passes through unchanged; the last line says which stages ran, which came from
+the run cache, which were up to date, the wall time, and the headline ρ of
+``metrics/correlation.json``. The exit status is DVC's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+METRICS = Path("metrics/correlation.json")
+
+
+def summarize(output: str, seconds: float, metrics: Path = METRICS, returncode: int = 0) -> str:
+    """The one-line summary of a DVC run's ``output`` (stdout and stderr together)."""
+    ran = re.findall(r"Running stage '([^']+)'", output)
+    cached = re.findall(r"Stage '([^']+)' is cached - skipping run", output)
+    unchanged = re.findall(r"Stage '([^']+)' didn't change, skipping", output)
+    no_lock = len(re.findall(r"No file hash info found for", output))
+    minutes, secs = divmod(round(seconds), 60)
+    parts = [f"{len(ran)} stage(s) ran", f"{len(cached)} restored from the run cache",
+             f"{len(unchanged)} up to date", f"{minutes}m{secs:02d}s"]
+    line = "summary: " + ", ".join(parts)
+    if returncode:
+        return f"{line}; FAILED (exit status {returncode}): see the error above"
+    try:
+        result = json.loads(metrics.read_text())
+        rhos = [f"{table} {m['mean_rho']:+.4f}"
+                + (f" (off-diagonal {m['mean_rho_off_diagonal']:+.4f})" if "mean_rho_off_diagonal" in m else "")
+                for table, m in result.items()]
+        line += "; mean rho vs " + ", ".join(rhos)
+    except (OSError, ValueError, KeyError, TypeError):
+        line += f"; no metrics in {metrics}"
+    if no_lock:
+        line += (f"; first run: {no_lock} output(s) had no dvc.lock entry yet (hence DVC's "
+                 "'No file hash info found' warnings)")
+    return line
+
+
+def main(argv: list[str]) -> int:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(["dvc", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    chunks = []
+    while block := os.read(proc.stdout.fileno(), 65536):
+        sys.stdout.buffer.write(block)
+        sys.stdout.buffer.flush()
+        chunks.append(block)
+    rc = proc.wait()
+    print(summarize(b"".join(chunks).decode(errors="replace"), time.perf_counter() - t0, returncode=rc))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
