@@ -29,6 +29,11 @@ _LAZY = {
     "TARGETS": "targets", "target_selector": "targets",
     "GROUND_TRUTH_TABLES": "taskonomy", "TASKS": "taskonomy", "load_encoder": "taskonomy",
     "load_ground_truth": "taskonomy",
+    "cka_distance": "similarity", "rsa_distance": "similarity", "dds_distance": "similarity",
+    "attribution_map": "attribution", "saliency": "attribution", "gradxinput": "attribution",
+    "encoder_features": "attribution", "field_end_point": "attribution",
+    "image_contributions": "bootstrap", "resample_indices": "bootstrap", "bootstrap_field_distances": "bootstrap",
+    "bootstrap_set_distances": "bootstrap", "summarize": "bootstrap", "noise_ceiling": "bootstrap",
 }
 
 __all__ = sorted(_LAZY)
