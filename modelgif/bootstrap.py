@@ -24,7 +24,6 @@ distance can be expected to agree with a ground truth that is itself noisy.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
 
@@ -32,7 +31,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from .correlation import per_task_spearman
-from .distance import DEFAULT_CHUNK_BYTES, METRICS, _open, _rows
+from .distance import DEFAULT_CHUNK_BYTES, METRICS, _rows, open_fields
 from .similarity import (
     DDS_KERNELS,
     DDS_RDMS,
@@ -45,7 +44,7 @@ from .similarity import (
     normalize_features,
     pearson_rdm,
 )
-from .storage import decode, field_shape
+from .storage import decode
 
 #: Which ρ is better, per kind of ground truth: an affinity wants negative ρ against a distance.
 BETTER = ("lower", "higher")
@@ -74,23 +73,8 @@ def image_contributions(
     """
     if metric not in METRICS:
         raise ValueError(f"unknown distance metric {metric!r}; valid metrics: {', '.join(METRICS)}")
-    fields = list(fields)
-    if not fields:
-        raise ValueError("image_contributions needs at least one field")
-    from_file = [isinstance(f, (str, os.PathLike)) for f in fields]
-    opened = [_open(f, i) for i, f in enumerate(fields)]
-    shapes = [field_shape(a) for a, _ in opened]
-    if len(set(shapes)) != 1:
-        listing = "; ".join(f"{name}: {s}" for (_, name), s in zip(opened, shapes))
-        raise ValueError(f"fields must all have the same shape (N, S, H*W); got {listing}")
+    opened, from_file, (n, s, p), chunk_size = open_fields(fields, chunk_size, max_chunk_bytes, "image_contributions")
     k_models = len(opened)
-    n, s, p = shapes[0]
-    if n * s == 0:
-        raise ValueError(f"fields are empty: shape {shapes[0]}")
-    if chunk_size is None:
-        chunk_size = max(1, int(max_chunk_bytes // (k_models * s * p * 8)))
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     bar = None
     if progress:
         from tqdm.auto import tqdm

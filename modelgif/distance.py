@@ -43,6 +43,36 @@ def _rows(arr: np.ndarray, start: int, stop: int, from_file: bool) -> np.ndarray
     return arr[start:stop]
 
 
+def open_fields(fields, chunk_size: int | None, max_chunk_bytes: int, caller: str):
+    """Open K fields (arrays or ``.npy`` paths) of one shape for reading chunk by chunk.
+
+    Returns ``(opened, from_file, (N, S, P), chunk_size)``: ``opened[k]`` is ``(array, name)``,
+    ``from_file[k]`` says whether field k is read from a file, and ``chunk_size`` (images per
+    chunk) is the one given or the most that keeps a float64 chunk of all K fields within
+    ``max_chunk_bytes``.
+
+    Raises:
+        ValueError: no fields, fields of different shapes, empty fields, chunk_size < 1.
+    """
+    fields = list(fields)
+    from_file = [isinstance(f, (str, os.PathLike)) for f in fields]
+    opened = [_open(f, i) for i, f in enumerate(fields)]
+    if not opened:
+        raise ValueError(f"{caller} needs at least one field")
+    shapes = [field_shape(a) for a, _ in opened]
+    if len(set(shapes)) != 1:
+        listing = "; ".join(f"{name}: {s}" for (_, name), s in zip(opened, shapes))
+        raise ValueError(f"fields must all have the same shape (N, S, H*W); got {listing}")
+    n, s, p = shapes[0]
+    if n * s == 0:
+        raise ValueError(f"fields are empty: shape {shapes[0]}")
+    if chunk_size is None:
+        chunk_size = max(1, int(max_chunk_bytes // (len(opened) * s * p * 8)))
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return opened, from_file, (n, s, p), chunk_size
+
+
 def _chunk_sums_numpy(xc: np.ndarray, metric: str) -> np.ndarray:
     """Σ over rows of the per-row distances (K, K) of a chunk ``xc`` (rows, K, P), float64."""
     gram = np.matmul(xc, xc.transpose(0, 2, 1))  # (rows, K, K): per-row dot products
@@ -128,23 +158,8 @@ def affinity_matrix(
         ValueError: unknown metric, no fields, fields of different shapes, NaN or infinite values.
     """
     check_metric(metric)
-    fields = list(fields)
-    from_file = [isinstance(f, (str, os.PathLike)) for f in fields]
-    opened = [_open(f, i) for i, f in enumerate(fields)]
-    if not opened:
-        raise ValueError("affinity_matrix needs at least one field")
-    shapes = [field_shape(a) for a, _ in opened]
-    if len(set(shapes)) != 1:
-        listing = "; ".join(f"{name}: {s}" for (_, name), s in zip(opened, shapes))
-        raise ValueError(f"fields must all have the same shape (N, S, H*W); got {listing}")
+    opened, from_file, (n, s, p), chunk_size = open_fields(fields, chunk_size, max_chunk_bytes, "affinity_matrix")
     k_models = len(opened)
-    n, s, p = shapes[0]
-    if n * s == 0:
-        raise ValueError(f"fields are empty: shape {shapes[0]}")
-    if chunk_size is None:
-        chunk_size = max(1, int(max_chunk_bytes // (k_models * s * p * 8)))
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     dev = _resolve_device(device)
 
     bar = None
