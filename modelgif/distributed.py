@@ -27,6 +27,7 @@ import datetime
 import json
 import logging
 import os
+import re
 import sys
 import time
 import uuid
@@ -200,6 +201,10 @@ def nproc_from_env() -> int:
     return int(value)
 
 
+#: The message torchelastic gives a rank that it stopped (after another rank failed).
+_TERMINATED = re.compile(r"Signal \d+ \(SIG\w+\) received by PID")
+
+
 def launch(nproc: int, script: str, args: Sequence[str]) -> str | None:
     """Run ``python script *args`` in ``nproc`` local processes through ``torch.distributed.run``
     (as ``torchrun --standalone``: a free local port). Returns None on success, else the message of the
@@ -224,6 +229,9 @@ def launch(nproc: int, script: str, args: Sequence[str]) -> str | None:
     except ChildFailedError as e:
         failures = sorted(e.failures.items(), key=lambda kv: (kv[1].timestamp, kv[0]))
         own = [(r, f) for r, f in failures if isinstance(f.message, str) and f.error_file_data.get("message")]
+        # A rank the launcher stopped because another failed reports the signal, often within the same
+        # second (timestamps are whole seconds): the rank that failed on its own comes first.
+        own.sort(key=lambda rf: _TERMINATED.match(rf[1].message) is not None)
         rank, failure = (own or failures)[0]
         message = failure.message if isinstance(failure.message, str) else json.dumps(failure.message)
         if not own:
