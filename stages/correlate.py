@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from _cli import clean_errors
 import yaml
 
 from modelgif._atomic import write_text
-from modelgif.correlation import higher_is_closer, per_task_spearman
+from modelgif.correlation import correlation_summary, higher_is_closer
 from modelgif.errors import check_output_dir, check_output_file
 from modelgif.plots import ranked_long_csv, read_matrix_csv
 from modelgif.taskonomy import load_ground_truth
@@ -66,18 +65,11 @@ def main(
     result, rows = {}, []
     for name in tables:
         t = load_ground_truth(name, tasks, root)
-        rho = per_task_spearman(d, t)
+        try:
+            result[name], rho = correlation_summary(d, t)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from e
         defined = np.isfinite(rho)
-        if not defined.any():
-            raise ValueError(f"Spearman's rho against {name} is undefined for every task")
-        result[name] = {"mean_rho": float(rho[defined].mean())}
-        if len(tasks) >= 4:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # constant columns were reported above
-                off = per_task_spearman(d, t, diagonal=False)
-            if np.isfinite(off).any():
-                result[name]["mean_rho_off_diagonal"] = float(np.nanmean(off))
-        result[name]["n_tasks"] = int(defined.sum())
         rows += [(task, name, repr(float(r)) if ok else "") for task, r, ok in zip(tasks, rho, defined)]
         closer = "higher" if higher_is_closer(name) else "lower"
         ranked_long_csv(plots / f"{name}_long.csv", t, tasks, f"ground truth: {name} ({closer}: closer)",
