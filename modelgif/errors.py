@@ -38,8 +38,9 @@ class MissingEntry(InputError, KeyError):
 #: The exceptions that mean bad input or a refusing file system, never a bug.
 USER_ERRORS = (ValueError, OSError)
 
-# A temporary file of modelgif._atomic / storage.FieldWriter: ".<name>.<random>.tmp" beside <name>.
-_TMP = re.compile(r"\.(?P<name>.+)\.[^./]+\.tmp")
+# A temporary file of modelgif._atomic (also storage.FieldWriter's) beside <name>:
+# ".<name>.<host>.<pid>.<random>.tmp" (modelgif._atomic.temp_name).
+_TMP = re.compile(r"\.(?P<name>.+)\.[^./]+\.\d+\.[0-9a-f]+\.tmp")
 
 
 def _shown(path: str | os.PathLike) -> str:

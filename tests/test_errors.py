@@ -14,6 +14,7 @@ import pytest
 import typer
 from fs_faults import full_dir, readonly_dir  # noqa: F401 - fixtures
 
+from modelgif._atomic import temp_name
 from modelgif import provenance
 from modelgif.errors import InputError, MissingEntry, check_output_dir, check_output_file, describe
 from modelgif.quadrature import check_n_steps, nodes_and_weights
@@ -37,7 +38,7 @@ def test_describe_names_the_path_and_the_problem(tmp_path):
     assert e.value.filename is None and e.value.errno == errno.ENOSPC
     assert describe(e.value, ["data/affinity"]) == "no space left on device while writing data/affinity"
     # a temporary file is named as the output it was to become
-    tmp = OSError(errno.EACCES, os.strerror(errno.EACCES), "data/affinity/.distance.csv.k2j_3x.tmp")
+    tmp = OSError(errno.EACCES, os.strerror(errno.EACCES), str(temp_name("data/affinity/distance.csv")))
     assert describe(tmp) == "data/affinity/distance.csv: permission denied"
     assert describe(MissingEntry("table t has no entry 'a__b'")) == "table t has no entry 'a__b'"
     assert isinstance(MissingEntry("x"), KeyError) and isinstance(MissingEntry("x"), ValueError)
