@@ -21,7 +21,6 @@ import http.client
 import io
 import os
 import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -165,16 +164,12 @@ def download_file(
         bar = tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc=url.rsplit("/", 1)[-1] or dest.name, leave=False)
 
     def attempt(end):
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
+        with atomic_path(dest) as tmp:
+            with open(tmp, "wb") as f:
                 actual = _transfer(url, f, timeout=timeout, end=end, bar=bar)
             if sha256 is not None and actual != sha256.lower():
                 raise ChecksumError(f"checksum mismatch for {url}: expected sha256 {sha256.lower()}, got {actual}")
-            os.replace(tmp, dest)
-            return dest
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        return dest
 
     try:
         return _with_retries(url, attempt, retries=retries, backoff=backoff, deadline=deadline, verb="download")
