@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from faulty_server import serve_faulty
 from helpers import serve_directory
 
 import modelgif
@@ -65,3 +66,18 @@ def family_fields():
     x = torch.rand(16, 3, 64, 64, generator=g) * 2 - 1
     xb = modelgif.make_baselines(x, "shuffled", 0)
     return models, x, xb, [modelgif.gradient_field(m, x, xb, n_steps=8) for m in models]
+
+
+@pytest.fixture
+def faulty():
+    """A factory ``faulty(root, fault) -> (base_url, requests)`` (:mod:`faulty_server`); servers stop after the test."""
+    stops = []
+
+    def start(root, fault):
+        base, requests, stop = serve_faulty(root, fault)
+        stops.append(stop)
+        return base, requests
+
+    yield start
+    for stop in stops:
+        stop()

@@ -6,24 +6,9 @@ import hashlib
 import time
 
 import pytest
-from faulty_server import serve_faulty
 
 from modelgif.download import DownloadError, download_file, fetch_bytes
 
-
-@pytest.fixture
-def faulty():
-    """A factory ``faulty(root, fault) -> (base_url, requests)``; servers stop after the test."""
-    stops = []
-
-    def start(root, fault):
-        base, requests, stop = serve_faulty(root, fault)
-        stops.append(stop)
-        return base, requests
-
-    yield start
-    for stop in stops:
-        stop()
 
 
 @pytest.fixture

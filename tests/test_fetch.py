@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from faulty_server import serve_faulty
 from helpers import closed_port, write_encoder_checkpoint, write_sample_building
 from PIL import Image
 
@@ -222,20 +221,6 @@ def test_fetch_reference_bad_source_fails_cleanly(tmp_path):
 
 # --------------------------------------------------------------------------- dropped connections, stalls
 
-
-@pytest.fixture
-def faulty():
-    """A factory ``faulty(root, fault) -> (base_url, requests)`` (:mod:`faulty_server`)."""
-    stops = []
-
-    def start(root, fault):
-        base, requests, stop = serve_faulty(root, fault)
-        stops.append(stop)
-        return base, requests
-
-    yield start
-    for stop in stops:
-        stop()
 
 
 def test_fetch_checkpoint_retries_a_dropped_connection(tmp_path, faulty, checkpoint):
