@@ -31,21 +31,10 @@ from _cli import clean_errors
 import yaml
 
 from modelgif._atomic import write_text
-from modelgif.correlation import correlation_summary, higher_is_closer
+from modelgif.correlation import correlation_summary
 from modelgif.errors import check_output_dir, check_output_file
 from modelgif.plots import ranked_long_csv, read_matrix_csv
-from modelgif.taskonomy import load_ground_truth
-from modelgif.zoos import ground_truth_dir, is_mini, zoo_params
-
-
-def read_tables(params: Path, zoo: str = "taskonomy") -> list[str]:
-    names = zoo_params(yaml.safe_load(params.read_text()) or {}, zoo, "ground_truth")
-    if isinstance(names, str):
-        names = [names]
-    if not names:
-        where = "'ground_truth'" if zoo == "taskonomy" else "'mini.ground_truth'"
-        raise ValueError(f"{params}: {where} must name at least one table")
-    return [str(n) for n in names]
+from modelgif.ground_truth import ground_truth_tables
 
 
 @clean_errors(outputs=("metrics", "plots"))
@@ -56,24 +45,23 @@ def main(
     plots: Path = typer.Option(Path("data/correlate"), help="folder for plot data"),
     zoo: str = typer.Option("taskonomy", help="taskonomy, mini or mini_random: whose ground truth"),
 ) -> None:
-    tables = read_tables(params, zoo)
     for out in (metrics, metrics.parent / "per_task_rho.csv"):
         check_output_file(out)
     check_output_dir(plots)
-    root = ground_truth_dir(zoo) if is_mini(zoo) else None
     d, tasks = read_matrix_csv(distance)
+    tables = ground_truth_tables(yaml.safe_load(params.read_text()) or {}, zoo, tasks)
     result, rows = {}, []
-    for name in tables:
-        t = load_ground_truth(name, tasks, root)
+    for table in tables:
+        name, t = table.name, table.matrix
         try:
             result[name], rho = correlation_summary(d, t)
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from e
         defined = np.isfinite(rho)
         rows += [(task, name, repr(float(r)) if ok else "") for task, r, ok in zip(tasks, rho, defined)]
-        closer = "higher" if higher_is_closer(name) else "lower"
+        closer = "higher" if table.higher_is_closer else "lower"
         ranked_long_csv(plots / f"{name}_long.csv", t, tasks, f"ground truth: {name} ({closer}: closer)",
-                        higher_is_closer(name))
+                        table.higher_is_closer)
         undefined = [task for task, ok in zip(tasks, defined) if not ok]
         note = f" (undefined for {', '.join(undefined)})" if undefined else ""
         typer.echo(f"{name}: mean rho {result[name]['mean_rho']:+.4f} over {result[name]['n_tasks']} tasks{note}")
