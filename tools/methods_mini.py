@@ -8,8 +8,10 @@ PRE-REGISTERED CONFIGURATION (fixed and committed before the first run; run once
   checked against ``data/manifests/mini_encoders.json``; ``mini_random``: the same encoders'
   initial weights, :func:`modelgif.zoos.random_encoder` with ``--random-seed``), in the task
   order of ``params.yaml``.
-* Reference set: ``mini.reference`` of ``params.yaml`` (100 rendered scenes from seed 1 000 000,
-  64 px, CutMix seed 3), images mapped to [-1, 1]; shuffled baseline, derangement seed 0.
+* Reference set: the mini zoo's rendered scenes as ``make demo`` builds them (100 scenes from
+  seed 1 000 000, 64 px, CutMix seed 3; ``mini.reference`` of ``params.yaml`` when this was
+  fixed, ``reference`` with ``n_images: 100``, ``image_size: 64`` since, so the values are
+  pinned here in :data:`REFERENCE`), images mapped to [-1, 1]; shuffled baseline, derangement seed 0.
 * ``modelgif``: target 1, 50 Gauss–Legendre steps, cumulative field, stored as float16 (the
   pipeline's storage), cosine distance.
 * ``ig``: the last step of the same stored fields (plain Integrated Gradients), cosine.
@@ -65,6 +67,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FIELD_METHODS = ("modelgif", "ig", "saliency", "gradxinput")
 SET_METHODS = ("cka", "rsa", "dds")
 TABLES = {"wins_vs_pixels": "lower", "losses": "higher"}
+#: The pre-registered reference set (``mini.reference`` of ``params.yaml`` at commit 1f3c02b).
+REFERENCE = {"n_images": 100, "size": 64, "first_seed": 1_000_000, "cutmix": True, "seed": 3}
 
 
 def load_models(zoo: str, tasks: list[str], random_seed: int) -> list[torch.nn.Module]:
@@ -88,7 +92,7 @@ def main(argv=None) -> None:
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     tasks = list(params["tasks"])
-    ref = params["mini"]["reference"]
+    ref = dict(REFERENCE)
     n_steps = 3 if args.smoke else 50
     if args.smoke:
         ref = {**ref, "n_images": 8}
