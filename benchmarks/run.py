@@ -44,6 +44,12 @@ Prints markdown tables and writes them, with every number and the machine, to
    wall time, peak host and GPU memory, extrapolated to 17 tasks beside the ceiling and the
    one-image loop of section 1; then the 17-field affinity on that field. ``--tiny`` shrinks
    it to 4 images × 4 steps at 32 px: a dry run of the GPU script on a CPU.
+7. ``bootstrap``: the set-level methods' bootstrap (CKA, RSA, DDS at their defaults, 1000
+   resamples, :func:`modelgif.bootstrap.bootstrap_set_distances`) beside one field of the same
+   shape in the same run, as a ratio: the mini zoo's shape (17 × 100 images, 128 features, a
+   64 px field) measured whole, and Taskonomy's (17 × 1000 images, 512 features, a 1000 × 50
+   field at 128 px), extrapolated (see :func:`bootstrap_cost`); ``--quick``: the mini shape
+   only, small; ``--tiny``: both, small.
 """
 
 from __future__ import annotations
@@ -588,6 +594,151 @@ def full_run(tmp: Path, device: torch.device, precisions, n_images: int = 1000, 
     return out
 
 
+# --------------------------------------------------------------------------- 7. bootstrap cost
+
+#: The set-level methods as the pipeline runs them: each method's defaults (issue 12's
+#: pre-registered configuration): linear CKA, biased; RSA; DDS (z-score, Laplacian, debiased CKA,
+#: the normalisation refitted on each resample).
+BOOT_METHODS = (("cka", {}), ("rsa", {}), ("dds", {}))
+#: Timed too, not counted in the total: DDS normalised once on all images and indexed (an
+#: approximation, ``bootstrap_set_distances(..., refit=False)``).
+BOOT_EXTRA = (("dds", {"refit": False}),)
+
+
+#: Taskonomy's shape: the resample counts timed (after one untimed warm-up resample), extrapolated to 1000.
+BOOT_MEASURED_AT = (2, 6)
+
+
+def _set_level_bootstrap(feats, n_boot: int, measured_at, seed: int = 0) -> list[dict]:
+    """Per method: the time of :func:`modelgif.bootstrap.bootstrap_set_distances` over
+    ``n_boot`` resamples of the N images of ``feats`` (K arrays (N, D)). ``measured_at`` = None:
+    all ``n_boot`` timed. Otherwise (b₁, b₂): the first b₁ and b₂ resamples are timed and the
+    line t = a + b·B through the two points is extrapolated to ``n_boot`` (resamples are
+    independent computations of equal cost; a is the per-call set-up: Gram matrices, RDMs).
+    Each row also checks what was timed: a permutation of the images as the resample gives the
+    method's distance on all images (``max_abs_diff_permutation``), and for CKA and DDS the first
+    resample gives the method on the resampled rows (``max_abs_diff_resample``)."""
+    from modelgif.bootstrap import bootstrap_set_distances, resample_indices
+    from modelgif.similarity import cka_distance, dds_distance, rsa_distance
+
+    direct = {"cka": cka_distance, "rsa": rsa_distance, "dds": dds_distance}
+    n = feats[0].shape[0]
+    idx = resample_indices(n, n_boot, seed)
+    perm = np.random.default_rng(seed).permutation(n)[None, :]
+    rows = []
+    for method, options in BOOT_METHODS + BOOT_EXTRA:
+        row = {"method": method + "".join(f" ({k}={v})" for k, v in options.items()), "options": options,
+               "counted": not options, "k": len(feats), "n_images": n, "dims": int(feats[0].shape[1]),
+               "n_resamples": n_boot}
+        bootstrap_set_distances(method, feats, idx[:1], **options)  # warm-up: BLAS threads, first allocations
+        if measured_at is None:
+            t0 = time.perf_counter()
+            samples = bootstrap_set_distances(method, feats, idx, **options)
+            row.update(seconds=time.perf_counter() - t0, measured_resamples=[n_boot], extrapolated=False)
+        else:
+            times = []
+            for b in measured_at:
+                t0 = time.perf_counter()
+                samples = bootstrap_set_distances(method, feats, idx[:b], **options)
+                times.append(time.perf_counter() - t0)
+            (b1, b2), (t1, t2) = measured_at, times
+            per = (t2 - t1) / (b2 - b1)
+            row.update(measured_resamples=list(measured_at), measured_seconds=times, setup_seconds=t1 - per * b1,
+                       seconds_per_resample=per, seconds=t1 + per * (n_boot - b1), extrapolated=True)
+        plain = {k: v for k, v in options.items() if k != "refit"}
+        row["max_abs_diff_permutation"] = float(np.abs(
+            bootstrap_set_distances(method, feats, perm, **options)[0] - direct[method](feats, **plain)).max())
+        if method != "rsa" and options.get("refit", True):  # rsa leaves out an image's pairs with its own copies: not rsa_distance of the rows
+            row["max_abs_diff_resample"] = float(np.abs(
+                samples[0] - direct[method]([x[idx[0]] for x in feats], **options)).max())
+        rows.append(row)
+        print(f"    {row['method']}: {row['seconds']:.2f} s for {n_boot} resamples"
+              + (f" (extrapolated from {measured_at})" if measured_at else ""), flush=True)
+    return rows
+
+
+def _one_field_seconds(model, n_images: int, px: int, n_steps: int, tmp: Path, device: torch.device,
+                       measured_images: int | None = None) -> dict:
+    """One field of ``n_images`` × ``n_steps`` at ``px``: :func:`modelgif.gradient_field` (target 1,
+    default batching, after a warm-up on 2 images) and its float16 file (:func:`save_field`), timed.
+    ``measured_images`` < ``n_images``: that many images are timed and the time is scaled by
+    ``n_images / measured_images`` (every image costs the same passes)."""
+    m = measured_images or n_images
+    g = torch.Generator().manual_seed(px)
+    images = (torch.rand(m, 3, px, px, generator=g) * 2 - 1).to(device)
+    baselines = modelgif.make_baselines(images, "shuffled", 0)
+    model = model.to(device)
+    # warm-up with passes of the measured size (oneDNN / cuDNN pick kernels per shape; the allocator)
+    modelgif.gradient_field(model, images[:2], baselines[:2], n_steps=n_steps)
+    t = _timed(lambda: save_field(tmp / "boot_field.npy", modelgif.gradient_field(model, images, baselines,
+                                                                                  n_steps=n_steps).cpu()), device)
+    (tmp / "boot_field.npy").unlink()
+    return {"n_images": n_images, "px": px, "steps": n_steps, "measured_images": m, "measured_seconds": t,
+            "seconds": t * n_images / m, "extrapolated": m < n_images}
+
+
+def bootstrap_cost(tmp: Path, device: torch.device, *, quick: bool, tiny: bool,
+                   n_boot: int = 1000) -> dict:
+    """The set-level methods' bootstrap (``n_boot`` resamples, :data:`BOOT_METHODS`) beside the
+    time of one field of the same shape, measured in the same run; ``ratio_to_one_field`` =
+    bootstrap seconds / field seconds (the pipeline computes 17 fields, so / 17 for the share
+    of all field time).
+
+    - ``mini``: the mini zoo's shape: K = 17 :class:`~modelgif.mini.zoo.MiniEncoder` (initial
+      weights, :func:`modelgif.zoos.random_encoder`), N = 100 images at 64 px, their outputs
+      (8·4·4 = 128 values per image) as features; the field: one of them, 50 steps. All
+      measured (``quick``: N = 16, 20 resamples, 8 steps).
+    - ``taskonomy`` (not with ``quick``): Taskonomy's shape: K = 17, N = 1000, D = a
+      TaskonomyEncoder's output size at 128 px (8·8·8 = 512; standard-normal features: the
+      cost does not depend on the values) and one random-init TaskonomyEncoder field of
+      1000 × 50 at 128 px. The bootstrap is extrapolated from :data:`BOOT_MEASURED_AT`
+      resamples (t = a + b·B; it runs in numpy on the CPU whatever the device); the field is
+      extrapolated from 4 images (× 250) on the CPU and measured whole on CUDA. ``tiny``:
+      N = 50, a field of 4 steps at 32 px from 2 images, 20 resamples (and the mini shape
+      as with ``quick``): a dry run.
+
+    Rows of :data:`BOOT_EXTRA` are timed beside them but not counted in ``all_methods_*``.
+    """
+    from modelgif.attribution import encoder_features
+    from modelgif.tasks import TASKS
+    from modelgif.zoos import random_encoder
+
+    tasks = list(TASKS)
+    small = quick or tiny
+    out = {"n_resamples": 20 if small else n_boot, "shapes": {}}
+    n, steps = (16, 8) if small else (100, N_STEPS)
+    b = out["n_resamples"]
+    print(f"  mini shape: K = 17, N = {n}, {b} resamples", flush=True)
+    models = [random_encoder(t, 0) for t in tasks]
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 3, 64, 64, generator=g) * 2 - 1
+    feats = [encoder_features(m, images) for m in models]
+    field = _one_field_seconds(models[0], n, 64, steps, tmp, device)
+    methods = _set_level_bootstrap(feats, b, None)
+    out["shapes"]["mini"] = {"field": field, "methods": methods}
+    if tiny or not quick:
+        n_tk, n_field = (50, 2) if tiny else (1000, 4 if device.type == "cpu" else 1000)
+        px_tk = 32 if tiny else 128
+        torch.manual_seed(0)
+        encoder = build_encoder("normal")
+        with torch.no_grad():
+            dims = encoder(torch.zeros(1, 3, px_tk, px_tk)).numel()
+        print(f"  Taskonomy shape: K = 17, N = {n_tk}, D = {dims}, {b} resamples", flush=True)
+        rng = np.random.default_rng(0)
+        feats = [rng.standard_normal((n_tk, dims)) for _ in range(17)]
+        field = _one_field_seconds(encoder, n_tk, px_tk, 4 if tiny else N_STEPS, tmp, device,
+                                   measured_images=n_field)
+        methods = _set_level_bootstrap(feats, b, BOOT_MEASURED_AT)
+        out["shapes"]["taskonomy"] = {"field": field, "methods": methods}
+    for shape in out["shapes"].values():
+        for r in shape["methods"]:
+            r["ratio_to_one_field"] = r["seconds"] / shape["field"]["seconds"]
+        shape["all_methods_seconds"] = sum(r["seconds"] for r in shape["methods"] if r["counted"])
+        shape["all_methods_ratio_to_one_field"] = shape["all_methods_seconds"] / shape["field"]["seconds"]
+        shape["all_methods_ratio_to_17_fields"] = shape["all_methods_ratio_to_one_field"] / 17
+    return out
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -660,10 +811,27 @@ def tables(result: dict) -> str:
         if "affinity" in f:
             a = f["affinity"]
             lines += ["", f"Affinity of {a['k']} real-size fields ({a['device']}): {a['seconds']:.1f} s."]
+    if "bootstrap" in result:
+        bt = result["bootstrap"]
+        lines += ["", f"Set-level methods' bootstrap ({bt['n_resamples']} resamples) beside one field of the same "
+                  "shape (same run):", "",
+                  "| shape | method | K | N | D | bootstrap (s) | one field (s) | bootstrap / one field "
+                  "| / 17 fields |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, shape in bt["shapes"].items():
+            f = shape["field"]
+            fs = f"{f['seconds']:.1f}" + (f" (from {f['measured_images']} images)" if f["extrapolated"] else "")
+            for r in shape["methods"]:
+                bs = f"{r['seconds']:.2f}" + (f" (from {r['measured_resamples']})" if r["extrapolated"] else "")
+                label = r["method"] if r["counted"] else f"{r['method']}, not counted"
+                lines.append(f"| {name} | {label} | {r['k']} | {r['n_images']} | {r['dims']} | {bs} | {fs} "
+                             f"| {r['ratio_to_one_field']:.3f} | {r['ratio_to_one_field'] / 17:.4f} |")
+            lines.append(f"| {name} | **all three** | | | | {shape['all_methods_seconds']:.2f} | {fs} "
+                         f"| **{shape['all_methods_ratio_to_one_field']:.3f}** "
+                         f"| **{shape['all_methods_ratio_to_17_fields']:.4f}** |")
     return "\n".join(lines)
 
 
-SECTIONS = ("throughput", "affinity_memory", "distance_effects", "stage_memory", "affinity_17", "full")
+SECTIONS = ("throughput", "affinity_memory", "distance_effects", "stage_memory", "affinity_17", "bootstrap", "full")
 
 
 def main(argv=None) -> None:
@@ -723,6 +891,9 @@ def main(argv=None) -> None:
         if "affinity_17" in sections:
             print("5. affinity of 17 real-size fields", flush=True)
             result["affinity_17"] = affinity_17(tmp, device, n_images=2 if quick or tiny else 8)
+        if "bootstrap" in sections:
+            print("7. set-level methods' bootstrap beside one field", flush=True)
+            result["bootstrap"] = bootstrap_cost(tmp, device, quick=quick, tiny=tiny)
         if "full" in sections:
             print("6. real-size run", flush=True)
             result["full"] = full_run(tmp, device, precisions, **(dict(n_images=4, px=32, n_steps=4) if tiny else {}))
@@ -746,6 +917,9 @@ def checks(result: dict) -> dict:
     if "affinity_memory" in result:
         streamed = {r["n_images"]: r["peak_rss_mb"] for r in result["affinity_memory"] if r["mode"] == "streamed"}
         out["affinity_peak_ratio_largest_vs_smallest_n"] = streamed[max(streamed)] / streamed[min(streamed)]
+    if "bootstrap" in result:
+        out["bootstrap_ratio_to_one_field"] = {name: shape["all_methods_ratio_to_one_field"]
+                                               for name, shape in result["bootstrap"]["shapes"].items()}
     if "stage_memory" in result:
         by = {}
         for r in result["stage_memory"]:

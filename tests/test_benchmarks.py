@@ -1,4 +1,5 @@
-"""The GPU benchmark script's logic, as a dry run on the CPU (``--full --tiny``)."""
+"""The GPU benchmark script's logic, as a dry run on the CPU (``--full --tiny``), and the bootstrap
+section's smoke run (``--quick``)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,18 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.slow  # three field-stage processes and 17 fields: about a minute
+@pytest.mark.slow  # three field-stage processes, 17 fields and the bootstrap section: about a minute
 def test_full_run_dry_run_on_the_cpu(tmp_path):
     out = tmp_path / "r.json"
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--device", "cpu", "--full", "--tiny",
-                        "--sections", "affinity_17", "--out", str(out)], capture_output=True, text=True, timeout=900)
+                        "--sections", "affinity_17,bootstrap", "--out", str(out)], capture_output=True, text=True,
+                       timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert result["sections"] == ["affinity_17", "full"] and result["tiny"]
+    assert result["sections"] == ["affinity_17", "bootstrap", "full"] and result["tiny"]
+    # the bootstrap section composes with --full (its own dry run: test_bootstrap_section_dry_run)
+    assert list(result["bootstrap"]["shapes"]) == ["mini", "taskonomy"]
+    _bootstrap_section_checks(result["bootstrap"], 20)
     full = result["full"]
     assert (full["n_images"], full["steps"], full["px"]) == (4, 4, 32)
     assert [f["precision"] for f in full["fields"]] == ["float32", "tf32", "bf16"]
@@ -38,3 +43,55 @@ def test_full_run_dry_run_on_the_cpu(tmp_path):
         assert row["max_abs_diff_vs_numpy"] <= 1e-12
         assert row["extrapolated_seconds"] == pytest.approx(row["seconds"] * 1000 / row["n_images"])
     assert "| float32 |" in result["tables_markdown"] and "Affinity of 17 real-size fields" in result["tables_markdown"]
+
+
+def _bootstrap_section_checks(bt: dict, n_resamples: int) -> None:
+    assert bt["n_resamples"] == n_resamples
+    for name, shape in bt["shapes"].items():
+        field = shape["field"]
+        assert field["seconds"] == pytest.approx(field["measured_seconds"] * field["n_images"] / field["measured_images"])
+        rows = {r["method"]: r for r in shape["methods"]}
+        assert list(rows) == ["cka", "rsa", "dds", "dds (refit=False)"]
+        assert [r["counted"] for r in rows.values()] == [True, True, True, False]
+        for r in rows.values():
+            assert r["k"] == 17 and r["n_resamples"] == n_resamples
+            # what was timed computes the method: a permutation resample is the full-data distance,
+            # and CKA's / DDS's first resample is the method on the resampled rows
+            assert r["max_abs_diff_permutation"] < 1e-8, (name, r)
+            assert r["method"] in ("rsa", "dds (refit=False)") or r["max_abs_diff_resample"] < 1e-8, (name, r)
+            assert r["ratio_to_one_field"] == pytest.approx(r["seconds"] / field["seconds"])
+            if r["extrapolated"]:
+                (b1, b2), (t1, t2) = r["measured_resamples"], r["measured_seconds"]
+                assert r["seconds_per_resample"] == pytest.approx((t2 - t1) / (b2 - b1))
+                assert r["seconds"] == pytest.approx(t1 + (t2 - t1) / (b2 - b1) * (n_resamples - b1))
+            else:
+                assert r["measured_resamples"] == [n_resamples]
+        assert shape["all_methods_seconds"] == pytest.approx(sum(r["seconds"] for r in rows.values() if r["counted"]))
+        assert shape["all_methods_ratio_to_17_fields"] == pytest.approx(shape["all_methods_seconds"] / field["seconds"] / 17)
+
+
+def test_bootstrap_section_dry_run(tmp_path):
+    """The bootstrap section's dry run (``--tiny``): the mini zoo's shape (17 mini encoders' outputs
+    for 16 images, 20 resamples, measured whole) and Taskonomy's, shrunk (N = 50, a
+    TaskonomyEncoder's outputs at 32 px; 2 and 6 resamples timed, extrapolated to 20), each
+    beside one field of the same shape."""
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--device", "cpu", "--tiny",
+                        "--sections", "bootstrap", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    result = json.loads(out.read_text())
+    bt = result["bootstrap"]
+    assert list(bt["shapes"]) == ["mini", "taskonomy"]
+    mini, tk = bt["shapes"]["mini"], bt["shapes"]["taskonomy"]
+    assert (mini["field"]["n_images"], mini["field"]["px"], mini["field"]["steps"]) == (16, 64, 8)
+    assert not mini["field"]["extrapolated"] and not any(m["extrapolated"] for m in mini["methods"])
+    assert {(m["n_images"], m["dims"]) for m in mini["methods"]} == {(16, 8 * 4 * 4)}  # the mini encoders' outputs
+    assert (tk["field"]["n_images"], tk["field"]["measured_images"], tk["field"]["px"]) == (50, 2, 32)
+    assert tk["field"]["extrapolated"]
+    assert all(m["extrapolated"] and m["measured_resamples"] == [2, 6] and (m["n_images"], m["dims"]) == (50, 8 * 2 * 2)
+               for m in tk["methods"])  # a TaskonomyEncoder's 8 channels at 1/16 of 32 px
+    _bootstrap_section_checks(bt, 20)
+    assert result["checks"]["bootstrap_ratio_to_one_field"] == pytest.approx(
+        {"mini": mini["all_methods_ratio_to_one_field"], "taskonomy": tk["all_methods_ratio_to_one_field"]})
+    assert "| mini | **all three** |" in result["tables_markdown"]
+    assert "| taskonomy | dds (refit=False), not counted |" in result["tables_markdown"]
