@@ -736,6 +736,7 @@ def bootstrap_cost(tmp: Path, device: torch.device, *, quick: bool, tiny: bool,
         shape["all_methods_seconds"] = sum(r["seconds"] for r in shape["methods"] if r["counted"])
         shape["all_methods_ratio_to_one_field"] = shape["all_methods_seconds"] / shape["field"]["seconds"]
         shape["all_methods_ratio_to_17_fields"] = shape["all_methods_ratio_to_one_field"] / 17
+    out["load_average_at_end"] = list(os.getloadavg())  # a shared machine: field and bootstrap slow down unequally
     return out
 
 
@@ -814,7 +815,7 @@ def tables(result: dict) -> str:
     if "bootstrap" in result:
         bt = result["bootstrap"]
         lines += ["", f"Set-level methods' bootstrap ({bt['n_resamples']} resamples) beside one field of the same "
-                  "shape (same run):", "",
+                  f"shape (same run; load average at the end {bt['load_average_at_end'][0]:.1f}):", "",
                   "| shape | method | K | N | D | bootstrap (s) | one field (s) | bootstrap / one field "
                   "| / 17 fields |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for name, shape in bt["shapes"].items():
