@@ -69,8 +69,11 @@ def _torchvision():
         import torchvision
         from torchvision.models import feature_extraction
     except ImportError as e:
-        raise ValueError("architecture torchvision:<name> needs torchvision, an optional extra: "
+        raise ValueError("architecture torchvision:<name> and a declared layer need torchvision, an optional extra: "
                          "pip install 'modelgif[torchvision]' (`make install` includes it)") from e
+    except Exception as e:  # noqa: BLE001 - e.g. a build for another torch fails while registering its ops
+        raise ValueError(f"torchvision is installed but does not import ({type(e).__name__}: {e}); it must be the "
+                         "build made for this torch (Makefile: TORCHVISION_VERSION from torch's wheel index)") from e
     return torchvision, feature_extraction
 
 
@@ -153,14 +156,17 @@ def _cut(net: torch.nn.Module, model: ModelSpec) -> tuple[torch.nn.Module, str |
         nodes = fx.get_graph_node_names(net)[1]
     except Exception as e:  # noqa: BLE001 - torch.fx cannot trace every module
         raise ValueError(f"architecture {model.architecture}: cannot be traced to find layer {model.layer!r}: {e}") from e
-    if model.layer not in nodes:
-        tops = [n for n in nodes if "." not in n]
+    if model.layer not in nodes and not any(n.startswith(model.layer + ".") for n in nodes):  # a node or a module
+        tops = list(dict.fromkeys(n.split(".")[0] for n in nodes))
         raise ValueError(f"unknown layer {model.layer!r} of {model.architecture}; top-level layers: "
                          f"{', '.join(tops[:20])}{', ...' if len(tops) > 20 else ''}")
     return fx.create_feature_extractor(net, return_nodes={model.layer: model.layer}), model.layer
 
 
-def _load_weights(net: torch.nn.Module, path, sha256: str | None, what: str) -> None:
+def _load_weights(net: torch.nn.Module, path, sha256: str | None, what: str, full: torch.nn.Module | None = None) -> None:
+    """Load the weights at ``path`` (a state dict, or one under ``"state_dict"``) into ``net``.
+    ``full``: the uncut architecture ``net`` was cut from; keys of its parts beyond the cut (a
+    classifier head, of any number of classes) are ignored."""
     import torch
 
     from .download import sha256_file
@@ -178,9 +184,11 @@ def _load_weights(net: torch.nn.Module, path, sha256: str | None, what: str) -> 
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{what} {path} holds no state dict (a mapping name -> tensor, or one under 'state_dict')")
     expected = net.state_dict()
+    beyond = set(full.state_dict()) - set(expected) if full is not None else set()
+    state = {k: v for k, v in state.items() if k not in beyond}
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"{what} {path} does not match {type(net).__name__}: {len(missing)} missing keys "
+        raise ValueError(f"{what} {path} does not match {type(full or net).__name__}: {len(missing)} missing keys "
                          f"{missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}")
     bad = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
     if bad:
@@ -210,9 +218,9 @@ def encoder_from_spec(spec: ZooSpec, task: str, path: str | os.PathLike | None =
 
         return load_mini_encoder(path, sha256=sha256, map_location=map_location)
     net = build_architecture(model)
-    if path is not None:
-        _load_weights(net, path, sha256, f"checkpoint of {task} ({model.architecture})")
     body, node = _cut(net, model)
+    if path is not None:
+        _load_weights(body, path, sha256, f"checkpoint of {task} ({model.architecture})", net if node else None)
     if node is None and spec.normalize is None:
         return _freeze(body, map_location)
     return _freeze(_encoder_class()(body, spec.normalize, node), map_location)
