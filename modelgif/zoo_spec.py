@@ -332,7 +332,8 @@ def load_zoo_spec(zoo: str | os.PathLike) -> ZooSpec:
             if not isinstance(ckpt, str) or not ckpt:
                 raise ZooError(f"{where}: checkpoint: a path or URL is needed, got {ckpt!r}")
             if not (isinstance(sha, str) and _HEX64.fullmatch(sha)):
-                raise ZooError(f"{where}: sha256: the checkpoint's 64-hex sha256 is needed, got {sha!r}")
+                raise ZooError(f"{where}: sha256: the checkpoint's 64-hex sha256 is needed (as a string: quote it "
+                               f"if YAML reads it as a number), got {sha!r}")
             sha = sha.lower()
         elif sha is not None:
             raise ZooError(f"{where}: sha256 without a checkpoint")
