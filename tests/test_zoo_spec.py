@@ -322,3 +322,19 @@ def test_builtin_tables_read_through_the_declaration_equal_the_taskonomy_loader(
     np.testing.assert_array_equal(a.matrix, taskonomy.load_ground_truth("wins_vs_pixels_16k", tasks))
     raw = json.loads((ROOT / "modelgif/data/taskonomy/wins_vs_pixels_16k.json").read_text())["table"]
     assert a.matrix[0, 2] == raw[f"{OLD_NAMES['normal']}__{OLD_NAMES['class_object']}"]
+
+
+def test_correlate_on_a_zoo_without_ground_truth_says_so_and_writes_empty_metrics(tmp_path):
+    _declare(tmp_path, "architecture: usernets:build\ninput_size: 16\nreference: mini-scenes\nmodels: [a, b, c]\n")
+    from modelgif.plots import matrix_csv
+
+    matrix_csv(tmp_path / "distance.csv", np.array([[0, 1, 2], [1, 0, 3], [2, 3, 0.0]]), ["a", "b", "c"])
+    (tmp_path / "params.yaml").write_text("zoo: mine\n")
+    r = subprocess.run([sys.executable, str(STAGES / "correlate.py"), "--zoo", "mine", "--params", "params.yaml",
+                        "--distance", "distance.csv", "--metrics", "m/correlation.json", "--plots", "plots"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "zoo mine declares no ground truth: nothing to correlate" in r.stdout
+    assert json.loads((tmp_path / "m/correlation.json").read_text()) == {}
+    assert (tmp_path / "m/per_task_rho.csv").read_text() == "task,table,rho\n"
+    assert (tmp_path / "plots").is_dir() and not list((tmp_path / "plots").iterdir())
