@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 TORCH_VERSION ?= 2.13.0
+# the torchvision release built against TORCH_VERSION (torchvision pins its torch exactly)
+TORCHVISION_VERSION ?= 0.28.0
 # Without an NVIDIA driver, take torch's CPU build instead of PyPI's multi-GB CUDA one.
 # Override with TORCH_INDEX= (empty) or another wheel index.
 TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
@@ -20,6 +22,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# torch alone from its index (--no-deps: its dependencies come from PyPI in the next step)
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 	  $(BIN)/python -m pip install --no-deps "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+	# torchvision (the [torchvision] extra, in dev) the same way: the build made for that torch, from the same index
+	$(BIN)/python -c "import torchvision" 2>/dev/null || \
+	  $(BIN)/python -m pip install --no-deps "torchvision==$(TORCHVISION_VERSION)" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 

@@ -1,11 +1,17 @@
-"""Where a zoo's encoder checkpoint comes from: torch hub's folder, a URL, or a local folder.
+"""Where a zoo's encoder checkpoint comes from: the declaration's own file or URL, a manifest
+(torch hub's folder, a URL, or a local folder), or the mini build's initial weights.
+
+:func:`fetch_model_checkpoint` follows a zoo declaration (:mod:`modelgif.zoo_spec`): a model's
+own ``checkpoint`` (a path or an http(s) URL, with its sha256), else the zoo's ``checkpoints``
+source, a params section holding ``base_url`` and ``manifest`` (:func:`fetch_checkpoint`) or
+``random_seed`` (the untrained mini control, :func:`modelgif.zoos.random_encoder`).
 
 A manifest (a path or a URL) is JSON ``{"source": ..., "encoders": {task: {"file": name,
 "sha256": hex}}}``. :func:`fetch_checkpoint` takes a task's file from, in order:
 
 1. torch hub's checkpoint folder (``torch.hub.get_dir()/checkpoints``, i.e.
-   ``$TORCH_HOME/hub/checkpoints``), if it holds the file with the expected sha256 (Taskonomy
-   only: the mini zoo is never there);
+   ``$TORCH_HOME/hub/checkpoints``), if it holds the file with the expected sha256 (where the
+   declaration says ``torch_hub: true``: Taskonomy's; the mini zoo is never there);
 2. ``<base_url>/<file>``: downloaded (retried, bounded in time, sha256-checked,
    :func:`modelgif.download.download_file`), or copied with a sha256 check where ``base_url``
    is a folder.
@@ -26,7 +32,8 @@ import torch
 
 from ._atomic import atomic_path
 from .download import ChecksumError, copy_verified, download_file, fetch_bytes, is_url
-from .zoos import is_mini, load_zoo_encoder
+from .zoo_spec import ZooError, ZooSpec, load_zoo_spec, params_section
+from .zoos import load_zoo_encoder
 
 
 def hub_checkpoint_dir() -> Path:
@@ -69,8 +76,11 @@ def fetch_checkpoint(task: str, out: str | os.PathLike, base_url: str, manifest:
     if task not in encoders:
         raise ValueError(f"task {task!r} is not in the manifest {manifest}; known tasks: {', '.join(encoders)}")
     name, sha256 = encoders[task]["file"], encoders[task]["sha256"].lower()
-    cached = None if is_mini(zoo) else hub_checkpoint_dir() / name
-    what = "a mini-Taskonomy encoder" if is_mini(zoo) else f"a Taskonomy encoder for {task}"
+    spec = load_zoo_spec(zoo)
+    cached = hub_checkpoint_dir() / name if (spec.checkpoints or {}).get("torch_hub") else None
+    arch = spec.model(task).architecture
+    what = {"taskonomy": f"a Taskonomy encoder for {task}", "mini": "a mini-Taskonomy encoder"}.get(
+        arch, f"a {arch} model for {task}")
     with atomic_path(out) as tmp:
         origin = None
         if cached is not None and cached.is_file():
@@ -92,3 +102,53 @@ def fetch_checkpoint(task: str, out: str | os.PathLike, base_url: str, manifest:
         except (ValueError, RuntimeError) as e:
             raise ValueError(f"{name} from {origin} has the expected sha256 but is not {what}: {e}") from e
     return origin
+
+
+def fetch_model_checkpoint(spec: ZooSpec, task: str, out: str | os.PathLike, params: dict, *, retries: int = 3,
+                           timeout: float = 30.0, progress: bool = True) -> str:
+    """Place model ``task``'s verified checkpoint of the zoo ``spec`` at ``out``, as its
+    declaration says (the module docstring); ``params``: the params.yaml mapping, for a
+    ``checkpoints`` source. Returns where it came from.
+
+    Raises:
+        ValueError: no such model, a source that is not there, or a file with the expected
+            sha256 that does not load as the model.
+        ChecksumError, DownloadError: the download failed or its sha256 differs.
+    """
+    model = spec.model(task)
+    if model.checkpoint is not None:
+        origin = model.checkpoint
+        with atomic_path(out) as tmp:
+            if is_url(origin):
+                download_file(origin, tmp, sha256=model.sha256, retries=retries, timeout=timeout, progress=progress)
+            elif Path(origin).is_file():
+                copy_verified(origin, tmp, sha256=model.sha256)
+            else:
+                raise ZooError(f"{spec.path}: models.{task}: no checkpoint file {origin}")
+            try:
+                load_zoo_encoder(str(spec.path), task, tmp)
+            except (ValueError, RuntimeError) as e:
+                raise ValueError(f"{origin} has the expected sha256 but is not {task}'s {model.architecture} "
+                                 f"model: {e}") from e
+        return origin
+    source = spec.checkpoints or {}
+    if not source and model.architecture not in ("taskonomy", "mini") and not model.architecture.startswith("torchvision:"):
+        from .zoos import build_architecture  # module:function without a file: the weights it builds
+
+        with atomic_path(out) as tmp:
+            torch.save({"state_dict": build_architecture(model).state_dict()}, tmp)
+        return f"{model.architecture}() (the weights the function builds)"
+    if "random_init" in source:
+        from .mini.zoo import save_encoder
+        from .zoos import random_encoder
+
+        seed = params_section(params, f"{source['random_init']}.random_seed", spec)
+        save_encoder(out, random_encoder(task, int(seed)))
+        return f"untrained mini encoder (random_seed {seed})"
+    if "manifest" in source:
+        section = params_section(params, source["manifest"], spec)
+        if not isinstance(section, dict) or not {"base_url", "manifest"} <= set(section):
+            raise ZooError(f"params '{source['manifest']}' needs base_url and manifest (zoo {spec.name}, {spec.path})")
+        return fetch_checkpoint(task, out, section["base_url"], section["manifest"], zoo=str(spec.path),
+                                retries=retries, timeout=timeout, progress=progress)
+    raise ZooError(f"{spec.path}: models.{task}: no checkpoint and the zoo declares no 'checkpoints' source")

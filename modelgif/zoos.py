@@ -1,89 +1,282 @@
-"""Model zoos the pipeline can measure: what ``zoo`` in ``params.yaml`` selects.
+"""Model zoos the pipeline can measure: the encoders a zoo declaration describes.
+
+``zoo`` in ``params.yaml`` names a declaration, ``zoos/<zoo>.yaml`` (read and checked by
+:mod:`modelgif.zoo_spec`). The project's own are
 
 * ``taskonomy``: the 17 pretrained Taskonomy encoders (downloaded, ``data/manifests/
   taskonomy_encoders.json``), the Taskonomy sample building as reference images, the
-  published Taskonomy tables (``data/taskonomy``) as ground truth.
+  published Taskonomy tables (``modelgif/data/taskonomy``) as ground truth;
 * ``mini``: the mini-Taskonomy (:mod:`modelgif.mini`): 17 small encoders the project trained
-  on rendered rooms (committed in ``data/mini/encoders``, ``data/manifests/mini_encoders.json``),
-  rendered scenes as reference images, and the transfer tables the project measured
-  (``data/mini/tables``). Offline, minutes on a CPU.
+  on rendered rooms, rendered scenes as reference images, the transfer tables it measured;
 * ``mini_random``: the control for ``mini``: the same architecture with the initial (random)
-  weights of the ``mini`` build's encoders, i.e. before any training; same references and
-  ground truth. A functional distance should find nothing here.
+  weights of the ``mini`` build's encoders; same references and ground truth.
 
-Both zoos have Taskonomy's 17 task names, so the pipeline's per-task stages are the same.
+A model's architecture is one of (:func:`build_architecture`):
+
+* ``taskonomy``: visualpriors' ``TaskonomyEncoder`` configured for the model's name (a task);
+* ``mini``: :class:`modelgif.mini.zoo.MiniEncoder`;
+* ``torchvision:<name>``: any classification model of ``torchvision.models`` (built without
+  weights, never downloaded), cut at the declared ``layer`` by
+  ``torchvision.models.feature_extraction.create_feature_extractor``; needs the optional
+  extra ``modelgif[torchvision]``;
+* ``package.module:function``: the ``nn.Module`` the user's function returns (imported with the
+  current directory on ``sys.path``), cut at ``layer`` if one is declared.
+
+Weights come from a local file or an http(s) URL with its sha256 (:mod:`modelgif.checkpoint_source`)
+and are loaded with ``torch.load(..., weights_only=True)``: a plain state dict or
+``{"state_dict": ...}``.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ._resources import mini_tables_dir
+from .zoo_spec import ModelSpec, ZooError, ZooSpec, load_zoo_spec
 
 if TYPE_CHECKING:  # torch only where an encoder is built: the correlate stage does not need it
     import torch
 
-from ._resources import mini_tables_dir
-
+#: The project's own zoos (``zoos/<name>.yaml``).
 ZOOS = ("taskonomy", "mini", "mini_random")
-_ROOT = Path(__file__).resolve().parent.parent
 #: Where the mini-Taskonomy's ground-truth tables are (``losses``, ``wins_vs_pixels``).
 MINI_TABLES_DIR = mini_tables_dir()  # data/mini/tables (a wheel: its copy in the package)
 
 
 def check_zoo(zoo: str) -> str:
-    """Return ``zoo`` if it is one of :data:`ZOOS`, else raise ``ValueError`` listing them."""
-    if zoo not in ZOOS:
-        raise ValueError(f"unknown zoo {zoo!r}; valid zoos: {', '.join(ZOOS)}")
+    """Return ``zoo`` if its declaration reads and checks (:func:`modelgif.zoo_spec.load_zoo_spec`),
+    else raise ``ValueError`` naming the file and the entry."""
+    load_zoo_spec(zoo)
     return zoo
 
 
-def is_mini(zoo: str) -> bool:
-    """True for the zoos built on the mini-Taskonomy (``mini``, ``mini_random``)."""
-    return check_zoo(zoo) != "taskonomy"
+def ground_truth_dir(zoo: str) -> Path:
+    """Folder of a built-in zoo's ground-truth tables (for tools that read them by name; the
+    pipeline reads the tables a declaration lists, :mod:`modelgif.ground_truth`)."""
+    from .taskonomy import TABLES_DIR
+
+    if zoo not in ZOOS:
+        raise ValueError(f"ground_truth_dir knows the built-in zoos only ({', '.join(ZOOS)}), not {zoo!r}")
+    return MINI_TABLES_DIR if zoo != "taskonomy" else Path(TABLES_DIR)
 
 
-def zoo_params(params: dict, zoo: str, key: str):
-    """``zoo``'s setting ``key`` (``reference``, ``checkpoints`` or ``ground_truth``) from a
-    ``params.yaml`` mapping: at the top level for ``taskonomy``, under ``mini:`` for the mini
-    zoos. ``ValueError`` naming the missing entry if there is none."""
-    section = params if check_zoo(zoo) == "taskonomy" else params.get("mini")
-    where = key if zoo == "taskonomy" else f"mini.{key}"
-    if not isinstance(section, dict) or key not in section:
-        raise ValueError(f"params have no '{where}' (needed by zoo {zoo!r})")
-    return section[key]
+def _torchvision():
+    try:
+        import torchvision
+        from torchvision.models import feature_extraction
+    except ImportError as e:
+        raise ValueError("architecture torchvision:<name> and a declared layer need torchvision, an optional extra: "
+                         "pip install 'modelgif[torchvision]' (`make install` includes it)") from e
+    except Exception as e:  # noqa: BLE001 - e.g. a build for another torch fails while registering its ops
+        raise ValueError(f"torchvision is installed but does not import ({type(e).__name__}: {e}); it must be the "
+                         "build made for this torch (Makefile: TORCHVISION_VERSION from torch's wheel index)") from e
+    return torchvision, feature_extraction
+
+
+def _user_function(architecture: str):
+    module_name, _, function = architecture.partition(":")
+    if os.getcwd() not in sys.path:  # the project root, where DVC runs the stages
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"architecture {architecture}: cannot import {module_name}: {e}") from e
+    fn = getattr(module, function, None)
+    if not callable(fn):
+        raise ValueError(f"architecture {architecture}: {module_name} has no function {function!r}")
+    return fn
+
+
+def build_architecture(model: ModelSpec) -> torch.nn.Module:
+    """``model``'s architecture with fresh (untrained) weights, before any cut: eval mode.
+
+    Raises:
+        ValueError: an unknown torchvision model, torchvision missing, a user function that
+            cannot be imported or does not return an ``nn.Module``.
+    """
+    import torch
+
+    arch = model.architecture
+    if arch == "taskonomy":
+        from .taskonomy import build_encoder
+
+        return build_encoder(model.name)
+    if arch == "mini":
+        from .mini.zoo import build_mini_encoder
+
+        return build_mini_encoder()
+    if arch.startswith("torchvision:"):
+        torchvision, _ = _torchvision()
+        name = arch.split(":", 1)[1]
+        known = torchvision.models.list_models(module=torchvision.models)
+        if name not in known:
+            raise ValueError(f"unknown architecture {arch}: torchvision has no classification model {name!r}")
+        net = torchvision.models.get_model(name, weights=None)
+    else:
+        net = _user_function(arch)()
+        if not isinstance(net, torch.nn.Module):
+            raise ValueError(f"architecture {arch} returned {type(net).__name__}, not a torch.nn.Module")
+    return net.eval()
+
+
+def _encoder_class():
+    import torch
+
+    class ZooEncoder(torch.nn.Module):
+        """A zoo's model as the field sees it: images as stored (in [-1, 1]) -> normalised as
+        declared -> the module -> the declared layer's (B, C, h, w) map."""
+
+        def __init__(self, body: torch.nn.Module, normalize, node: str | None):
+            super().__init__()
+            self.body, self.node = body, node
+            mean, std = normalize or ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+            self.normalized = normalize is not None
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.normalized:
+                x = ((x + 1) / 2 - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+            out = self.body(x)
+            return out[self.node] if self.node is not None else out
+
+    return ZooEncoder
+
+
+def _cut(net: torch.nn.Module, model: ModelSpec) -> tuple[torch.nn.Module, str | None]:
+    """``net`` cut at ``model.layer`` (a feature extractor returning ``{layer: map}``), or as is."""
+    if model.layer is None:
+        return net, None
+    _, fx = _torchvision()
+    try:
+        nodes = fx.get_graph_node_names(net)[1]
+    except Exception as e:  # noqa: BLE001 - torch.fx cannot trace every module
+        raise ValueError(f"architecture {model.architecture}: cannot be traced to find layer {model.layer!r}: {e}") from e
+    if model.layer not in nodes and not any(n.startswith(model.layer + ".") for n in nodes):  # a node or a module
+        tops = list(dict.fromkeys(n.split(".")[0] for n in nodes))
+        raise ValueError(f"unknown layer {model.layer!r} of {model.architecture}; top-level layers: "
+                         f"{', '.join(tops[:20])}{', ...' if len(tops) > 20 else ''}")
+    return fx.create_feature_extractor(net, return_nodes={model.layer: model.layer}), model.layer
+
+
+def _load_weights(net: torch.nn.Module, path, sha256: str | None, what: str, full: torch.nn.Module | None = None) -> None:
+    """Load the weights at ``path`` (a state dict, or one under ``"state_dict"``) into ``net``.
+    ``full``: the uncut architecture ``net`` was cut from; keys of its parts beyond the cut (a
+    classifier head, of any number of classes) are ignored."""
+    import torch
+
+    from .download import sha256_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}")
+    if sha256 is not None and sha256_file(path) != sha256.lower():
+        raise ValueError(f"{what} {path}: expected sha256 {sha256.lower()}, got {sha256_file(path)}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise ValueError(f"{what} {path} is not a readable weights-only torch file: {e}") from e
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{what} {path} holds no state dict (a mapping name -> tensor, or one under 'state_dict')")
+    expected = net.state_dict()
+    beyond = set(full.state_dict()) - set(expected) if full is not None else set()
+    state = {k: v for k, v in state.items() if k not in beyond}
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{what} {path} does not match {type(full or net).__name__}: {len(missing)} missing keys "
+                         f"{missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}")
+    bad = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
+    if bad:
+        raise ValueError(f"{what} {path}: {bad[0]} has shape {tuple(state[bad[0]].shape)}, "
+                         f"expected {tuple(expected[bad[0]].shape)}")
+    net.load_state_dict(state)
+
+
+def _freeze(model: torch.nn.Module, map_location) -> torch.nn.Module:
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.to(map_location).eval()
+
+
+def encoder_from_spec(spec: ZooSpec, task: str, path: str | os.PathLike | None = None, *,
+                      sha256: str | None = None, map_location: str | torch.device = "cpu") -> torch.nn.Module:
+    """Model ``task`` of the zoo ``spec``, with the weights at ``path`` (None: fresh weights):
+    frozen, eval mode; its forward maps images as stored (B, 3, H, W) in [-1, 1] to the declared
+    layer's (B, C, h, w) map."""
+    model = spec.model(task)
+    if model.architecture == "taskonomy" and path is not None:
+        from .taskonomy import load_encoder
+
+        return load_encoder(task, path, sha256=sha256, map_location=map_location)
+    if model.architecture == "mini" and path is not None:
+        from .mini.zoo import load_mini_encoder
+
+        return load_mini_encoder(path, sha256=sha256, map_location=map_location)
+    net = build_architecture(model)
+    body, node = _cut(net, model)
+    if path is not None:
+        _load_weights(body, path, sha256, f"checkpoint of {task} ({model.architecture})", net if node else None)
+    if node is None and spec.normalize is None:
+        return _freeze(body, map_location)
+    return _freeze(_encoder_class()(body, spec.normalize, node), map_location)
 
 
 def load_zoo_encoder(zoo: str, task: str, path: str | os.PathLike, *, sha256: str | None = None,
                      map_location: str | torch.device = "cpu") -> torch.nn.Module:
-    """Load ``task``'s encoder of ``zoo`` from a checkpoint, checked (eval mode, frozen)."""
-    if is_mini(zoo):
-        from .mini.scenes import TASK_LABELS
-        from .mini.zoo import load_mini_encoder
+    """Load ``task``'s encoder of ``zoo`` from a checkpoint, checked (eval mode, frozen): its
+    forward maps reference images (B, 3, H, W) as stored (``data/reference/images.npy``, read in
+    [-1, 1]) to the declared layer's (B, C, h, w) map, normalisation inside."""
+    return encoder_from_spec(load_zoo_spec(zoo), task, path, sha256=sha256, map_location=map_location)
 
-        if task not in TASK_LABELS:
-            raise ValueError(f"unknown mini-Taskonomy task {task!r}; valid tasks: {', '.join(TASK_LABELS)}")
-        return load_mini_encoder(path, sha256=sha256, map_location=map_location)
-    from .taskonomy import load_encoder
 
-    return load_encoder(task, path, sha256=sha256, map_location=map_location)
+def check_zoo_models(spec: ZooSpec) -> ZooSpec:
+    """The checks that need the models built, before anything is computed: each distinct
+    (architecture, layer) of ``spec`` is built with fresh weights and run on one blank image of
+    the declared input size; its output must be one (B, C, h, w) tensor.
+
+    Raises:
+        ZooError: one line naming the declaration file and the model (an unknown architecture
+            or layer, an output that is not a 4-D map, ...).
+    """
+    import torch
+
+    seen = set()
+    for model in spec.models.values():
+        key = (model.architecture, model.layer)
+        if key in seen or model.architecture in ("taskonomy", "mini"):  # fixed, known 4-D outputs
+            continue
+        seen.add(key)
+        where = f"{spec.path}: models.{model.name}"
+        try:
+            encoder = encoder_from_spec(spec, model.name)
+            with torch.no_grad():
+                out = encoder(torch.zeros(1, 3, spec.input_size, spec.input_size))
+        except ZooError:
+            raise
+        except (ValueError, OSError) as e:
+            raise ZooError(f"{where}: {e}") from e
+        except Exception as e:  # noqa: BLE001 - a user's module failing on a blank image is bad input
+            raise ZooError(f"{where}: {model.architecture} fails on a (1, 3, {spec.input_size}, {spec.input_size}) "
+                           f"input: {type(e).__name__}: {e}") from e
+        if not isinstance(out, torch.Tensor) or out.dim() != 4:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            at = f"layer {model.layer!r}" if model.layer else "its output"
+            raise ZooError(f"{where}: {at} of {model.architecture} gives {shape}, not a (B, C, h, w) map; "
+                           "declare a convolutional layer")
+    return spec
 
 
 def target_is_void(zoo: str, task: str, target: int) -> bool:
     """True where ``target`` makes the field identically zero for ``task``'s encoder of ``zoo``
-    (only Taskonomy's output-GroupNorm encoders have such a target)."""
-    if is_mini(zoo):
-        return False
-    from .taskonomy import target_is_void as taskonomy_void
-
-    return taskonomy_void(task, target)
-
-
-def ground_truth_dir(zoo: str) -> Path:
-    """Folder of ``zoo``'s ground-truth tables."""
-    from .taskonomy import TABLES_DIR
-
-    return MINI_TABLES_DIR if is_mini(zoo) else Path(TABLES_DIR)
+    (the declaration's ``void_targets``: Taskonomy's output-GroupNorm encoders for target 6)."""
+    spec = load_zoo_spec(zoo)
+    spec.model(task)
+    return int(target) in spec.void_targets.get(task, frozenset())
 
 
 def random_encoder(task: str, seed: int = 0) -> torch.nn.Module:
@@ -104,5 +297,5 @@ def random_encoder(task: str, seed: int = 0) -> torch.nn.Module:
         return build_mini_encoder()
 
 
-__all__ = ["MINI_TABLES_DIR", "ZOOS", "check_zoo", "ground_truth_dir", "is_mini", "load_zoo_encoder",
-           "random_encoder", "target_is_void", "zoo_params"]
+__all__ = ["MINI_TABLES_DIR", "ZOOS", "build_architecture", "check_zoo", "check_zoo_models", "encoder_from_spec",
+           "ground_truth_dir", "load_zoo_encoder", "random_encoder", "target_is_void"]

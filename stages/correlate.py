@@ -43,13 +43,16 @@ def main(
     distance: Path = typer.Option(Path("data/affinity/distance.csv"), help="distance matrix from the affinity stage"),
     metrics: Path = typer.Option(Path("metrics/correlation.json"), help="metrics JSON to write"),
     plots: Path = typer.Option(Path("data/correlate"), help="folder for plot data"),
-    zoo: str = typer.Option("taskonomy", help="taskonomy, mini or mini_random: whose ground truth"),
+    zoo: str = typer.Option("taskonomy", help="the zoo (zoos/<ZOO>.yaml): whose ground truth"),
 ) -> None:
     for out in (metrics, metrics.parent / "per_task_rho.csv"):
         check_output_file(out)
     check_output_dir(plots)
     d, tasks = read_matrix_csv(distance)
     tables = ground_truth_tables(yaml.safe_load(params.read_text()) or {}, zoo, tasks)
+    if not tables:  # the pipeline stops at distances, the similarity tree and the plots
+        plots.mkdir(parents=True, exist_ok=True)
+        typer.echo(f"zoo {zoo} declares no ground truth: nothing to correlate; {metrics} is empty ({{}})")
     result, rows = {}, []
     for table in tables:
         name, t = table.name, table.matrix

@@ -1,15 +1,21 @@
-"""Stage fetch_checkpoint: put one task's Taskonomy encoder checkpoint at ``--out``.
+"""Stage fetch_checkpoint: put one model's checkpoint of the zoo ``--zoo`` at ``--out``.
 
     python stages/fetch_checkpoint.py normal --base-url URL --manifest data/manifests/taskonomy_encoders.json \
         --out data/checkpoints/normal.pth
 
-The checkpoint is resolved by :func:`modelgif.checkpoint_source.fetch_checkpoint`: torch
+The zoo's declaration (``zoos/<zoo>.yaml``, :mod:`modelgif.zoo_spec`) is read and checked
+first, its models built once on a blank image (:func:`modelgif.zoos.check_zoo_models`): a bad
+declaration is one line naming the file and the entry, before anything is downloaded. A model
+with its own ``checkpoint`` (path or URL, sha256) is taken from there
+(:func:`modelgif.checkpoint_source.fetch_model_checkpoint`). For the built-in zoos the
+checkpoint is resolved by :func:`modelgif.checkpoint_source.fetch_checkpoint`: torch
 hub's checkpoint folder if it holds the file with the manifest's sha256, else
 ``<base-url>/<file>`` (a URL: downloaded with retries, a per-read ``--timeout`` and a sha256
 check; a folder: copied with a sha256 check); it must then load as the zoo's encoder.
 Nothing is left at ``--out`` unless every check passed.
 
-With ``--zoo mini`` (``zoo`` in params.yaml) ``--mini-manifest`` (the committed
+With ``--zoo mini`` (``zoo`` in params.yaml; its declaration takes ``checkpoints`` from
+``mini.checkpoints``) ``--mini-manifest`` (the committed
 ``data/manifests/mini_encoders.json``) and ``--mini-base-url`` (the committed folder
 ``data/mini/encoders``) are used instead of ``--manifest`` and ``--base-url``; torch hub's
 folder is not looked at, and the file must load as a mini-Taskonomy encoder. With ``--zoo
@@ -25,39 +31,39 @@ from pathlib import Path
 
 import typer
 
-from modelgif.checkpoint_source import fetch_checkpoint, hub_checkpoint_dir
+from modelgif.checkpoint_source import fetch_model_checkpoint, hub_checkpoint_dir
 from modelgif.download import ChecksumError, DownloadError
-from modelgif.mini.zoo import save_encoder
-from modelgif.zoos import check_zoo, is_mini, random_encoder
+from modelgif.zoo_spec import load_zoo_spec
+from modelgif.zoos import check_zoo_models
 
 DEFAULT_BASE_URL = "https://github.com/alexsax/visual-prior/raw/networks/assets/pytorch"
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "data" / "manifests" / "taskonomy_encoders.json"
 
 
 def main(
-    task: str = typer.Argument(..., help="task name, a key of the manifest's 'encoders'"),
+    task: str = typer.Argument(..., help="model name: a model of the zoo's declaration"),
     base_url: str = typer.Option(DEFAULT_BASE_URL, help="URL prefix the checkpoint files are served under"),
     manifest: str = typer.Option(str(DEFAULT_MANIFEST), help="manifest JSON, a path or a URL"),
     out: Path = typer.Option(None, help="output file", show_default="data/checkpoints/<TASK>.pth"),
     retries: int = typer.Option(3, help="tries per download"),
     timeout: float = typer.Option(30.0, help="seconds one socket read may wait before the try fails"),
-    zoo: str = typer.Option("taskonomy", help="taskonomy, mini or mini_random"),
+    zoo: str = typer.Option("taskonomy", help="the zoo: zoos/<ZOO>.yaml (taskonomy, mini, mini_random, yours) or a path"),
     mini_base_url: str = typer.Option("data/mini/encoders", help="zoo mini: folder or URL prefix of the encoders (mini.checkpoints.base_url)"),
     mini_manifest: str = typer.Option("data/manifests/mini_encoders.json", help="zoo mini: manifest (mini.checkpoints.manifest)"),
     random_seed: int = typer.Option(0, help="zoo mini_random: build seed of the initial weights (mini.checkpoints.random_seed)"),
 ) -> None:
     out = out or Path("data/checkpoints") / f"{task}.pth"
+    # the params sections a declaration's `checkpoints:` may name, as the pipeline passes them
+    params = {"checkpoints": {"base_url": base_url, "manifest": manifest},
+              "mini": {"checkpoints": {"base_url": mini_base_url, "manifest": mini_manifest, "random_seed": random_seed}}}
     try:
-        if is_mini(check_zoo(zoo)):
-            if zoo == "mini_random":
-                save_encoder(out, random_encoder(task, random_seed))
-                typer.echo(f"{task}: untrained mini encoder (random_seed {random_seed}) -> {out}")
-                return
-            base_url, manifest = mini_base_url, mini_manifest
+        spec = load_zoo_spec(zoo)
+        spec.model(task)
+        check_zoo_models(spec)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             try:
-                origin = fetch_checkpoint(task, out, base_url, manifest, zoo=zoo, retries=retries, timeout=timeout)
+                origin = fetch_model_checkpoint(spec, task, out, params, retries=retries, timeout=timeout)
             finally:
                 for w in caught:
                     if issubclass(w.category, UserWarning):

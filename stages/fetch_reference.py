@@ -3,10 +3,11 @@
     python stages/fetch_reference.py --source zoo --zoo taskonomy --n-images 1000 --image-size 128 \
         --cutmix true --seed 3 --out data/reference
 
-``--source zoo`` (the default of ``reference.source``) takes the zoo's own set: Taskonomy's
-sample building (``taskonomy-sample``, from ``--base-url`` at ``--commit``) for ``taskonomy``,
-rendered mini-Taskonomy scenes (``mini-scenes``, seeds ``--first-scene`` and up) for ``mini``
-and ``mini_random``. ``--n-images``, ``--image-size``, ``--cutmix`` and ``--seed`` apply to
+``--source zoo`` (the default of ``reference.source``) takes the zoo's own set, the
+``reference`` of its declaration (``zoos/<zoo>.yaml``): Taskonomy's sample building
+(``taskonomy-sample``, from ``--base-url`` at ``--commit``) for ``taskonomy``, rendered
+mini-Taskonomy scenes (``mini-scenes``, seeds ``--first-scene`` and up) for ``mini`` and
+``mini_random``. ``--n-images``, ``--image-size``, ``--cutmix`` and ``--seed`` apply to
 every source.
 
 ``--sha256 HEX`` (``reference.sha256`` in params.yaml; empty: no check) is the expected
@@ -28,7 +29,8 @@ from _cli import parse_bool
 from modelgif.download import DownloadError
 from modelgif.reference import (MAX_MEMBER_BYTES, SAMPLE, SAMPLE_BASE_URL, SAMPLE_COMMIT, build_reference_set,
                                 rendered_reference_set, write_reference_set)
-from modelgif.zoos import check_zoo, is_mini
+from modelgif.zoo_spec import load_zoo_spec
+from modelgif.zoos import check_zoo_models
 
 #: ``--source`` value of the rendered mini-Taskonomy scenes.
 SCENES = "mini-scenes"
@@ -41,10 +43,11 @@ HINT = (
 
 
 def resolve_source(source: str, zoo: str) -> str:
-    """``source``, with ``zoo`` replaced by the zoo's own set (``taskonomy-sample`` or ``mini-scenes``)."""
-    if source == "zoo":
-        return SCENES if is_mini(check_zoo(zoo)) else SAMPLE
-    return source
+    """``source``, with ``zoo`` replaced by the zoo's own set: its declaration's ``reference``
+    (``taskonomy-sample``, ``mini-scenes``, a folder, an archive or a URL). The declaration is
+    checked in full first (:func:`modelgif.zoos.check_zoo_models`), before any image is read."""
+    spec = check_zoo_models(load_zoo_spec(zoo))
+    return spec.reference if source == "zoo" else source
 
 
 def main(
@@ -62,7 +65,7 @@ def main(
     max_member_mb: float = typer.Option(MAX_MEMBER_BYTES / 2**20, help="largest archive member read as an image, MiB"),
     sha256: str = typer.Option("", help="expected sha256 of images.npy's uint8 array bytes (empty: no check)"),
     out: Path = typer.Option(Path("data/reference"), help="output folder"),
-    zoo: str = typer.Option("taskonomy", help="taskonomy, mini or mini_random: whose set --source zoo means"),
+    zoo: str = typer.Option("taskonomy", help="the zoo (zoos/<ZOO>.yaml or a path): whose set --source zoo means"),
     first_scene: int = typer.Option(1_000_000, help=f"{SCENES}: seed of the first rendered scene"),
 ) -> None:
     use_cutmix = parse_bool(cutmix, "--cutmix") and not no_cutmix

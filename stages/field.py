@@ -75,7 +75,7 @@ def main(
     sketch_dim: int = typer.Option(0, help="0: exact field; d > 0: rows sketched to d values"),
     sketch_seed: int = typer.Option(0, help="seed of the sketch projection (same for every task)"),
     out: Path = typer.Option(..., help="output .npy"),
-    zoo: str = typer.Option("taskonomy", help="taskonomy, mini or mini_random: which encoder architecture to load"),
+    zoo: str = typer.Option("taskonomy", help="the zoo (zoos/<ZOO>.yaml or a path): how the encoder is built and cut"),
     device: str = typer.Option("auto", envvar="MODELGIF_DEVICE", help="auto, cpu, cuda, cuda:N"),
     batch_size: int = typer.Option(0, envvar="MODELGIF_BATCH_SIZE", help="path points per pass (0: by device)"),
 ) -> None:

@@ -132,7 +132,7 @@ def test_fetch_checkpoint_unknown_task_lists_the_known_ones(tmp_path):
     r = run_stage("fetch_checkpoint.py", "colorization", "--out", tmp_path / "out" / "x.pth",
                   cwd=tmp_path, torch_home=tmp_path / "torch")
     assert r.returncode == 1
-    assert "task 'colorization' is not in the manifest" in r.stderr
+    assert "zoos/taskonomy.yaml: unknown task 'colorization': not a model of zoo taskonomy" in r.stderr
     assert f"known tasks: {', '.join(TASKS)}" in r.stderr
     assert not (tmp_path / "out").exists()
 

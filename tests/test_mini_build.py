@@ -111,15 +111,14 @@ def test_transfer_row_is_train_readout_with_the_target_seed():
 # ----------------------------------------------------------------------------- modelgif.zoos
 def test_zoo_selection_and_errors():
     assert zoos.ZOOS == ("taskonomy", "mini", "mini_random")
-    with pytest.raises(ValueError, match="unknown zoo 'tiny'; valid zoos: taskonomy, mini, mini_random"):
+    with pytest.raises(ValueError, match="unknown zoo 'tiny': no zoos/tiny.yaml; known zoos: mini, mini_random, taskonomy"):
         zoos.check_zoo("tiny")
-    params = {"reference": 1, "checkpoints": 2, "ground_truth": 3, "mini": {"reference": 4, "checkpoints": 5}}
-    assert zoos.zoo_params(params, "taskonomy", "reference") == 1
-    assert zoos.zoo_params(params, "mini_random", "checkpoints") == 5
-    with pytest.raises(ValueError, match="params have no 'mini.ground_truth' \\(needed by zoo 'mini'\\)"):
-        zoos.zoo_params(params, "mini", "ground_truth")
-    with pytest.raises(ValueError, match="no 'mini.reference'"):
-        zoos.zoo_params({"reference": 1}, "mini", "reference")
+    # each built-in zoo is a declaration: the mini zoos take their checkpoints from params' mini.checkpoints
+    from modelgif.zoo_spec import load_zoo_spec
+
+    assert load_zoo_spec("mini").checkpoints == {"manifest": "mini.checkpoints", "torch_hub": False}
+    assert load_zoo_spec("mini_random").checkpoints == {"random_init": "mini.checkpoints"}
+    assert load_zoo_spec("taskonomy").checkpoints == {"manifest": "checkpoints", "torch_hub": True}
     assert zoos.target_is_void("taskonomy", "room_layout", 6) and not zoos.target_is_void("mini", "room_layout", 6)
 
 
@@ -135,7 +134,7 @@ def test_random_encoder_is_the_builds_initial_encoder(tmp_path):
     zoo.save_encoder(tmp_path / "n.pth", zoos.random_encoder("normal"))
     loaded = zoos.load_zoo_encoder("mini_random", "normal", tmp_path / "n.pth")
     assert torch.equal(loaded.head.weight, zoos.random_encoder("normal").head.weight)
-    with pytest.raises(ValueError, match="unknown mini-Taskonomy task 'jigsaw'"):
+    with pytest.raises(ValueError, match="zoos/mini.yaml: unknown task 'jigsaw': not a model of zoo mini"):
         zoos.load_zoo_encoder("mini", "jigsaw", tmp_path / "n.pth")
     with pytest.raises(ValueError, match="keys|shape|checkpoint"):
         zoos.load_zoo_encoder("taskonomy", "normal", tmp_path / "n.pth")  # a mini file is no Taskonomy encoder

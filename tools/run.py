@@ -38,7 +38,7 @@ def summarize(output: str, seconds: float, metrics: Path = METRICS, returncode: 
         rhos = [f"{table} {m['mean_rho']:+.4f}"
                 + (f" (off-diagonal {m['mean_rho_off_diagonal']:+.4f})" if "mean_rho_off_diagonal" in m else "")
                 for table, m in result.items()]
-        line += "; mean rho vs " + ", ".join(rhos)
+        line += "; mean rho vs " + ", ".join(rhos) if rhos else "; no ground truth (the zoo declares none)"
     except (OSError, ValueError, KeyError, TypeError):
         line += f"; no metrics in {metrics}"
     if no_lock:
