@@ -64,9 +64,42 @@ def ground_truth_dir(zoo: str) -> Path:
     return MINI_TABLES_DIR if zoo != "taskonomy" else Path(TABLES_DIR)
 
 
+#: Keeps the stand-in torchvision op schemas alive (:func:`_declare_torchvision_ops`).
+_TORCHVISION_OPS = []
+
+
+def _declare_torchvision_ops() -> None:
+    """Declare the schemas of torchvision's two compiled ops that its import registers Python
+    kernels for (``torchvision::nms``, ``torchvision::qnms``).
+
+    Needed where torchvision's compiled extension does not load beside this torch: PyPI's
+    torchvision wheel is a CUDA build, and beside torch's CPU build its ``_C`` fails to load,
+    after which ``import torchvision`` stops with "operator torchvision::nms does not exist".
+    The models and ``create_feature_extractor`` are pure Python and do not use these ops; with
+    the schemas declared (no kernels) they import and run, and calling ``nms`` fails loudly.
+    """
+    import torch
+
+    lib = torch.library.Library("torchvision", "DEF")
+    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    lib.define("qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
+    _TORCHVISION_OPS.append(lib)
+
+
 def _torchvision():
+    """``(torchvision, torchvision.models.feature_extraction)``, or a one-line ``ValueError``."""
+    import sys
+
     try:
-        import torchvision
+        try:
+            import torchvision
+        except RuntimeError as e:
+            if "torchvision::nms does not exist" not in str(e) or _TORCHVISION_OPS:
+                raise
+            for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+                del sys.modules[name]  # the failed import's half-initialised modules
+            _declare_torchvision_ops()
+            import torchvision  # silently: the models and the feature extraction work as they are
         from torchvision.models import feature_extraction
     except ImportError as e:
         raise ValueError("architecture torchvision:<name> and a declared layer need torchvision, an optional extra: "

@@ -44,7 +44,10 @@ def test_readme_own_models_example_end_to_end(tmp_path, monkeypatch):
     _run(["git", "init", "-q", "-b", "main"], project, env)
     _run(["git", "add", "-A"], project, env)
     _run(["git", "commit", "-qm", "copy"], project, env)
-    (project / "make_my_zoo.py").write_text(python)
+    # The README's script imports torchvision itself; on a machine whose torchvision is PyPI's CUDA
+    # build beside a CPU torch (this one), it needs the library's import first (modelgif.zoos._torchvision).
+    prelude = "import modelgif.zoos\nmodelgif.zoos._torchvision()\n"
+    (project / "make_my_zoo.py").write_text(prelude + python)
     proc = subprocess.run(["bash", "-e", "-c", bash], cwd=project, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _ran(proc.stdout) == {"fetch_reference", "affinity", "correlate"} | {

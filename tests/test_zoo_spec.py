@@ -5,6 +5,7 @@ refused with one line naming the file and the entry, before anything is computed
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -29,16 +30,18 @@ IMAGENET = "{mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}"
 
 
 def _torchvision_works() -> bool:
-    try:
-        import torchvision  # noqa: F401
-        from torchvision.models.feature_extraction import create_feature_extractor  # noqa: F401
-    except Exception:  # noqa: BLE001 - not installed, or a build for another torch
+    """torchvision is installed (the dev extra): import it the way the library does, so that
+    PyPI's CUDA build beside a CPU torch (this machine) loads too (modelgif.zoos._torchvision)."""
+    if importlib.util.find_spec("torchvision") is None:
         return False
+    from modelgif.zoos import _torchvision
+
+    _torchvision()  # a build that does not import at all fails here, loudly
     return True
 
 
 needs_torchvision = pytest.mark.skipif(not _torchvision_works(),
-                                       reason="torchvision (the build for this torch) does not import")
+                                       reason="torchvision (the [torchvision] extra) is not installed")
 
 
 def _sha(path: Path) -> str:
