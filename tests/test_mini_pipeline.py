@@ -62,8 +62,9 @@ def test_shipped_build_products_are_consistent():
 
 def test_mini_zoo_end_to_end(tmp_path):
     project, env = _git_copy(tmp_path)
+    # 17 fields of 100 images x 50 steps, then every method (make demo: 9.5 min on a shared 2-core machine)
     out = _run(["dvc", "exp", "run", "-S", "zoo=mini", "-S", "reference.n_images=100", "-S", "reference.image_size=64"],
-               project, env).stdout
+               project, env, timeout=2400).stdout
     assert _ran(out) == {"fetch_reference", "affinity", "correlate"} | {
         f"{s}@{t}" for s in ("fetch_checkpoint", "field", "features") for t in TASK_LABELS} | {
         f"distance@{m}" for m in METHODS}

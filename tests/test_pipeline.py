@@ -33,8 +33,8 @@ EXTRA = "curvature"
 N_IMAGES, SIZE, N_STEPS = 6, 64, 3
 
 
-def _run(args, cwd, env, check=True):
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+def _run(args, cwd, env, check=True, timeout=900):
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
