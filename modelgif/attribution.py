@@ -1,6 +1,6 @@
 """Attribution maps, encoder features and the IG end point: the inputs of issue 12's other methods.
 
-- :func:`attribution_map`: attribution-map similarity (Song et al., NeurIPS 2019, "Deep model
+- :func:`attribution_map` / :func:`attribution_maps`: attribution-map similarity (Song et al., NeurIPS 2019, "Deep model
   transferability from attribution maps"): ``saliency`` is the input gradient ``∇_x t(x)`` of
   the field's target at the image itself (one pass per image), ``gradxinput`` that gradient
   times x. Reduced like a field (mean over colour channels, flattened to H·W) and returned as
@@ -48,15 +48,15 @@ def _check_batch(batch_size) -> int:
     return batch_size
 
 
-def attribution_map(
+def attribution_maps(
     model: torch.nn.Module,
     images: torch.Tensor,
-    kind: str = "saliency",
+    kinds=ATTRIBUTIONS,
     *,
     target: int = 1,
     batch_size: int = DEFAULT_ATTRIBUTION_BATCH,
-) -> torch.Tensor:
-    """Attribution maps of a model's target at the reference images, as a one-step field.
+) -> dict[str, torch.Tensor]:
+    """Several attribution maps of a model's target from one backward pass per image.
 
     With ``M`` the target selector chosen at x (:func:`modelgif.targets.target_selector`,
     exactly as for the field) and ``t(z) = Σ M ⊙ f(z)``:
@@ -69,30 +69,48 @@ def attribution_map(
     Args:
         model: maps (B, 3, H, W) images to (B, C, h, w) outputs; in eval mode.
         images: reference images x, (N, 3, H, W) float, values in [-1, 1].
-        kind: one of :data:`ATTRIBUTIONS`.
+        kinds: names from :data:`ATTRIBUTIONS`; every one comes from the same gradient.
         target: 1, 5 or 6 (:mod:`modelgif.targets`).
         batch_size: images per forward/backward pass; does not change the result.
 
     Returns:
-        A, shape (N, 1, H·W), dtype and device of ``images``; units of t per pixel
-        (``gradxinput``) or of t per unit input (``saliency``).
+        ``{kind: A}``, each A of shape (N, 1, H·W), dtype and device of ``images``; units of t
+        per pixel (``gradxinput``) or of t per unit input (``saliency``).
     """
-    if kind not in ATTRIBUTIONS:
-        raise ValueError(f"unknown attribution {kind!r}; valid: {', '.join(ATTRIBUTIONS)}")
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+    unknown = [k for k in kinds if k not in ATTRIBUTIONS]
+    if unknown or not kinds:
+        raise ValueError(f"unknown attribution {(unknown or kinds)!r}; valid: {', '.join(ATTRIBUTIONS)}")
     _check_model_images(model, images)
     target = check_target(target)
     batch_size = _check_batch(batch_size)
     n, _, h, w = images.shape
     selectors = _selectors(model, images, target)
-    out = torch.empty((n, 1, h * w), dtype=images.dtype, device=images.device)
+    out = {k: torch.empty((n, 1, h * w), dtype=images.dtype, device=images.device) for k in kinds}
     for start in range(0, n, batch_size):
         x = images[start : start + batch_size].detach().requires_grad_(True)
         with torch.enable_grad():
             t = (model(x) * selectors[start : start + batch_size]).sum()
             (grad,) = torch.autograd.grad(t, x)
-        a = grad * x.detach() if kind == "gradxinput" else grad
-        out[start : start + x.shape[0], 0] = a.mean(dim=1).reshape(x.shape[0], h * w)
+        for kind, a in out.items():
+            g = grad * x.detach() if kind == "gradxinput" else grad
+            a[start : start + x.shape[0], 0] = g.mean(dim=1).reshape(x.shape[0], h * w)
     return out
+
+
+def attribution_map(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    kind: str = "saliency",
+    *,
+    target: int = 1,
+    batch_size: int = DEFAULT_ATTRIBUTION_BATCH,
+) -> torch.Tensor:
+    """One attribution map of a model's target at the reference images, as a one-step field
+    (N, 1, H·W): ``attribution_maps(model, images, [kind], ...)[kind]``."""
+    if kind not in ATTRIBUTIONS:
+        raise ValueError(f"unknown attribution {kind!r}; valid: {', '.join(ATTRIBUTIONS)}")
+    return attribution_maps(model, images, [kind], target=target, batch_size=batch_size)[kind]
 
 
 def saliency(model: torch.nn.Module, images: torch.Tensor, *, target: int = 1,
@@ -141,4 +159,4 @@ def field_end_point(field) -> np.ndarray:
     return field[:, -1:]
 
 
-__all__ = ["ATTRIBUTIONS", "attribution_map", "encoder_features", "field_end_point", "gradxinput", "saliency"]
+__all__ = ["ATTRIBUTIONS", "attribution_map", "attribution_maps", "encoder_features", "field_end_point", "gradxinput", "saliency"]

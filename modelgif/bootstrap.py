@@ -345,7 +345,8 @@ def summarize(
         ``delta_vs_<name>_ci95`` (percentile interval of the per-resample differences),
         ``delta_vs_<name>_off_diagonal`` (+ ``_ci95``) and ``fraction_better_than_<name>``
         (share of resamples where the difference has the better sign). Means over tasks leave
-        out undefined (NaN) ρ. ``mean_rho_bootstrap_bias`` is the resamples' mean of mean ρ
+        out undefined (NaN) ρ; with K < 4 tasks the off-diagonal keys are left out (a column
+        without its own entry needs 3 sources). ``mean_rho_bootstrap_bias`` is the resamples' mean of mean ρ
         minus the full-data mean ρ: a resample holds about 63 % distinct images (duplicates
         add no information), so its ρ is typically nearer 0, and the percentile interval can
         sit beside the full-data value rather than around it; a large bias says so.
@@ -353,21 +354,26 @@ def summarize(
     if better not in BETTER:
         raise ValueError(f"better must be one of {', '.join(BETTER)}, got {better!r}")
     samples = np.asarray(samples, dtype=np.float64)
+    off = np.shape(ground_truth)[0] >= 4  # without the diagonal a column needs 3 sources
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # constant columns: NaN, left out of means
         full = per_task_spearman(distance, ground_truth)
-        full_off = per_task_spearman(distance, ground_truth, diagonal=False)
         boot = np.nanmean(per_task_rho(samples, ground_truth), axis=1)
-        boot_off = np.nanmean(per_task_rho(samples, ground_truth, diagonal=False), axis=1)
+        if off:
+            full_off = per_task_spearman(distance, ground_truth, diagonal=False)
+            boot_off = np.nanmean(per_task_rho(samples, ground_truth, diagonal=False), axis=1)
     result = {
         "mean_rho": float(np.nanmean(full)),
         "mean_rho_ci95": percentile_interval(boot, level),
-        "mean_rho_off_diagonal": float(np.nanmean(full_off)),
-        "mean_rho_off_diagonal_ci95": percentile_interval(boot_off, level),
+    }
+    if off:
+        result["mean_rho_off_diagonal"] = float(np.nanmean(full_off))
+        result["mean_rho_off_diagonal_ci95"] = percentile_interval(boot_off, level)
+    result.update({
         "mean_rho_bootstrap_bias": float(np.nanmean(boot) - np.nanmean(full)),
         "per_task": [None if np.isnan(r) else float(r) for r in full],
         "n_resamples": int(samples.shape[0]),
-    }
+    })
     if reference is not None:
         reference = np.asarray(reference, dtype=np.float64)
         if reference.shape != samples.shape:
@@ -375,11 +381,13 @@ def summarize(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             ref = np.nanmean(per_task_rho(reference, ground_truth), axis=1)
-            ref_off = np.nanmean(per_task_rho(reference, ground_truth, diagonal=False), axis=1)
-        delta, delta_off = boot - ref, boot_off - ref_off
+            if off:
+                ref_off = np.nanmean(per_task_rho(reference, ground_truth, diagonal=False), axis=1)
+        delta = boot - ref
         name = reference_name
         result[f"delta_vs_{name}_ci95"] = percentile_interval(delta, level)
-        result[f"delta_vs_{name}_off_diagonal_ci95"] = percentile_interval(delta_off, level)
+        if off:
+            result[f"delta_vs_{name}_off_diagonal_ci95"] = percentile_interval(boot_off - ref_off, level)
         sign = -1.0 if better == "lower" else 1.0
         finite = np.isfinite(delta)
         result[f"fraction_better_than_{name}"] = float(np.mean(sign * delta[finite] > 0)) if finite.any() else None
@@ -390,8 +398,9 @@ def add_full_delta(result: dict, reference_result: dict, reference_name: str = "
     """Add ``delta_vs_<name>`` and ``delta_vs_<name>_off_diagonal`` (differences of the full-data
     mean ρ) to a :func:`summarize` result, from the reference's own result."""
     result[f"delta_vs_{reference_name}"] = result["mean_rho"] - reference_result["mean_rho"]
-    result[f"delta_vs_{reference_name}_off_diagonal"] = (result["mean_rho_off_diagonal"]
-                                                         - reference_result["mean_rho_off_diagonal"])
+    if "mean_rho_off_diagonal" in result and "mean_rho_off_diagonal" in reference_result:
+        result[f"delta_vs_{reference_name}_off_diagonal"] = (result["mean_rho_off_diagonal"]
+                                                             - reference_result["mean_rho_off_diagonal"])
     return result
 
 

@@ -14,6 +14,7 @@ from test_pipeline import ROOT, _ran, _run
 
 import modelgif
 from modelgif.download import sha256_file
+from modelgif.methods import METHODS
 from modelgif.mini import TASK_LABELS
 from modelgif.mini.build import loss_matrix, read_transfer_rows, wins_vs_pixels
 from modelgif.mini.zoo import load_mini_encoder
@@ -61,10 +62,12 @@ def test_shipped_build_products_are_consistent():
 
 def test_mini_zoo_end_to_end(tmp_path):
     project, env = _git_copy(tmp_path)
+    # 17 fields of 100 images x 50 steps, then every method (make demo: 9.5 min on a shared 2-core machine)
     out = _run(["dvc", "exp", "run", "-S", "zoo=mini", "-S", "reference.n_images=100", "-S", "reference.image_size=64"],
-               project, env).stdout
+               project, env, timeout=2400).stdout
     assert _ran(out) == {"fetch_reference", "affinity", "correlate"} | {
-        f"{s}@{t}" for s in ("fetch_checkpoint", "field") for t in TASK_LABELS}
+        f"{s}@{t}" for s in ("fetch_checkpoint", "field", "features") for t in TASK_LABELS} | {
+        f"distance@{m}" for m in METHODS}
     params = yaml.safe_load((project / "params.yaml").read_text())
     ref, fp = params["reference"], params["field"]
     assert params["zoo"] == "mini" and fp["n_steps"] == 50 and params["target"] == 1
@@ -75,26 +78,61 @@ def test_mini_zoo_end_to_end(tmp_path):
     assert np.array_equal(np.load(project / "data/reference/images.npy"), expected.images)
     images = load_reference_images(project / "data/reference/images.npy")
     baselines = modelgif.make_baselines(images, fp["baseline"], fp["seed"])
-    paths = []
+    paths, maps, feats = [], {"saliency": [], "gradxinput": []}, []
     for task in TASK_LABELS:
         model = load_mini_encoder(ROOT / "data/mini/encoders" / f"{task}.pth")
         field = modelgif.gradient_field(model, images, baselines, target=1, n_steps=fp["n_steps"])
         paths.append(save_field(tmp_path / f"direct_{task}.npy", field))
+        for kind in maps:
+            maps[kind].append(modelgif.attribution_map(model, images, kind, target=1).numpy())
+        feats.append(modelgif.encoder_features(model, images))
     direct = modelgif.affinity_matrix(paths, "cosine")
     d, labels = read_matrix_csv(project / "data/affinity/distance.csv")
     assert labels == list(TASK_LABELS)
     np.testing.assert_allclose(d, direct, rtol=1e-4, atol=1e-6)
+    # every method's distance equals the library applied directly to the same encoders and images
+    expected = {"modelgif": direct, "ig": modelgif.affinity_matrix([modelgif.field_end_point(p) for p in paths]),
+                "saliency": modelgif.affinity_matrix(maps["saliency"]),
+                "gradxinput": modelgif.affinity_matrix(maps["gradxinput"]),
+                "rsa": modelgif.rsa_distance(feats), "cka": modelgif.cka_distance(feats),
+                "dds": modelgif.dds_distance(feats)}
+    assert list(expected) == list(METHODS) == params["methods"]
+    got = {}
+    for method, e in expected.items():
+        got[method], labels = read_matrix_csv(project / f"data/methods/{method}/distance.csv")
+        assert labels == list(TASK_LABELS)
+        np.testing.assert_allclose(got[method], e, rtol=1e-4, atol=1e-5, err_msg=method)
+    assert not np.allclose(got["modelgif"], got["ig"])
+    # the resamples: one of them recomputed from the resampled images' fields and features
+    b = params["bootstrap"]
+    rows = modelgif.resample_indices(ref["n_images"], b["n"], b["seed"])[7]
+    boot = {m: np.load(project / f"data/methods/{m}/bootstrap.npy") for m in METHODS}
+    assert all(v.shape == (b["n"], 17, 17) for v in boot.values())
+    np.testing.assert_allclose(boot["modelgif"][7], modelgif.affinity_matrix([modelgif.open_field(p)[rows] for p in paths]),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(boot["cka"][7], modelgif.cka_distance([x[rows] for x in feats]), rtol=1e-4, atol=1e-5)
     metrics = json.loads((project / "metrics/correlation.json").read_text())
     assert list(metrics) == params["mini"]["ground_truth"]
     for table in metrics:
-        rho = modelgif.per_task_spearman(d, modelgif.load_ground_truth(table, TASK_LABELS, ROOT / "data/mini/tables"))
-        assert metrics[table]["n_tasks"] == int(np.isfinite(rho).sum())
-        assert metrics[table]["mean_rho"] == pytest.approx(float(np.nanmean(rho)), abs=1e-12)
-        off = modelgif.per_task_spearman(d, modelgif.load_ground_truth(table, TASK_LABELS, ROOT / "data/mini/tables"),
-                                         diagonal=False)
-        assert metrics[table]["mean_rho_off_diagonal"] == pytest.approx(float(np.nanmean(off)), abs=1e-12)
+        truth = modelgif.load_ground_truth(table, TASK_LABELS, ROOT / "data/mini/tables")
+        for method in METHODS:
+            m = metrics[table][method]
+            rho = modelgif.per_task_spearman(got[method], truth)
+            assert m["n_tasks"] == int(np.isfinite(rho).sum())
+            assert m["mean_rho"] == pytest.approx(float(np.nanmean(rho)), abs=1e-12)
+            off = modelgif.per_task_spearman(got[method], truth, diagonal=False)
+            assert m["mean_rho_off_diagonal"] == pytest.approx(float(np.nanmean(off)), abs=1e-12)
+            lo, hi = m["mean_rho_ci95"]
+            assert lo < hi and len(m["per_task"]) == 17
+            if method != "modelgif":
+                assert m["delta_vs_modelgif"] == pytest.approx(m["mean_rho"] - metrics[table]["modelgif"]["mean_rho"])
+                assert 0 <= m["fraction_better_than_modelgif"] <= 1
+                assert len(m["delta_vs_modelgif_ci95"]) == 2
+        seed1 = modelgif.load_ground_truth(table, TASK_LABELS, ROOT / "data/mini/tables_seed1")
+        assert metrics[table]["noise_ceiling"]["mean_rho"] == pytest.approx(
+            float(np.nanmean(modelgif.per_task_spearman(seed1, truth))), abs=1e-12)
     shown = _run(["dvc", "metrics", "show"], project, env).stdout
-    assert "wins_vs_pixels.mean_rho" in shown
+    assert "wins_vs_pixels.modelgif.mean_rho" in shown and "ci95" not in shown  # DVC leaves lists out
     assert "Data and pipelines are up to date" in _run(["dvc", "status"], project, env).stdout
 
 

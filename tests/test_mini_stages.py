@@ -111,11 +111,18 @@ def test_correlate_mini_reads_the_mini_tables(project, tmp_path):
     np.fill_diagonal(d, 0)
     from modelgif.plots import matrix_csv
 
-    matrix_csv(project / "distance.csv", d, TASKS)
-    r = run_stage("correlate.py", "--zoo", "mini", "--params", "params.yaml", "--distance", "distance.csv",
+    methods = project / "methods" / "modelgif"
+    methods.mkdir(parents=True, exist_ok=True)
+    matrix_csv(methods / "distance.csv", d, TASKS)
+    np.save(methods / "bootstrap.npy", np.stack([d, d]))
+    (methods / "meta.json").write_text(json.dumps({"tasks": TASKS}))
+    (project / "params_methods.yaml").write_text(
+        yaml.safe_dump({**yaml.safe_load((project / "params.yaml").read_text()), "methods": ["modelgif"]}))
+    r = run_stage("correlate.py", "--zoo", "mini", "--params", "params_methods.yaml", "--methods", "methods",
                   "--metrics", "m/correlation.json", "--plots", "plots", cwd=project, MODELGIF_MINI_TABLES=str(tables))
     assert r.returncode == 0, r.stderr
     metrics = json.loads((project / "m" / "correlation.json").read_text())
     idx = [TASK_LABELS.index(t) for t in TASKS]
     rho = modelgif.per_task_spearman(d, losses[np.ix_(idx, idx)])
-    assert list(metrics) == ["losses"] and metrics["losses"]["mean_rho"] == pytest.approx(float(np.mean(rho)))
+    assert list(metrics) == ["losses"]
+    assert metrics["losses"]["modelgif"]["mean_rho"] == pytest.approx(float(np.mean(rho)))

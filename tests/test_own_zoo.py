@@ -50,8 +50,10 @@ def test_readme_own_models_example_end_to_end(tmp_path, monkeypatch):
     (project / "make_my_zoo.py").write_text(prelude + python)
     proc = subprocess.run(["bash", "-e", "-c", bash], cwd=project, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    methods = yaml.safe_load((project / "params.yaml").read_text())["methods"]
     assert _ran(proc.stdout) == {"fetch_reference", "affinity", "correlate"} | {
-        f"{s}@{m}" for s in ("fetch_checkpoint", "field") for m in MODELS}
+        f"{s}@{m}" for s in ("fetch_checkpoint", "field", "features") for m in MODELS} | {
+        f"distance@{m}" for m in methods}
     assert not _run(["git", "status", "--porcelain", "models"], project, env).stdout  # weights stay out of git
 
     # the distances and rho equal a direct computation from the declared checkpoints
@@ -81,9 +83,10 @@ def test_readme_own_models_example_end_to_end(tmp_path, monkeypatch):
         t[MODELS.index(source), MODELS.index(target)] = float(value)
     rho = modelgif.per_task_spearman(d, t)
     metrics = json.loads((project / "metrics/correlation.json").read_text())
-    assert list(metrics) == ["transfer"] and metrics["transfer"]["n_tasks"] == 3
-    assert metrics["transfer"]["mean_rho"] == pytest.approx(float(np.mean(rho)), abs=1e-12)
-    assert f"transfer: mean rho {metrics['transfer']['mean_rho']:+.4f} over 3 tasks" in proc.stdout
+    assert list(metrics) == ["transfer"] and set(metrics["transfer"]) == set(methods)  # no replicate: no ceiling
+    score = metrics["transfer"]["modelgif"]
+    assert score["n_tasks"] == 3 and score["mean_rho"] == pytest.approx(float(np.mean(rho)), abs=1e-12)
+    assert f"modelgif: mean rho {score['mean_rho']:+.4f}" in proc.stdout
 
     # a model the zoo lacks: one line naming the zoo file, from the first stage that reads it
     bad = _run(["dvc", "exp", "run", "-S", "tasks=[resnet_a,resnet_z]"], project, env, check=False)

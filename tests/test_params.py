@@ -24,10 +24,12 @@ from helpers import copy_project, pipeline_env, serve_directory, write_encoder_c
 from PIL import Image
 
 from modelgif.download import sha256_file
+from modelgif.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["normal", "reshading", "depth_zbuffer"]
-BASE = {"zoo": "mini", "tasks": TASKS, "reference.n_images": 4, "reference.image_size": 32, "field.n_steps": 2}
+BASE = {"zoo": "mini", "tasks": TASKS, "reference.n_images": 4, "reference.image_size": 32, "field.n_steps": 2,
+        "bootstrap.n": 5}
 
 
 def _walk_keys(node, prefix=""):
@@ -53,13 +55,26 @@ def _leaves(node, prefix=""):
 
 
 def _readers(dvc_yaml: dict, leaf: str) -> list[str]:
-    """Stages (foreach stages by name, without @item) whose params cover ``leaf``."""
+    """Stages (foreach stages by name, without @item) whose params cover ``leaf`` (a param named
+    with ``${item}`` covers it for the item that leaf names, e.g. ``method_options.cka.debiased``)."""
     out = []
     for name, stage in dvc_yaml["stages"].items():
         declared = [p if isinstance(p, str) else next(iter(p)) for p in stage.get("do", stage).get("params", [])]
+        declared = [re.sub(r"\$\{item\}", leaf.split(".")[1], p) if "${item}" in p and "." in leaf else p
+                    for p in declared]
         if any(leaf == p or leaf.startswith(p + ".") for p in declared):
             out.append(name)
     return out
+
+
+def _first_item(stage: str, leaf: str) -> str:
+    """The stage name ``dvc repro --single-item`` runs for a reader of ``leaf``: a foreach over
+    tasks at its first task, the one over methods at the method the leaf names (or modelgif)."""
+    if stage in ("fetch_reference", "affinity", "correlate"):
+        return stage
+    if stage == "distance":
+        return f"distance@{leaf.split('.')[1] if leaf.startswith('method_options.') else 'modelgif'}"
+    return f"{stage}@normal"
 
 
 def _run(args, cwd, env, check=True):
@@ -140,9 +155,9 @@ def _edits(ctx) -> dict[str, tuple[dict, object, set[str]]]:
     taskonomy_ckpt = {"zoo": "taskonomy", "checkpoints.base_url": f"{server}/ckpt/", "checkpoints.manifest": "m1.json"}
     sample = {"reference.source": "taskonomy-sample", "reference.base_url": f"{server}/a", "reference.commit": "c1"}
     return {
-        "zoo": ({}, "mini_random", {"fetch_checkpoint", "field"}),  # the field of the new encoder
-        "tasks": ({}, list(reversed(TASKS)), {"affinity"}),
-        "target": ({}, 5, {"field"}),
+        "zoo": ({}, "mini_random", {"fetch_checkpoint", "field", "features"}),  # the field of the new encoder
+        "tasks": ({}, list(reversed(TASKS)), {"affinity", "distance"}),
+        "target": ({}, 5, {"field", "features"}),  # features: its attribution maps
         "reference.source": ({}, "images", {"fetch_reference"}),  # a folder of 4 PNGs
         "reference.n_images": ({}, 5, {"fetch_reference"}),
         "reference.image_size": ({}, 48, {"fetch_reference"}),
@@ -165,7 +180,15 @@ def _edits(ctx) -> dict[str, tuple[dict, object, set[str]]]:
         "field.precision": ({}, "bf16", {"field"}),
         "field.sketch_dim": ({}, 8, {"field"}),
         "field.sketch_seed": ({"field.sketch_dim": 8}, 1, {"field"}),
-        "distance": ({}, "euclidean", {"affinity"}),
+        "distance": ({}, "euclidean", {"affinity", "distance"}),
+        "methods": ({}, ["modelgif", "cka"], {"correlate"}),
+        "method_options.cka.debiased": ({}, True, {"distance"}),
+        "method_options.dds.kernel": ({}, "cosine", {"distance"}),
+        "method_options.dds.feature_norm": ({}, "centering", {"distance"}),
+        "method_options.dds.debiased": ({}, False, {"distance"}),
+        "method_options.dds.bootstrap_refit": ({}, True, {"distance"}),  # resamples exact, not indexed
+        "bootstrap.n": ({}, 7, {"distance"}),
+        "bootstrap.seed": ({}, 1, {"distance"}),
         "ground_truth": ({"zoo": "taskonomy"}, ["all_affinities"], {"correlate"}),
         "mini.checkpoints.base_url": ({}, ctx["encoders_copy"], set()),  # the same pinned files
         "mini.checkpoints.manifest": ({}, "mini_swapped.json", {"fetch_checkpoint"}),
@@ -187,7 +210,7 @@ def test_every_param_reruns_its_readers_and_changes_their_outputs(project):
         assert readers, f"no stage declares param {leaf}: it cannot have any effect"
         assert must_change <= set(readers), leaf
         original = {k: _get(project, k) for k in [*context, leaf]}
-        first = [s if s in ("fetch_reference", "affinity", "correlate") else f"{s}@normal" for s in readers]
+        first = [_first_item(s, leaf) for s in readers]
         if context:  # settings the edited one applies under, run (and checked) first
             _set(project, context)
             _run(["dvc", "repro", "--single-item", *first], project, env)
@@ -218,12 +241,15 @@ def test_a_switch_back_restores_every_stage_from_the_run_cache(project):
     base_outs = _outs(project)
     _set(project, {"target": 6})
     out = _run(["dvc", "repro"], project, env).stdout
-    assert {f"field@{t}" for t in TASKS} | {"affinity", "correlate"} <= set(re.findall(r"Running stage '([^']+)'", out))
+    assert {f"{s}@{t}" for s in ("field", "features") for t in TASKS} | {"affinity", "correlate"} <= set(
+        re.findall(r"Running stage '([^']+)'", out))
     _set(project, {"target": 1})
     out = _run(["dvc", "repro"], project, env).stdout
     assert "Running stage" not in out
-    assert set(re.findall(r"Stage '([^']+)' is cached - skipping run", out)) == {
-        f"field@{t}" for t in TASKS} | {"affinity", "correlate"}
+    cached = set(re.findall(r"Stage '([^']+)' is cached - skipping run", out))
+    # the features (target-dependent maps) and every method's distance come back too
+    assert cached == {f"{s}@{t}" for s in ("field", "features") for t in TASKS} | {
+        f"distance@{m}" for m in METHODS} | {"affinity", "correlate"}
     assert _outs(project) == base_outs
 
 
@@ -234,13 +260,15 @@ def test_git_never_sees_data_after_experiments(project):
     _run(["dvc", "exp", "run", "-n", "steps3", "-S", "field.n_steps=3"], project, env)
     _run(["dvc", "exp", "run", "-n", "euclid", "-S", "distance=euclidean"], project, env)
     shown = _run(["dvc", "exp", "show", "--csv"], project, env).stdout
-    assert "steps3" in shown and "euclid" in shown and "wins_vs_pixels.mean_rho" in shown
+    assert "steps3" in shown and "euclid" in shown and "wins_vs_pixels.modelgif.mean_rho" in shown
     _run(["dvc", "exp", "apply", "steps3"], project, env)
     status = _run(["git", "status", "--porcelain", "--untracked-files=all"], project, env).stdout.splitlines()
     changed = {line[3:] for line in status}
     assert not [line for line in status if line.startswith("??")], status
-    assert changed <= {"params.yaml", "dvc.lock", "metrics/correlation.json", "metrics/per_task_rho.csv"}, changed
-    for folder in ("data/reference", "data/checkpoints", "data/fields", "data/affinity", "data/correlate"):
+    assert changed <= {"params.yaml", "dvc.lock", "metrics/correlation.json", "metrics/per_task_rho.csv",
+                       "metrics/methods_rho.csv"}, changed
+    for folder in ("data/reference", "data/checkpoints", "data/fields", "data/affinity", "data/correlate",
+                   "data/features", "data/attributions", "data/methods"):
         assert (project / folder).is_dir() and any((project / folder).iterdir()), folder
     diff = _run(["dvc", "metrics", "diff", "--json"], project, env)
     assert "mean_rho" in diff.stdout

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 import modelgif
+from modelgif.methods import METHODS
 from modelgif.plots import read_matrix_csv
 from modelgif.reference import load_reference_images
 from modelgif.storage import save_field
@@ -32,8 +33,8 @@ EXTRA = "curvature"
 N_IMAGES, SIZE, N_STEPS = 6, 64, 3
 
 
-def _run(args, cwd, env, check=True):
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+def _run(args, cwd, env, check=True, timeout=900):
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -88,7 +89,7 @@ def test_pipeline_end_to_end(project):
     # 1. the whole pipeline
     out = _run(["dvc", "repro"], project, env).stdout
     assert _ran(out) == {"fetch_reference", "affinity", "correlate"} | {
-        f"{s}@{t}" for s in ("fetch_checkpoint", "field") for t in TASKS}
+        f"{s}@{t}" for s in ("fetch_checkpoint", "field", "features") for t in TASKS} | {f"distance@{m}" for m in METHODS}
 
     # metrics equal a direct library computation on the same files
     metrics = json.loads((project / "metrics/correlation.json").read_text())
@@ -104,13 +105,16 @@ def test_pipeline_end_to_end(project):
     d, labels = read_matrix_csv(project / "data/affinity/distance.csv")
     assert labels == TASKS
     assert np.allclose(d, direct, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(read_matrix_csv(project / "data/methods/modelgif/distance.csv")[0], d, rtol=1e-12)
     for table in ("all_affinities", "wins_vs_pixels_16k"):
         rho = modelgif.per_task_spearman(direct, modelgif.load_ground_truth(table, TASKS))
-        got = metrics[table]
+        got = metrics[table]["modelgif"]
         assert got["n_tasks"] == 3 and np.isfinite(got["mean_rho"])
         assert got["mean_rho"] == pytest.approx(rho.mean())
+        assert "mean_rho_off_diagonal" not in got  # 3 tasks: a column without its own entry has 2 sources
+        assert set(metrics[table]) == set(METHODS) | {"noise_ceiling"}  # Taskonomy's 1k replicate of the 16k table
         rows = [r.split(",") for r in (project / "metrics/per_task_rho.csv").read_text().splitlines()[1:]]
-        assert np.allclose([float(v) for t, name, v in rows if name == table], rho)
+        assert np.allclose([float(v) for t, name, m, v in rows if name == table and m == "modelgif"], rho)
     for plot in ("data/affinity/distance_long.csv", "data/correlate/all_affinities_long.csv",
                  "metrics/per_task_rho.csv", "data/affinity/similarity_tree.png",
                  "data/reference/contact_sheet.png"):
@@ -124,17 +128,19 @@ def test_pipeline_end_to_end(project):
     # 2. adding a task runs only its stages, then affinity and correlate
     _set_params(project, tasks=TASKS + [EXTRA])
     out = _run(["dvc", "repro"], project, env).stdout
-    assert _ran(out) == {f"fetch_checkpoint@{EXTRA}", f"field@{EXTRA}", "affinity", "correlate"}
+    assert _ran(out) == {f"fetch_checkpoint@{EXTRA}", f"field@{EXTRA}", f"features@{EXTRA}", "affinity",
+                         "correlate"} | {f"distance@{m}" for m in METHODS}
     assert read_matrix_csv(project / "data/affinity/distance.csv")[1] == TASKS + [EXTRA]
     _set_params(project, tasks=TASKS)
     out = _run(["dvc", "repro"], project, env).stdout
-    assert "field@" not in "".join(_ran(out))  # removing it again: the stale field is not read
+    assert "field@" not in "".join(_ran(out)) and "features@" not in "".join(_ran(out))  # the stale field is not read
     assert np.allclose(read_matrix_csv(project / "data/affinity/distance.csv")[0], d)
 
     # 3. changing target reruns every field and fetches nothing
     _set_params(project, target=5)
     out = _run(["dvc", "repro"], project, env).stdout
-    assert _ran(out) == {f"field@{t}" for t in TASKS} | {"affinity", "correlate"}
+    assert _ran(out) == {f"{s}@{t}" for s in ("field", "features") for t in TASKS} | {"affinity", "correlate"} | {
+        f"distance@{m}" for m in METHODS}
     assert not np.allclose(read_matrix_csv(project / "data/affinity/distance.csv")[0], d)
     # ... and switching back restores it from the run cache
     _set_params(project, target=1)
@@ -152,11 +158,11 @@ def test_pipeline_end_to_end(project):
     assert '"target": 6' in flat
     exp_metrics = [e for e in _walk(exps) if e.get("params", {}).get("params.yaml", {}).get("data", {}).get("target") == 6]
     assert exp_metrics, "dvc exp show does not list the target=6 experiment"
-    m6 = exp_metrics[0]["metrics"]["metrics/correlation.json"]["data"]["all_affinities"]
+    m6 = exp_metrics[0]["metrics"]["metrics/correlation.json"]["data"]["all_affinities"]["modelgif"]
     # target 6 on room_layout (output GroupNorm) is the documented void case: rho undefined there
     assert m6["n_tasks"] == 2  # room_layout's rho is undefined
     # the experiment's own metrics, not the workspace's (with 3 tasks both means can be exactly -1)
-    assert m6 != metrics["all_affinities"] and metrics["all_affinities"]["n_tasks"] == 3
+    assert m6 != metrics["all_affinities"]["modelgif"] and metrics["all_affinities"]["modelgif"]["n_tasks"] == 3
 
     # 5. a corrupted checkpoint is refused by hash, leaving nothing behind
     ckpt = mirror / "checkpoints" / "reshading_encoder-random1.pth"

@@ -35,3 +35,14 @@ def test_summary_counts_stages_and_reads_the_headline(tmp_path):
 def test_summary_of_a_failed_run_says_so(tmp_path):
     line = run_tool.summarize("Running stage 'fetch_reference':\nERROR: failed", 3, tmp_path / "none.json", returncode=255)
     assert line == "summary: 1 stage(s) ran, 0 restored from the run cache, 0 up to date, 0m03s; FAILED (exit status 255): see the error above"
+
+
+def test_summary_reads_modelgif_in_the_per_method_layout(tmp_path):
+    metrics = tmp_path / "correlation.json"
+    metrics.write_text(json.dumps({
+        "wins_vs_pixels": {"modelgif": {"mean_rho": -0.46062, "mean_rho_off_diagonal": -0.41},
+                           "cka": {"mean_rho": -0.646}, "noise_ceiling": {"mean_rho": 0.685}},
+        "losses": {"modelgif": {"mean_rho": 0.4391}, "cka": {"mean_rho": 0.5}}}))
+    line = run_tool.summarize(OUTPUT, 1, metrics)
+    assert line.endswith("; mean rho vs wins_vs_pixels -0.4606 (off-diagonal -0.4100), losses +0.4391; "
+                         "first run: 2 output(s) had no dvc.lock entry yet (hence DVC's 'No file hash info found' warnings)")

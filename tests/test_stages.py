@@ -80,19 +80,29 @@ def test_affinity_and_correlate_write_what_the_library_computes(fields):
     assert long[0] == "source,target,value,rank,panel,order_source,order_target" and len(long) == 1 + 16
     assert (fields / "affinity" / "similarity_tree.png").read_bytes()[:4] == b"\x89PNG"
 
-    r = run_stage("correlate.py", "--params", "params.yaml", "--distance", "affinity/distance.csv",
+    # the modelgif method's distance stage (euclidean, as above) and correlate on it alone
+    (fields / "params.yaml").write_text(yaml.safe_dump({**yaml.safe_load((fields / "params.yaml").read_text()),
+                                                        "methods": ["modelgif"]}))
+    r = run_stage("method_distance.py", "modelgif", "--params", "params.yaml", "--metric", "euclidean",
+                  "--n-boot", "20", "--fields", "fields", "--out", "methods/modelgif", cwd=fields)
+    assert r.returncode == 0, r.stderr
+    assert np.allclose(read_matrix_csv(fields / "methods" / "modelgif" / "distance.csv")[0], d, rtol=1e-12)
+    r = run_stage("correlate.py", "--params", "params.yaml", "--methods", "methods",
                   "--metrics", "metrics/correlation.json", "--plots", "plots", cwd=fields)
     assert r.returncode == 0, r.stderr
     metrics = json.loads((fields / "metrics" / "correlation.json").read_text())
     for table in ("all_affinities", "wins_vs_pixels"):
         rho = modelgif.per_task_spearman(d, modelgif.load_ground_truth(table, TASKS))
-        assert metrics[table]["mean_rho"] == pytest.approx(rho.mean()) and metrics[table]["n_tasks"] == 4
+        got = metrics[table]["modelgif"]
+        assert got["mean_rho"] == pytest.approx(rho.mean()) and got["n_tasks"] == 4
+        assert got["per_task"] == pytest.approx(rho.tolist())
         per_task = [r.split(",") for r in (fields / "metrics" / "per_task_rho.csv").read_text().splitlines()[1:]]
-        assert {t: float(v) for t, name, v in per_task if name == table} == dict(zip(TASKS, rho.tolist()))
+        assert {t: float(v) for t, name, m, v in per_task if name == table} == dict(zip(TASKS, rho.tolist()))
         assert (fields / "plots" / f"{table}_long.csv").is_file()
     rows = (fields / "metrics" / "per_task_rho.csv").read_text().splitlines()
-    assert rows[0] == "task,table,rho" and len(rows) == 1 + 8
-    assert f"all_affinities: mean rho {metrics['all_affinities']['mean_rho']:+.4f} over 4 tasks" in r.stdout
+    assert rows[0] == "task,table,method,rho" and len(rows) == 1 + 8
+    assert (f"modelgif: mean rho {metrics['all_affinities']['modelgif']['mean_rho']:+.4f} "
+            f"[{metrics['all_affinities']['modelgif']['mean_rho_ci95'][0]:+.4f}, ") in r.stdout
 
 
 def test_affinity_errors(fields, tmp_path):
@@ -109,18 +119,58 @@ def test_affinity_errors(fields, tmp_path):
     assert r.returncode == 1 and "valid metrics: cosine, euclidean" in r.stderr
 
 
+def _method_folder(folder: Path, text: str, n_boot: int = 2, **meta) -> Path:
+    """A distance stage's output folder holding the matrix ``text`` (CSV) and its resamples."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "distance.csv").write_text(text)
+    d, tasks = read_matrix_csv(folder / "distance.csv")
+    np.save(folder / "bootstrap.npy", np.stack([d] * n_boot))
+    (folder / "meta.json").write_text(json.dumps({"tasks": tasks, "n_images": 5, **meta}))
+    return folder
+
+
 def test_correlate_errors(fields, tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"ground_truth": ["all_affinity"]}))
-    d = tmp_path / "distance.csv"
-    d.write_text("task,normal,reshading,curvature\nnormal,0,1,2\nreshading,1,0,3\ncurvature,2,3,0\n")
-    r = run_stage("correlate.py", "--params", params, "--distance", d, "--metrics", tmp_path / "m.json", cwd=tmp_path)
+    params.write_text(yaml.safe_dump({"ground_truth": ["all_affinity"], "methods": ["modelgif"]}))
+    three = "task,normal,reshading,curvature\nnormal,0,1,2\nreshading,1,0,3\ncurvature,2,3,0\n"
+    _method_folder(tmp_path / "methods" / "modelgif", three)
+    args = ["--params", params, "--methods", tmp_path / "methods", "--metrics", tmp_path / "m.json"]
+    r = run_stage("correlate.py", *args, cwd=tmp_path)
     assert r.returncode == 1 and "error: unknown ground-truth table 'all_affinity'; valid tables" in r.stderr
-    params.write_text(yaml.safe_dump({"ground_truth": ["all_affinities"]}))
-    d.write_text("task,normal,pixels\nnormal,0,1\npixels,1,0\n")
-    r = run_stage("correlate.py", "--params", params, "--distance", d, "--metrics", tmp_path / "m.json", cwd=tmp_path)
+    params.write_text(yaml.safe_dump({"ground_truth": ["all_affinities"], "methods": ["modelgif"]}))
+    _method_folder(tmp_path / "methods" / "modelgif", "task,normal,pixels\nnormal,0,1\npixels,1,0\n")
+    r = run_stage("correlate.py", *args, cwd=tmp_path)
     assert r.returncode == 1 and "unknown task 'pixels'" in r.stderr
+    # methods whose resamples do not pair; a method whose stage has not run; no methods list
+    _method_folder(tmp_path / "methods" / "modelgif", three)
+    _method_folder(tmp_path / "methods" / "cka", three, n_images=6)
+    params.write_text(yaml.safe_dump({"ground_truth": ["all_affinities"], "methods": ["modelgif", "cka"]}))
+    r = run_stage("correlate.py", *args, cwd=tmp_path)
+    assert_one_line_error(r, "cka and ", "differ in n_images: their bootstrap resamples do not pair")
+    params.write_text(yaml.safe_dump({"ground_truth": ["all_affinities"], "methods": ["modelgif", "rsa"]}))
+    r = run_stage("correlate.py", *args, cwd=tmp_path)
+    assert_one_line_error(r, "rsa/distance.csv is missing (run its distance stage)")
+    params.write_text(yaml.safe_dump({"ground_truth": ["all_affinities"], "methods": "modelgif"}))
+    r = run_stage("correlate.py", *args, cwd=tmp_path)
+    assert_one_line_error(r, "'methods' must be a non-empty list of distinct method names")
     assert not (tmp_path / "m.json").exists()
+
+
+def test_method_distance_errors(fields, tmp_path):
+    params = tmp_path / "params.yaml"
+    args = ["--params", params, "--fields", fields / "fields", "--out", tmp_path / "out"]
+    for options, fragment in (({"cka": {"unbiased": True}}, "method 'cka' has no option(s) unbiased; its options: debiased"),
+                              ({"dds": {"kernel": "poly"}}, "dds: unknown kernel 'poly'"),
+                              ({"cka": {"debiased": "yes"}}, "option debiased must be true or false")):
+        params.write_text(yaml.safe_dump({"tasks": TASKS, "method_options": options}))
+        r = run_stage("method_distance.py", next(iter(options)), *args, cwd=tmp_path)
+        assert_one_line_error(r, fragment)
+    r = run_stage("method_distance.py", "lrp", *args, cwd=tmp_path)
+    assert_one_line_error(r, "unknown method 'lrp'; valid methods: modelgif, ig, saliency, gradxinput, rsa, cka, dds")
+    params.write_text(yaml.safe_dump({"tasks": TASKS}))
+    r = run_stage("method_distance.py", "cka", *args, "--features", tmp_path / "none", cwd=tmp_path)
+    assert_one_line_error(r, "cka: no input", "none/normal.npy")
+    assert not (tmp_path / "out").exists()
 
 
 def test_affinity_output_errors_come_before_any_work(fields, tmp_path, readonly_dir):
@@ -175,6 +225,20 @@ def distance_csv(tmp_path):
     return tmp_path / "distance.csv"
 
 
+def _correlate(distance: Path, metrics: Path, plots: Path, cwd: Path):
+    """The correlate stage on one method, modelgif, whose distance.csv is a copy of ``distance``."""
+    folder = cwd / "methods" / distance.stem / "modelgif"
+    folder.mkdir(parents=True, exist_ok=True)
+    if distance.is_file():
+        shutil.copy(distance, folder / "distance.csv")
+        np.save(folder / "bootstrap.npy", np.zeros((2, 4, 4)))
+        (folder / "meta.json").write_text("{}")
+    (cwd / "params_m.yaml").write_text(yaml.safe_dump({"ground_truth": ["all_affinities", "wins_vs_pixels"],
+                                                       "methods": ["modelgif"]}))
+    return run_stage("correlate.py", "--params", cwd / "params_m.yaml", "--methods", folder.parent,
+                     "--metrics", metrics, "--plots", plots, cwd=cwd)
+
+
 def test_correlate_input_and_output_errors(fields, tmp_path, distance_csv, readonly_dir):
     (tmp_path / "file").write_text("x")
     (tmp_path / "folder").mkdir()
@@ -182,15 +246,14 @@ def test_correlate_input_and_output_errors(fields, tmp_path, distance_csv, reado
     (tmp_path / "ragged.csv").write_text("task,normal,reshading\nnormal,0,1\nreshading,1\n")
 
     def correlate(distance, metrics, plots):
-        return run_stage("correlate.py", "--params", fields / "params.yaml", "--distance", distance,
-                         "--metrics", metrics, "--plots", plots, cwd=tmp_path)
+        return _correlate(distance, metrics, plots, tmp_path)
 
     r = correlate(tmp_path / "empty.csv", tmp_path / "m" / "c.json", tmp_path / "plots")
-    assert_one_line_error(r, f"{tmp_path / 'empty.csv'} holds no matrix")
+    assert_one_line_error(r, f"{tmp_path / 'methods/empty/modelgif/distance.csv'} holds no matrix")
     r = correlate(tmp_path / "ragged.csv", tmp_path / "m" / "c.json", tmp_path / "plots")
-    assert_one_line_error(r, "ragged.csv: row reshading has 1 values, expected 2")
+    assert_one_line_error(r, "ragged/modelgif/distance.csv: row reshading has 1 values, expected 2")
     r = correlate(tmp_path / "missing.csv", tmp_path / "m" / "c.json", tmp_path / "plots")
-    assert_one_line_error(r, f"{tmp_path / 'missing.csv'}: no such file or directory")
+    assert_one_line_error(r, f"{tmp_path / 'methods/missing/modelgif/distance.csv'} is missing (run its distance stage)")
     r = correlate(distance_csv, tmp_path / "folder", tmp_path / "plots")
     assert_one_line_error(r, f"output {tmp_path / 'folder'} is a folder; it must name a file")
     r = correlate(distance_csv, tmp_path / "file" / "c.json", tmp_path / "plots")
@@ -205,8 +268,7 @@ def test_correlate_input_and_output_errors(fields, tmp_path, distance_csv, reado
 
 
 def test_correlate_on_a_full_disk(fields, distance_csv, full_dir):
-    r = run_stage("correlate.py", "--params", fields / "params.yaml", "--distance", distance_csv,
-                  "--metrics", full_dir / "metrics" / "c.json", "--plots", full_dir / "plots", cwd=fields)
+    r = _correlate(distance_csv, full_dir / "metrics" / "c.json", full_dir / "plots", distance_csv.parent)
     assert_one_line_error(r, "no space left on device", str(full_dir / "plots"))
     assert all(leftovers(full_dir / d) == [] for d in ("metrics", "plots"))
 

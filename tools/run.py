@@ -35,6 +35,8 @@ def summarize(output: str, seconds: float, metrics: Path = METRICS, returncode: 
         return f"{line}; FAILED (exit status {returncode}): see the error above"
     try:
         result = json.loads(metrics.read_text())
+        # per table, the modelgif method's entry (issue 12's per-method layout), or the table's own
+        result = {table: m.get("modelgif", m) for table, m in result.items()}
         rhos = [f"{table} {m['mean_rho']:+.4f}"
                 + (f" (off-diagonal {m['mean_rho_off_diagonal']:+.4f})" if "mean_rho_off_diagonal" in m else "")
                 for table, m in result.items()]

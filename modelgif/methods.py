@@ -1,0 +1,137 @@
+"""The functional-distance methods compared by the pipeline (issue 12), by name, with their options.
+
+One call, :func:`method_distances`, gives a method's (K, K) distance on all reference images
+and its (B, K, K) distances on the bootstrap resamples (:func:`modelgif.bootstrap.resample_indices`:
+every method is given the same indices, so the resamples pair across methods):
+
+============  ==============================================  ===========================================
+method        input (per model)                               distance
+============  ==============================================  ===========================================
+modelgif      the stored field (N, S, H·W)                    :func:`modelgif.distance.affinity_matrix`
+ig            the field's last step (N, 1, H·W): plain IG     the same, on the end point only
+saliency      ∇_x t(x), channel mean (N, 1, H·W)              the same (:mod:`modelgif.attribution`)
+gradxinput    x ⊙ ∇_x t(x), channel mean (N, 1, H·W)          the same
+rsa           encoder output f(x), flattened (N, C·h·w)       :func:`modelgif.similarity.rsa_distance`
+cka           the same                                        :func:`modelgif.similarity.cka_distance`
+dds           the same                                        :func:`modelgif.similarity.dds_distance`
+============  ==============================================  ===========================================
+
+Field methods are means over images: their resampled distances are weighted means of the
+per-image contributions (N, K, K), returned too, so a resample costs no field read. Set-level
+methods are recomputed per resample on the cheap paths of
+:func:`modelgif.bootstrap.bootstrap_set_distances` (CKA from indexed Gram matrices; DDS with
+``bootstrap_refit: false`` indexes the per-model kernel matrices of all N images).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bootstrap import bootstrap_field_distances, bootstrap_set_distances, image_contributions
+from .similarity import DDS_KERNELS, DDS_RDMS, FEATURE_NORMS, cka_distance, dds_distance, rsa_distance
+from .storage import open_field
+
+#: Methods whose distance is a mean over images of per-image field distances.
+FIELD_METHODS = ("modelgif", "ig", "saliency", "gradxinput")
+#: Methods on the encoders' output features over the whole reference set.
+SET_METHODS = ("rsa", "cka", "dds")
+METHODS = FIELD_METHODS + SET_METHODS
+
+#: Every option of every method, with its default (``method_options`` in params.yaml).
+DEFAULT_OPTIONS: dict[str, dict] = {
+    "modelgif": {}, "ig": {}, "saliency": {}, "gradxinput": {}, "rsa": {},
+    "cka": {"debiased": False},
+    # DDS's best published configuration (z-score, Laplacian, debiased CKA: similarity.dds_distance);
+    # bootstrap_refit false: resamples index the kernel matrices of all N images (cheap, approximate)
+    "dds": {"kernel": "laplacian", "feature_norm": "znorm", "debiased": True, "bootstrap_refit": False},
+}
+
+
+def check_method(method: str, options: Mapping | None = None) -> dict:
+    """A method's options, defaults filled in; ``ValueError`` naming an unknown method, option
+    or value."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS[method]))
+    if unknown:
+        valid = ", ".join(DEFAULT_OPTIONS[method]) or "none"
+        raise ValueError(f"method {method!r} has no option(s) {', '.join(unknown)}; its options: {valid}")
+    out = {**DEFAULT_OPTIONS[method], **options}
+    for key, default in DEFAULT_OPTIONS[method].items():
+        if isinstance(default, bool) and not isinstance(out[key], bool):
+            raise ValueError(f"method {method!r}: option {key} must be true or false, got {out[key]!r}")
+    if method == "dds":
+        if out["kernel"] not in DDS_KERNELS + DDS_RDMS:
+            raise ValueError(f"dds: unknown kernel {out['kernel']!r}; valid: {', '.join(DDS_KERNELS + DDS_RDMS)}")
+        if out["feature_norm"] not in FEATURE_NORMS:
+            raise ValueError(f"dds: unknown feature_norm {out['feature_norm']!r}; valid: {', '.join(FEATURE_NORMS)}")
+    return out
+
+
+def end_point(field) -> np.ndarray:
+    """The last step (N, 1, H·W) of a field (a stored field's path: a view of its memory map,
+    read on use); for a cumulative field, its Integrated Gradients (the ``ig`` method's input,
+    as :func:`modelgif.attribution.field_end_point`, without importing torch)."""
+    if not hasattr(field, "shape"):
+        field = open_field(field)
+    return field[:, -1:]
+
+
+@dataclass(frozen=True)
+class MethodDistances:
+    """What :func:`method_distances` returns.
+
+    Attributes:
+        distance: D (K, K) on all N reference images.
+        samples: D (B, K, K) on the B bootstrap resamples.
+        contributions: field methods only: per-image contributions (N, K, K) whose mean is D.
+    """
+
+    distance: np.ndarray
+    samples: np.ndarray
+    contributions: np.ndarray | None = None
+
+
+def method_distances(method: str, inputs: Sequence, indices: np.ndarray, *, metric: str = "cosine",
+                     options: Mapping | None = None, feature_shapes: Sequence | None = None,
+                     progress: bool = False) -> MethodDistances:
+    """One method's distances between K models, on all images and on every bootstrap resample.
+
+    Args:
+        method: one of :data:`METHODS`.
+        inputs: K per-model inputs: for ``modelgif`` and ``ig`` the fields (paths of stored
+            fields or arrays (N, S, H·W); ``ig`` takes their last step), for ``saliency`` and
+            ``gradxinput`` the maps (N, 1, H·W), for set methods the features (N, D_k).
+        indices: (B, n) resampled image indices (:func:`modelgif.bootstrap.resample_indices`).
+        metric: ``cosine`` or ``euclidean``, for the field methods.
+        options: the method's options (:data:`DEFAULT_OPTIONS`).
+        feature_shapes: per model (C, h, w) of the features, for DDS's channel-wise normalisations.
+
+    Returns:
+        :class:`MethodDistances`.
+    """
+    opts = check_method(method, options)
+    if method in FIELD_METHODS:
+        fields = [end_point(f) for f in inputs] if method == "ig" else list(inputs)
+        contributions = image_contributions(fields, metric, progress=progress)
+        return MethodDistances(contributions.mean(axis=0), bootstrap_field_distances(contributions, indices),
+                               contributions)
+    if method == "rsa":
+        return MethodDistances(rsa_distance(inputs), bootstrap_set_distances("rsa", inputs, indices))
+    if method == "cka":
+        return MethodDistances(cka_distance(inputs, debiased=opts["debiased"]),
+                               bootstrap_set_distances("cka", inputs, indices, progress=progress,
+                                                       debiased=opts["debiased"]))
+    dds = {k: opts[k] for k in ("kernel", "feature_norm", "debiased")}
+    return MethodDistances(
+        dds_distance(inputs, feature_shapes=feature_shapes, **dds),
+        bootstrap_set_distances("dds", inputs, indices, progress=progress, refit=opts["bootstrap_refit"],
+                                feature_shapes=feature_shapes, **dds))
+
+
+__all__ = ["DEFAULT_OPTIONS", "FIELD_METHODS", "METHODS", "MethodDistances", "SET_METHODS", "check_method",
+           "end_point", "method_distances"]

@@ -1,0 +1,93 @@
+"""Stage features: one task's encoder outputs and attribution maps over the reference set.
+
+    python stages/features.py normal --checkpoint data/checkpoints/normal.pth \
+        --reference data/reference/images.npy --target 1 --zoo taskonomy \
+        --features data/features --attributions data/attributions
+
+The inputs of the methods other than ModelGiF (:mod:`modelgif.methods`), in one stage per task:
+
+- ``<features>/<task>.npy``: f(x) flattened channel-first, (N, C·h·w) float32, one forward pass
+  per image (:func:`modelgif.attribution.encoder_features`), the set-level methods' input (RSA,
+  CKA, DDS); ``<features>/<task>.json``: its shape (C, h, w) and the sha256 of the reference
+  set and checkpoint it came from (target-independent, so a new target leaves it unchanged);
+- ``<attributions>/saliency/<task>.npy`` and ``<attributions>/gradxinput/<task>.npy``: the
+  target's input gradient at x, and that times x, channel mean, stored as one-step fields
+  (N, 1, H·W) float32 (:func:`modelgif.attribution.attribution_maps`: one backward pass per
+  image gives both). Where the target is void for the encoder (the field stage stores a zero
+  field), the maps are stored as exact zeros too.
+
+``MODELGIF_DEVICE`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) chooses the device; it does not
+change the result beyond rounding, so it is not a param.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+from _cli import clean_errors
+
+from modelgif._atomic import atomic_path, write_text
+from modelgif.attribution import ATTRIBUTIONS, attribution_maps, encoder_features
+from modelgif.errors import check_output_dir
+from modelgif.provenance import file_sha256
+from modelgif.reference import load_reference_images
+from modelgif.storage import save_field
+from modelgif.targets import check_target
+from modelgif.zoos import check_zoo, load_zoo_encoder, target_is_void
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available")
+    return dev
+
+
+@clean_errors(outputs=("features", "attributions"))
+def main(
+    task: str = typer.Argument(..., help="task whose encoder to use"),
+    checkpoint: Path = typer.Option(..., help="encoder checkpoint (from fetch_checkpoint)"),
+    reference: Path = typer.Option(Path("data/reference/images.npy"), help="reference images (from fetch_reference)"),
+    target: str = typer.Option("1", help="target of the attribution maps: 1, 5 or 6"),
+    zoo: str = typer.Option("taskonomy", help="taskonomy, mini or mini_random: which encoder architecture to load"),
+    features: Path = typer.Option(Path("data/features"), help="folder for <task>.npy and <task>.json"),
+    attributions: Path = typer.Option(Path("data/attributions"), help="folder for <kind>/<task>.npy"),
+    device: str = typer.Option("auto", envvar="MODELGIF_DEVICE", help="auto, cpu, cuda, cuda:N"),
+) -> None:
+    target_n = check_target(target)
+    check_zoo(zoo)
+    for folder in (features, *(attributions / k for k in ATTRIBUTIONS)):
+        check_output_dir(folder)
+    dev = _device(device)
+    model = load_zoo_encoder(zoo, task, checkpoint, map_location=dev)
+    images = load_reference_images(reference).to(dev)
+    feats = encoder_features(model, images)
+    with torch.no_grad():
+        shape = list(model(images[:1]).shape[1:])
+    if target_is_void(zoo, task, target_n):
+        n, _, h, w = images.shape
+        maps = {k: torch.zeros((n, 1, h * w)) for k in ATTRIBUTIONS}
+        typer.echo(f"warning: target {target_n} is void for {task}'s encoder: its attribution maps are zero", err=True)
+    else:
+        maps = attribution_maps(model, images, ATTRIBUTIONS, target=target_n)
+    features.mkdir(parents=True, exist_ok=True)
+    with atomic_path(features / f"{task}.npy") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, feats)
+    record = {"task": task, "zoo": zoo, "shape": shape, "reference_sha256": file_sha256(reference),
+              "checkpoint_sha256": file_sha256(checkpoint)}
+    write_text(features / f"{task}.json", json.dumps(record, indent=1) + "\n")
+    for kind, a in maps.items():
+        (attributions / kind).mkdir(parents=True, exist_ok=True)
+        save_field(attributions / kind / f"{task}.npy", a.float().cpu(), dtype="float32")
+    typer.echo(f"{task}: features {tuple(feats.shape)}, attribution maps {', '.join(maps)} -> {features}, {attributions}")
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,112 @@
+"""Stage distance@<method>: one method's K×K distances, on all reference images and on every
+bootstrap resample.
+
+    python stages/method_distance.py cka --params params.yaml --metric cosine --n-boot 1000 --seed 0 \
+        --fields data/fields --features data/features --attributions data/attributions --out data/methods/cka
+
+Reads ``tasks`` and ``method_options.<method>`` from the params file, and only the listed tasks'
+inputs: the fields (``modelgif``, ``ig``), the attribution maps (``saliency``, ``gradxinput``) or
+the encoder features (``rsa``, ``cka``, ``dds``); see :mod:`modelgif.methods`. Fields must share
+their provenance (:func:`modelgif.provenance.check_fields`), features their reference set.
+The resamples are ``modelgif.bootstrap.resample_indices(N, n_boot, seed)``: the same for every
+method, which the correlate stage checks through their sha256. Writes into ``--out``:
+
+- ``distance.csv``: D (K, K) on all N images (labelled matrix);
+- ``bootstrap.npy``: D (B, K, K) float64 on the B resamples;
+- ``contributions.npy`` (field methods): per-image contributions (N, K, K), whose mean is D;
+- ``meta.json``: method, options, metric, tasks, N, bootstrap n and seed, the resamples' sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+from _cli import clean_errors
+import yaml
+
+from modelgif._atomic import atomic_path, write_text
+from modelgif.bootstrap import resample_indices
+from modelgif.errors import InputError, check_output_dir
+from modelgif.methods import FIELD_METHODS, check_method, method_distances
+from modelgif.plots import matrix_csv
+from modelgif.provenance import check_fields
+from modelgif.storage import field_shape, open_field
+
+
+def _read_params(params: Path, method: str) -> tuple[list[str], dict]:
+    p = yaml.safe_load(params.read_text()) or {}
+    tasks = p.get("tasks")
+    if not tasks or not isinstance(tasks, list) or len(set(tasks)) != len(tasks):
+        raise InputError(f"{params}: 'tasks' must be a non-empty list of distinct task names, got {tasks!r}")
+    options = (p.get("method_options") or {}).get(method)
+    if options is not None and not isinstance(options, dict):
+        raise InputError(f"{params}: 'method_options.{method}' must be a mapping of options, got {options!r}")
+    return [str(t) for t in tasks], check_method(method, options)
+
+
+def _inputs(method: str, tasks: list[str], fields: Path, features: Path, attributions: Path):
+    """The K per-model inputs of ``method`` and, for set methods, the features' (C, h, w)."""
+    if method in ("modelgif", "ig"):
+        paths = {t: fields / f"{t}.npy" for t in tasks}
+    elif method in FIELD_METHODS:
+        paths = {t: attributions / method / f"{t}.npy" for t in tasks}
+    else:
+        paths = {t: features / f"{t}.npy" for t in tasks}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{method}: no input {', '.join(missing)}")
+    if method in ("modelgif", "ig"):
+        check_fields(paths)  # same reference set and settings, before reading any values
+        return list(paths.values()), None
+    if method in FIELD_METHODS:
+        for p in paths.values():
+            field_shape(open_field(p))
+        return list(paths.values()), None
+    records = {t: json.loads((features / f"{t}.json").read_text()) for t in tasks}
+    refs = {r["reference_sha256"] for r in records.values()}
+    if len(refs) != 1:
+        raise InputError(f"{features}: the features of {', '.join(tasks)} come from different reference sets")
+    return [np.load(p) for p in paths.values()], [tuple(records[t]["shape"]) for t in tasks]
+
+
+@clean_errors(outputs=("out",))
+def main(
+    method: str = typer.Argument(..., help="modelgif, ig, saliency, gradxinput, rsa, cka or dds"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file holding tasks and method_options"),
+    metric: str = typer.Option("cosine", help="field methods: cosine or euclidean"),
+    n_boot: int = typer.Option(1000, help="bootstrap resamples of the reference images"),
+    seed: int = typer.Option(0, help="seed of the bootstrap resamples"),
+    fields: Path = typer.Option(Path("data/fields"), help="folder of <task>.npy fields"),
+    features: Path = typer.Option(Path("data/features"), help="folder of <task>.npy encoder features"),
+    attributions: Path = typer.Option(Path("data/attributions"), help="folder of <kind>/<task>.npy maps"),
+    out: Path = typer.Option(..., help="output folder"),
+) -> None:
+    tasks, options = _read_params(params, method)
+    check_output_dir(out)
+    inputs, shapes = _inputs(method, tasks, fields, features, attributions)
+    n_images = int(inputs[0].shape[0]) if hasattr(inputs[0], "shape") else int(open_field(inputs[0]).shape[0])
+    indices = resample_indices(n_images, n_boot, seed)
+    result = method_distances(method, inputs, indices, metric=metric, options=options, feature_shapes=shapes,
+                              progress=True)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {"bootstrap.npy": result.samples}
+    if result.contributions is not None:
+        arrays["contributions.npy"] = result.contributions
+    for name, array in arrays.items():
+        with atomic_path(out / name) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, np.ascontiguousarray(array, dtype=np.float64))
+    matrix_csv(out / "distance.csv", result.distance, tasks)
+    meta = {"method": method, "options": options, "metric": metric if method in FIELD_METHODS else None,
+            "tasks": tasks, "n_images": n_images, "bootstrap": {"n": n_boot, "seed": seed},
+            "resamples_sha256": hashlib.sha256(np.ascontiguousarray(indices, dtype=np.int64).tobytes()).hexdigest()}
+    write_text(out / "meta.json", json.dumps(meta, indent=1) + "\n")
+    typer.echo(f"{method}: distances between {len(tasks)} tasks on {n_images} images, {n_boot} resamples -> {out}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
