@@ -331,13 +331,17 @@ def test_correlate_on_a_zoo_without_ground_truth_says_so_and_writes_empty_metric
     _declare(tmp_path, "architecture: usernets:build\ninput_size: 16\nreference: mini-scenes\nmodels: [a, b, c]\n")
     from modelgif.plots import matrix_csv
 
-    matrix_csv(tmp_path / "distance.csv", np.array([[0, 1, 2], [1, 0, 3], [2, 3, 0.0]]), ["a", "b", "c"])
-    (tmp_path / "params.yaml").write_text("zoo: mine\n")
+    method = tmp_path / "methods" / "modelgif"  # what the distance@modelgif stage writes
+    method.mkdir(parents=True)
+    matrix_csv(method / "distance.csv", np.array([[0, 1, 2], [1, 0, 3], [2, 3, 0.0]]), ["a", "b", "c"])
+    np.save(method / "bootstrap.npy", np.zeros((2, 3, 3)))
+    (method / "meta.json").write_text("{}")
+    (tmp_path / "params.yaml").write_text("zoo: mine\nmethods: [modelgif]\n")
     r = subprocess.run([sys.executable, str(STAGES / "correlate.py"), "--zoo", "mine", "--params", "params.yaml",
-                        "--distance", "distance.csv", "--metrics", "m/correlation.json", "--plots", "plots"],
+                        "--methods", "methods", "--metrics", "m/correlation.json", "--plots", "plots"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "zoo mine declares no ground truth: nothing to correlate" in r.stdout
     assert json.loads((tmp_path / "m/correlation.json").read_text()) == {}
-    assert (tmp_path / "m/per_task_rho.csv").read_text() == "task,table,rho\n"
+    assert (tmp_path / "m/per_task_rho.csv").read_text() == "task,table,method,rho\n"
     assert (tmp_path / "plots").is_dir() and not list((tmp_path / "plots").iterdir())
