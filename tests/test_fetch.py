@@ -290,6 +290,34 @@ def test_ctrl_c_against_a_stalled_mirror_exits_within_seconds(tmp_path, faulty):
     assert not (tmp_path / "ref").exists()
 
 
+CTRL_C_ON_ANOTHER_THREAD = """
+import concurrent.futures, signal, threading
+from modelgif.reference.sample import _result
+
+future, release = concurrent.futures.Future(), threading.Event()
+
+def fetch():  # a fetch thread that receives the process's SIGINT, then stays stuck
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+    release.wait(60)
+    future.set_result(b"image")
+
+threading.Thread(target=fetch, daemon=True).start()
+try:
+    _result(future)
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted; fetch done:", future.done())
+"""
+
+
+def test_ctrl_c_delivered_to_a_fetch_thread_still_interrupts_the_wait():
+    # The kernel may deliver a process's SIGINT to any thread; Python runs the handler only in the
+    # main thread, which must therefore not sit in one long lock wait (the flaky-CI hang above).
+    r = subprocess.run([sys.executable, "-c", CTRL_C_ON_ANOTHER_THREAD], capture_output=True, text=True,
+                       timeout=120)
+    assert r.stdout.strip() == "interrupted; fetch done: False", r.stdout + r.stderr
+
+
 def test_fetch_reference_stalled_mirror_fails_within_its_timeout(tmp_path, faulty):
     write_sample_building(tmp_path / "www", 2, size=(16, 16))
     base, _ = faulty(tmp_path / "www", "stall")

@@ -47,6 +47,16 @@ def _in_daemon_thread(fn, arg) -> concurrent.futures.Future:
     return future
 
 
+def _result(future: concurrent.futures.Future, poll: float = 0.25):
+    """``future.result()``, waited for in short slices. A signal (Ctrl-C) that the kernel
+    delivers to another thread of the process (a fetch thread, torch's workers) does not
+    interrupt a main thread blocked in one long lock wait, and Python runs signal handlers only
+    in the main thread: without the slices, Ctrl-C waited for a stalled socket's timeout."""
+    while not concurrent.futures.wait([future], timeout=poll).done:
+        pass
+    return future.result()
+
+
 def fetch_taskonomy_sample(
     n_images: int,
     base_url: str = SAMPLE_BASE_URL,
@@ -92,7 +102,7 @@ def fetch_taskonomy_sample(
                     pending.append((next_point, _in_daemon_thread(get, next_point)))
                     next_point += 1
                 point, future = pending.popleft()
-                data = future.result()
+                data = _result(future)
                 if data is None:
                     misses += 1
                     if misses >= max_misses:
