@@ -291,18 +291,21 @@ def test_ctrl_c_against_a_stalled_mirror_exits_within_seconds(tmp_path, faulty):
 
 
 CTRL_C_ON_ANOTHER_THREAD = """
-import concurrent.futures, signal, threading
+import concurrent.futures, signal, threading, time
 from modelgif.reference.sample import _result
 
-future, release = concurrent.futures.Future(), threading.Event()
+future, waiting, release = concurrent.futures.Future(), threading.Event(), threading.Event()
 
 def fetch():  # a fetch thread that receives the process's SIGINT, then stays stuck
+    waiting.wait(60)
+    time.sleep(0.2)  # the main thread is in its wait by now (if not, it is interrupted all the same)
     signal.pthread_kill(threading.get_ident(), signal.SIGINT)
     release.wait(60)
     future.set_result(b"image")
 
 threading.Thread(target=fetch, daemon=True).start()
 try:
+    waiting.set()
     _result(future)
     print("not interrupted")
 except KeyboardInterrupt:
