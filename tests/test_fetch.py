@@ -267,13 +267,20 @@ def test_fetch_reference_retries_a_dropped_connection_of_an_archive_url(tmp_path
     np.testing.assert_array_equal(np.load(tmp_path / "ref" / "images.npy")[:, 0, 4, 4], [0, 40, 80])
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default. A suite started as a background job of a
+    non-interactive shell (`make test &`) inherits SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler: Ctrl-C could not be tested at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_against_a_stalled_mirror_exits_within_seconds(tmp_path, faulty):
     write_sample_building(tmp_path / "www", 16, size=(16, 16))
     base, requests = faulty(tmp_path / "www", "stall")
     env = {**os.environ, "TORCH_HOME": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, str(STAGES / "fetch_reference.py"), "--base-url", base,
                              "--n-images", "16", "--out", str(tmp_path / "ref")], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 60
         while sum(requests.values()) < 8 and time.monotonic() < deadline:  # all 8 workers are stuck
@@ -317,7 +324,7 @@ def test_ctrl_c_delivered_to_a_fetch_thread_still_interrupts_the_wait():
     # The kernel may deliver a process's SIGINT to any thread; Python runs the handler only in the
     # main thread, which must therefore not sit in one long lock wait (the flaky-CI hang above).
     r = subprocess.run([sys.executable, "-c", CTRL_C_ON_ANOTHER_THREAD], capture_output=True, text=True,
-                       timeout=120)
+                       timeout=120, preexec_fn=_default_sigint)
     assert r.stdout.strip() == "interrupted; fetch done: False", r.stdout + r.stderr
 
 
