@@ -18,9 +18,9 @@ dds           the same                                        :func:`modelgif.si
 
 Field methods are means over images: their resampled distances are weighted means of the
 per-image contributions (N, K, K), returned too, so a resample costs no field read. Set-level
-methods are recomputed per resample on the cheap paths of
-:func:`modelgif.bootstrap.bootstrap_set_distances` (CKA from indexed Gram matrices; DDS with
-``bootstrap_refit: false`` indexes the per-model kernel matrices of all N images).
+methods are recomputed per resample from per-model (N, N) matrices built once
+(:func:`modelgif.bootstrap.set_distances`: CKA's Gram matrices, RSA's RDMs, DDS's kernel
+matrices of all N images with ``bootstrap_refit: false``), in torch on the GPU when there is one.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bootstrap import bootstrap_field_distances, bootstrap_set_distances, image_contributions
-from .similarity import DDS_KERNELS, DDS_RDMS, FEATURE_NORMS, cka_distance, dds_distance, rsa_distance
+from .bootstrap import bootstrap_field_distances, image_contributions, set_distances
+from .similarity import DDS_KERNELS, DDS_RDMS, FEATURE_NORMS
 from .storage import open_field
 
 #: Methods whose distance is a mean over images of per-image field distances.
@@ -98,7 +98,7 @@ class MethodDistances:
 
 def method_distances(method: str, inputs: Sequence, indices: np.ndarray, *, metric: str = "cosine",
                      options: Mapping | None = None, feature_shapes: Sequence | None = None,
-                     progress: bool = False) -> MethodDistances:
+                     device=None, progress: bool = False) -> MethodDistances:
     """One method's distances between K models, on all images and on every bootstrap resample.
 
     Args:
@@ -110,6 +110,8 @@ def method_distances(method: str, inputs: Sequence, indices: np.ndarray, *, metr
         metric: ``cosine`` or ``euclidean``, for the field methods.
         options: the method's options (:data:`DEFAULT_OPTIONS`).
         feature_shapes: per model (C, h, w) of the features, for DDS's channel-wise normalisations.
+        device: torch device of the set-level methods' bootstrap (None: CUDA when torch sees a
+            GPU, else the CPU; :func:`modelgif.bootstrap.set_distances`).
 
     Returns:
         :class:`MethodDistances`.
@@ -120,17 +122,10 @@ def method_distances(method: str, inputs: Sequence, indices: np.ndarray, *, metr
         contributions = image_contributions(fields, metric, progress=progress)
         return MethodDistances(contributions.mean(axis=0), bootstrap_field_distances(contributions, indices),
                                contributions)
-    if method == "rsa":
-        return MethodDistances(rsa_distance(inputs), bootstrap_set_distances("rsa", inputs, indices))
-    if method == "cka":
-        return MethodDistances(cka_distance(inputs, debiased=opts["debiased"]),
-                               bootstrap_set_distances("cka", inputs, indices, progress=progress,
-                                                       debiased=opts["debiased"]))
-    dds = {k: opts[k] for k in ("kernel", "feature_norm", "debiased")}
-    return MethodDistances(
-        dds_distance(inputs, feature_shapes=feature_shapes, **dds),
-        bootstrap_set_distances("dds", inputs, indices, progress=progress, refit=opts["bootstrap_refit"],
-                                feature_shapes=feature_shapes, **dds))
+    if method == "dds":
+        opts = {"kernel": opts["kernel"], "feature_norm": opts["feature_norm"], "debiased": opts["debiased"],
+                "refit": opts["bootstrap_refit"], "feature_shapes": feature_shapes}
+    return MethodDistances(*set_distances(method, inputs, indices, device=device, progress=progress, **opts))
 
 
 __all__ = ["DEFAULT_OPTIONS", "FIELD_METHODS", "METHODS", "MethodDistances", "SET_METHODS", "check_method",

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from scipy.spatial.distance import pdist, squareform
 from scipy.stats import spearmanr
 
@@ -14,6 +15,8 @@ from modelgif.bootstrap import (
     percentile_interval,
     resample_counts,
     resample_indices,
+    resampled_cka,
+    resampled_rsa,
     summarize,
 )
 from modelgif.correlation import per_task_spearman
@@ -103,15 +106,63 @@ def test_rsa_bootstrap_with_ties_and_small_blocks():
     rng = np.random.default_rng(5)
     feats = [np.c_[np.round(x), np.arange(8) % 2] for x in _features(rng, n=8, d=3)]  # never constant
     idx = resample_indices(8, 5, seed=3)
-    from modelgif.bootstrap import _rsa_bootstrap
-
-    one_block = _rsa_bootstrap(feats, idx)
-    tiny = _rsa_bootstrap(feats, idx, max_block_bytes=1)
+    rdms = np.stack([squareform(pdist(x, "correlation")) for x in feats])
+    one_block = 1 - resampled_rsa(rdms, resample_counts(idx, 8), device="cpu")
+    tiny = 1 - resampled_rsa(rdms, resample_counts(idx, 8), device="cpu", max_block_bytes=1)
     assert np.allclose(one_block, tiny, atol=1e-12)
     r = idx[0]
     keep = squareform(r[:, None] != r[None, :], checks=False)
     vecs = [pdist(x[r], "correlation")[keep] for x in feats]
     assert one_block[0, 0, 1] == pytest.approx(1 - spearmanr(vecs[0], vecs[1]).statistic, abs=1e-10)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_resampled_cka_of_positive_features_with_a_large_common_part(debiased):
+    """ReLU-like features far from zero: the Gram matrices are dominated by a common component that
+    the weighted sums must not lose to cancellation; block sizes do not change the result."""
+    rng = np.random.default_rng(11)
+    latent = rng.standard_normal((40, 5))
+    feats = [np.maximum(0, 50 + latent @ rng.standard_normal((5, 30)) + rng.standard_normal((40, 30)))
+             for _ in range(5)]
+    idx = resample_indices(40, 8, seed=5)
+    grams = np.stack([x @ x.T for x in feats])
+    got = resampled_cka(grams, resample_counts(idx, 40), debiased=debiased, device="cpu")
+    tiny = resampled_cka(grams, resample_counts(idx, 40), debiased=debiased, device="cpu", max_block_bytes=1)
+    assert np.abs(got - tiny).max() < 1e-12
+    for b in range(8):
+        direct = cka_distance([x[idx[b]] for x in feats], debiased=debiased)
+        assert np.abs(1 - got[b] - direct).max() < 1e-10, b
+    assert np.abs(got[:, 0, 1] - got[0, 0, 1]).max() > 1e-4  # resamples differ
+
+
+def test_resampled_cka_of_a_constant_model_is_zero_as_on_the_rows():
+    """A model with constant features has a zero centred Gram matrix on every resample: similarity
+    0 with every model, itself included (cka_from_grams's convention), not noise over noise."""
+    feats = _features(np.random.default_rng(12), k=3)
+    feats.append(np.full((12, 6), 3.0))
+    idx = resample_indices(12, 4, seed=6)
+    for debiased in (False, True):
+        boot = bootstrap_set_distances("cka", feats, idx, debiased=debiased, device="cpu")
+        for b in range(4):
+            assert np.array_equal(boot[b, 3], np.ones(4)) and np.array_equal(boot[b, :, 3], np.ones(4))
+            assert np.allclose(boot[b], cka_distance([x[idx[b]] for x in feats], debiased=debiased), atol=1e-10)
+
+
+def test_resampled_set_methods_name_bad_counts():
+    grams = np.stack([np.eye(5)] * 2)
+    with pytest.raises(ValueError, match=r"counts must be \(B, N = 5\)"):
+        resampled_cka(grams, np.ones((3, 4)), device="cpu")
+    with pytest.raises(ValueError, match="at least 4 per resample"):
+        resampled_rsa(grams, np.array([[1, 1, 1, 0, 0]]), device="cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_set_level_bootstrap_on_cuda_equals_the_cpu():
+    feats = _features(np.random.default_rng(13), n=30, d=8)
+    idx = resample_indices(30, 20, seed=7)
+    for method, options in (("cka", {}), ("cka", {"debiased": True}), ("rsa", {}), ("dds", {"refit": False})):
+        on_cpu = bootstrap_set_distances(method, feats, idx, device="cpu", **options)
+        assert np.abs(bootstrap_set_distances(method, feats, idx, device="cuda", **options) - on_cpu).max() < 1e-10
 
 
 @pytest.mark.parametrize("kernel,norm", [("laplacian", "znorm"), ("rbf", "centering"), ("pearson", "batch_norm"),
