@@ -1,13 +1,14 @@
-"""What the stage commands share: DVC-rendered booleans and one-line errors."""
+"""What the stage commands share: DVC-rendered booleans, the task list, the device, one-line errors."""
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import typer
 import yaml
 
-from modelgif.errors import USER_ERRORS, describe
+from modelgif.errors import USER_ERRORS, InputError, describe
 
 
 def parse_bool(value: str, name: str = "value") -> bool:
@@ -16,6 +17,31 @@ def parse_bool(value: str, name: str = "value") -> bool:
     if v not in ("true", "1", "yes", "false", "0", "no"):
         raise typer.BadParameter(f"expected true or false, got {value!r}", param_hint=name)
     return v in ("true", "1", "yes")
+
+
+def read_tasks(params: Path) -> list[str]:
+    """The ``tasks`` list of a params file; ``InputError`` unless it is a non-empty list of distinct names."""
+    tasks = (yaml.safe_load(Path(params).read_text()) or {}).get("tasks")
+    if not tasks or not isinstance(tasks, list) or len(set(tasks)) != len(tasks):
+        raise InputError(f"{params}: 'tasks' must be a non-empty list of distinct task names, got {tasks!r}")
+    return [str(t) for t in tasks]
+
+
+def resolve_device(device: str):
+    """``auto`` → CUDA if torch sees one, else the CPU; anything else as torch reads it
+    (``cpu``, ``cuda``, ``cuda:N``). A ``typer.BadParameter`` names an unknown device or a CUDA
+    device asked for where there is none."""
+    import torch  # not every stage needs torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise typer.BadParameter(f"unknown device {device!r}: {e}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise typer.BadParameter(f"device {device!r} asked for, but CUDA is not available")
+    return dev
 
 
 def fail(message: str) -> None:

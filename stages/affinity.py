@@ -16,20 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from _cli import clean_errors
-import yaml
+from _cli import clean_errors, read_tasks
 
 from modelgif.distance import affinity_matrix, check_metric
 from modelgif.errors import check_output_dir
 from modelgif.plots import matrix_csv, ranked_long_csv, similarity_tree
 from modelgif.provenance import check_fields
-
-
-def read_tasks(params: Path) -> list[str]:
-    tasks = (yaml.safe_load(params.read_text()) or {}).get("tasks")
-    if not tasks or not isinstance(tasks, list) or len(set(tasks)) != len(tasks):
-        raise ValueError(f"{params}: 'tasks' must be a non-empty list of distinct task names, got {tasks!r}")
-    return [str(t) for t in tasks]
 
 
 @clean_errors(outputs=("out",))

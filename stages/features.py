@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import typer
-from _cli import clean_errors
+from _cli import clean_errors, resolve_device
 
 from modelgif._atomic import atomic_path, write_text
 from modelgif.attribution import ATTRIBUTIONS, attribution_maps, encoder_features
@@ -38,15 +38,6 @@ from modelgif.reference import load_reference_images
 from modelgif.storage import save_field
 from modelgif.targets import check_target
 from modelgif.zoos import check_zoo, load_zoo_encoder, target_is_void
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available")
-    return dev
 
 
 @clean_errors(outputs=("features", "attributions"))
@@ -64,7 +55,7 @@ def main(
     check_zoo(zoo)
     for folder in (features, *(attributions / k for k in ATTRIBUTIONS)):
         check_output_dir(folder)
-    dev = _device(device)
+    dev = resolve_device(device)
     model = load_zoo_encoder(zoo, task, checkpoint, map_location=dev)
     images = load_reference_images(reference).to(dev)
     feats = encoder_features(model, images)

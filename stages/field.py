@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 import typer
-from _cli import clean_errors, fail, parse_bool
+from _cli import clean_errors, fail, parse_bool, resolve_device
 from tqdm.auto import tqdm
 
 from modelgif.baselines import make_baselines
@@ -44,19 +44,6 @@ from modelgif.storage import storage_dtype
 from modelgif.sketch import check_sketch_dim
 from modelgif.targets import check_target
 from modelgif.zoos import check_zoo, load_zoo_encoder, target_is_void
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA if available else CPU; anything else as torch reads it."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise typer.BadParameter(f"unknown device {device!r}: {e}") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise typer.BadParameter(f"device {device!r} asked for, but CUDA is not available")
-    return dev
 
 
 @clean_errors(outputs=("out",))

@@ -15,6 +15,10 @@ method, which the correlate stage checks through their sha256. Writes into ``--o
 - ``bootstrap.npy``: D (B, K, K) float64 on the B resamples;
 - ``contributions.npy`` (field methods): per-image contributions (N, K, K), whose mean is D;
 - ``meta.json``: method, options, metric, tasks, N, bootstrap n and seed, the resamples' sha256.
+
+``MODELGIF_DEVICE`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) chooses where the set-level
+methods' bootstrap runs (torch float64; ``auto``: the GPU when there is one); it does not change
+the result beyond rounding, so it is not a param.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from _cli import clean_errors
+from _cli import clean_errors, read_tasks, resolve_device
 import yaml
 
 from modelgif._atomic import atomic_path, write_text
@@ -38,14 +42,11 @@ from modelgif.storage import field_shape, open_field
 
 
 def _read_params(params: Path, method: str) -> tuple[list[str], dict]:
-    p = yaml.safe_load(params.read_text()) or {}
-    tasks = p.get("tasks")
-    if not tasks or not isinstance(tasks, list) or len(set(tasks)) != len(tasks):
-        raise InputError(f"{params}: 'tasks' must be a non-empty list of distinct task names, got {tasks!r}")
-    options = (p.get("method_options") or {}).get(method)
+    tasks = read_tasks(params)
+    options = ((yaml.safe_load(params.read_text()) or {}).get("method_options") or {}).get(method)
     if options is not None and not isinstance(options, dict):
         raise InputError(f"{params}: 'method_options.{method}' must be a mapping of options, got {options!r}")
-    return [str(t) for t in tasks], check_method(method, options)
+    return tasks, check_method(method, options)
 
 
 def _inputs(method: str, tasks: list[str], fields: Path, features: Path, attributions: Path):
@@ -84,14 +85,17 @@ def main(
     features: Path = typer.Option(Path("data/features"), help="folder of <task>.npy encoder features"),
     attributions: Path = typer.Option(Path("data/attributions"), help="folder of <kind>/<task>.npy maps"),
     out: Path = typer.Option(..., help="output folder"),
+    device: str = typer.Option("auto", envvar="MODELGIF_DEVICE",
+                               help="auto, cpu, cuda, cuda:N: where the set-level methods' bootstrap runs"),
 ) -> None:
     tasks, options = _read_params(params, method)
+    dev = resolve_device(device)
     check_output_dir(out)
     inputs, shapes = _inputs(method, tasks, fields, features, attributions)
     n_images = int(inputs[0].shape[0]) if hasattr(inputs[0], "shape") else int(open_field(inputs[0]).shape[0])
     indices = resample_indices(n_images, n_boot, seed)
     result = method_distances(method, inputs, indices, metric=metric, options=options, feature_shapes=shapes,
-                              progress=True)
+                              device=dev, progress=True)
     out.mkdir(parents=True, exist_ok=True)
     arrays = {"bootstrap.npy": result.samples}
     if result.contributions is not None:

@@ -171,6 +171,14 @@ def test_method_distance_errors(fields, tmp_path):
     r = run_stage("method_distance.py", "cka", *args, "--features", tmp_path / "none", cwd=tmp_path)
     assert_one_line_error(r, "cka: no input", "none/normal.npy")
     assert not (tmp_path / "out").exists()
+    # a device that is not there is a usage error (status 2) before anything is read
+    for device, fragment in (("gpu", "unknown device 'gpu'"), ("cuda:0", "asked for, but CUDA is not available")):
+        if device.startswith("cuda") and torch.cuda.is_available():
+            continue
+        r = run_stage("method_distance.py", "cka", *args, "--features", tmp_path / "none", cwd=tmp_path,
+                      MODELGIF_DEVICE=device)
+        assert r.returncode == 2 and fragment in r.stderr and "no input" not in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_affinity_output_errors_come_before_any_work(fields, tmp_path, readonly_dir):
