@@ -44,17 +44,18 @@ Prints markdown tables and writes them, with every number and the machine, to
    wall time, peak host and GPU memory, extrapolated to 17 tasks beside the ceiling and the
    one-image loop of section 1; then the 17-field affinity on that field. ``--tiny`` shrinks
    it to 4 images × 4 steps at 32 px: a dry run of the GPU script on a CPU.
-7. ``bootstrap``: the set-level methods' bootstrap (CKA, RSA, DDS at their defaults, 1000
-   resamples, :func:`modelgif.bootstrap.bootstrap_set_distances`) beside one field of the same
-   shape in the same run, as a ratio: the mini zoo's shape (17 × 100 images, 128 features, a
-   64 px field) measured whole, and Taskonomy's (17 × 1000 images, 512 features, a 1000 × 50
-   field at 128 px), extrapolated (see :func:`bootstrap_cost`); ``--quick``: the mini shape
-   only, small; ``--tiny``: both, small.
+7. ``bootstrap``: the set-level methods' bootstrap (CKA, RSA, DDS as the pipeline runs them,
+   1000 resamples, :func:`modelgif.bootstrap.bootstrap_set_distances` on the device) beside one
+   field of the same shape in the same run, as a ratio: the mini zoo's shape (17 × 100 images,
+   128 features, a 64 px field) and Taskonomy's (17 × 1000 images, 512 features, a 1000 × 50
+   field at 128 px, extrapolated from 4 images on the CPU; see :func:`bootstrap_cost`);
+   ``--quick``: the mini shape only, small; ``--tiny``: both, small.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -596,28 +597,32 @@ def full_run(tmp: Path, device: torch.device, precisions, n_images: int = 1000, 
 
 # --------------------------------------------------------------------------- 7. bootstrap cost
 
-#: The set-level methods as the pipeline runs them: each method's defaults (issue 12's
-#: pre-registered configuration): linear CKA, biased; RSA; DDS (z-score, Laplacian, debiased CKA,
-#: the normalisation refitted on each resample).
-BOOT_METHODS = (("cka", {}), ("rsa", {}), ("dds", {}))
-#: Timed too, not counted in the total: DDS normalised once on all images and indexed (an
-#: approximation, ``bootstrap_set_distances(..., refit=False)``).
-BOOT_EXTRA = (("dds", {"refit": False}),)
+#: The set-level methods as the pipeline runs them (each method's defaults in params.yaml): linear
+#: CKA, biased; RSA; DDS (z-score, Laplacian, debiased CKA) with ``bootstrap_refit: false``
+#: (normalised once on all images, its kernel matrices resampled like CKA's Gram matrices).
+BOOT_METHODS = (("cka", {}), ("rsa", {}), ("dds", {"refit": False}))
+#: Timed too, not counted in the total: DDS refitted on every resample (exact, numpy on the CPU,
+#: ``bootstrap_refit: true``).
+BOOT_EXTRA = (("dds", {"refit": True}),)
 
 
-#: Taskonomy's shape: the resample counts timed (after one untimed warm-up resample), extrapolated to 1000.
+#: Taskonomy's shape: the resample counts at which :data:`BOOT_EXTRA` is timed (after one untimed
+#: warm-up resample), extrapolated to 1000; the counted methods are timed whole.
 BOOT_MEASURED_AT = (2, 6)
 
 
-def _set_level_bootstrap(feats, n_boot: int, measured_at, seed: int = 0) -> list[dict]:
+def _set_level_bootstrap(feats, n_boot: int, device: torch.device, extra_measured_at=None,
+                         seed: int = 0) -> list[dict]:
     """Per method: the time of :func:`modelgif.bootstrap.bootstrap_set_distances` over
-    ``n_boot`` resamples of the N images of ``feats`` (K arrays (N, D)). ``measured_at`` = None:
-    all ``n_boot`` timed. Otherwise (b₁, b₂): the first b₁ and b₂ resamples are timed and the
-    line t = a + b·B through the two points is extrapolated to ``n_boot`` (resamples are
-    independent computations of equal cost; a is the per-call set-up: Gram matrices, RDMs).
-    Each row also checks what was timed: a permutation of the images as the resample gives the
-    method's distance on all images (``max_abs_diff_permutation``), and for CKA and DDS the first
-    resample gives the method on the resampled rows (``max_abs_diff_resample``)."""
+    ``n_boot`` resamples of the N images of ``feats`` (K arrays (N, D)) on ``device``, set-up
+    (Gram, kernel and RDM matrices) included, after an untimed call on one resample (BLAS and
+    CUDA warm-up). :data:`BOOT_METHODS` are timed whole. :data:`BOOT_EXTRA` too, unless
+    ``extra_measured_at`` = (b₁, b₂): then the first b₁ and b₂ resamples are timed and the line
+    t = a + b·B through the two points is extrapolated to ``n_boot`` (its resamples are
+    independent computations of equal cost; a is the set-up). Each row also checks what was
+    timed: a permutation of the images as the resample gives the method's distance on all images
+    (``max_abs_diff_permutation``), and where the method is exact on the resampled rows (CKA,
+    DDS refitted) so does the first resample (``max_abs_diff_resample``)."""
     from modelgif.bootstrap import bootstrap_set_distances, resample_indices
     from modelgif.similarity import cka_distance, dds_distance, rsa_distance
 
@@ -627,33 +632,35 @@ def _set_level_bootstrap(feats, n_boot: int, measured_at, seed: int = 0) -> list
     perm = np.random.default_rng(seed).permutation(n)[None, :]
     rows = []
     for method, options in BOOT_METHODS + BOOT_EXTRA:
+        counted = (method, options) in BOOT_METHODS
         row = {"method": method + "".join(f" ({k}={v})" for k, v in options.items()), "options": options,
-               "counted": not options, "k": len(feats), "n_images": n, "dims": int(feats[0].shape[1]),
-               "n_resamples": n_boot}
-        bootstrap_set_distances(method, feats, idx[:1], **options)  # warm-up: BLAS threads, first allocations
-        if measured_at is None:
+               "counted": counted, "device": str(device) if not options.get("refit") else "cpu (numpy)",
+               "k": len(feats), "n_images": n, "dims": int(feats[0].shape[1]), "n_resamples": n_boot}
+        run = functools.partial(bootstrap_set_distances, method, feats, device=device, **options)
+        run(idx[:1])  # warm-up: BLAS threads, CUDA context and kernels, first allocations
+        if counted or extra_measured_at is None:
             t0 = time.perf_counter()
-            samples = bootstrap_set_distances(method, feats, idx, **options)
+            samples = run(idx)
             row.update(seconds=time.perf_counter() - t0, measured_resamples=[n_boot], extrapolated=False)
         else:
             times = []
-            for b in measured_at:
+            for b in extra_measured_at:
                 t0 = time.perf_counter()
-                samples = bootstrap_set_distances(method, feats, idx[:b], **options)
+                samples = run(idx[:b])
                 times.append(time.perf_counter() - t0)
-            (b1, b2), (t1, t2) = measured_at, times
+            (b1, b2), (t1, t2) = extra_measured_at, times
             per = (t2 - t1) / (b2 - b1)
-            row.update(measured_resamples=list(measured_at), measured_seconds=times, setup_seconds=t1 - per * b1,
-                       seconds_per_resample=per, seconds=t1 + per * (n_boot - b1), extrapolated=True)
+            row.update(measured_resamples=list(extra_measured_at), measured_seconds=times,
+                       setup_seconds=t1 - per * b1, seconds_per_resample=per, seconds=t1 + per * (n_boot - b1),
+                       extrapolated=True)
         plain = {k: v for k, v in options.items() if k != "refit"}
-        row["max_abs_diff_permutation"] = float(np.abs(
-            bootstrap_set_distances(method, feats, perm, **options)[0] - direct[method](feats, **plain)).max())
-        if method != "rsa" and options.get("refit", True):  # rsa leaves out an image's pairs with its own copies: not rsa_distance of the rows
+        row["max_abs_diff_permutation"] = float(np.abs(run(perm)[0] - direct[method](feats, **plain)).max())
+        if method == "cka" or options.get("refit"):  # rsa leaves out an image's pairs with its own copies
             row["max_abs_diff_resample"] = float(np.abs(
-                samples[0] - direct[method]([x[idx[0]] for x in feats], **options)).max())
+                samples[0] - direct[method]([x[idx[0]] for x in feats], **plain)).max())
         rows.append(row)
-        print(f"    {row['method']}: {row['seconds']:.2f} s for {n_boot} resamples"
-              + (f" (extrapolated from {measured_at})" if measured_at else ""), flush=True)
+        print(f"    {row['method']}: {row['seconds']:.2f} s for {n_boot} resamples on {row['device']}"
+              + (f" (extrapolated from {extra_measured_at})" if row["extrapolated"] else ""), flush=True)
     return rows
 
 
@@ -691,8 +698,9 @@ def bootstrap_cost(tmp: Path, device: torch.device, *, quick: bool, tiny: bool,
     - ``taskonomy`` (not with ``quick``): Taskonomy's shape: K = 17, N = 1000, D = a
       TaskonomyEncoder's output size at 128 px (8·8·8 = 512; standard-normal features: the
       cost does not depend on the values) and one random-init TaskonomyEncoder field of
-      1000 × 50 at 128 px. The bootstrap is extrapolated from :data:`BOOT_MEASURED_AT`
-      resamples (t = a + b·B; it runs in numpy on the CPU whatever the device); the field is
+      1000 × 50 at 128 px. The bootstrap runs on ``device`` (torch float64) and is timed whole,
+      except the exact DDS row (numpy on the CPU), extrapolated from :data:`BOOT_MEASURED_AT`
+      resamples (t = a + b·B); the field is
       extrapolated from 4 images (× 250) on the CPU and measured whole on CUDA. ``tiny``:
       N = 50, a field of 4 steps at 32 px from 2 images, 20 resamples (and the mini shape
       as with ``quick``): a dry run.
@@ -714,7 +722,7 @@ def bootstrap_cost(tmp: Path, device: torch.device, *, quick: bool, tiny: bool,
     images = torch.rand(n, 3, 64, 64, generator=g) * 2 - 1
     feats = [encoder_features(m, images) for m in models]
     field = _one_field_seconds(models[0], n, 64, steps, tmp, device)
-    methods = _set_level_bootstrap(feats, b, None)
+    methods = _set_level_bootstrap(feats, b, device)
     out["shapes"]["mini"] = {"field": field, "methods": methods}
     if tiny or not quick:
         n_tk, n_field = (50, 2) if tiny else (1000, 4 if device.type == "cpu" else 1000)
@@ -728,7 +736,7 @@ def bootstrap_cost(tmp: Path, device: torch.device, *, quick: bool, tiny: bool,
         feats = [rng.standard_normal((n_tk, dims)) for _ in range(17)]
         field = _one_field_seconds(encoder, n_tk, px_tk, 4 if tiny else N_STEPS, tmp, device,
                                    measured_images=n_field)
-        methods = _set_level_bootstrap(feats, b, BOOT_MEASURED_AT)
+        methods = _set_level_bootstrap(feats, b, device, BOOT_MEASURED_AT)
         out["shapes"]["taskonomy"] = {"field": field, "methods": methods}
     for shape in out["shapes"].values():
         for r in shape["methods"]:
@@ -816,17 +824,17 @@ def tables(result: dict) -> str:
         bt = result["bootstrap"]
         lines += ["", f"Set-level methods' bootstrap ({bt['n_resamples']} resamples) beside one field of the same "
                   f"shape (same run; load average at the end {bt['load_average_at_end'][0]:.1f}):", "",
-                  "| shape | method | K | N | D | bootstrap (s) | one field (s) | bootstrap / one field "
-                  "| / 17 fields |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| shape | method | on | K | N | D | bootstrap (s) | one field (s) | bootstrap / one field "
+                  "| / 17 fields |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for name, shape in bt["shapes"].items():
             f = shape["field"]
             fs = f"{f['seconds']:.1f}" + (f" (from {f['measured_images']} images)" if f["extrapolated"] else "")
             for r in shape["methods"]:
                 bs = f"{r['seconds']:.2f}" + (f" (from {r['measured_resamples']})" if r["extrapolated"] else "")
                 label = r["method"] if r["counted"] else f"{r['method']}, not counted"
-                lines.append(f"| {name} | {label} | {r['k']} | {r['n_images']} | {r['dims']} | {bs} | {fs} "
+                lines.append(f"| {name} | {label} | {r['device']} | {r['k']} | {r['n_images']} | {r['dims']} | {bs} | {fs} "
                              f"| {r['ratio_to_one_field']:.3f} | {r['ratio_to_one_field'] / 17:.4f} |")
-            lines.append(f"| {name} | **all three** | | | | {shape['all_methods_seconds']:.2f} | {fs} "
+            lines.append(f"| {name} | **all three** | | | | | {shape['all_methods_seconds']:.2f} | {fs} "
                          f"| **{shape['all_methods_ratio_to_one_field']:.3f}** "
                          f"| **{shape['all_methods_ratio_to_17_fields']:.4f}** |")
     return "\n".join(lines)

@@ -51,14 +51,16 @@ def _bootstrap_section_checks(bt: dict, n_resamples: int) -> None:
         field = shape["field"]
         assert field["seconds"] == pytest.approx(field["measured_seconds"] * field["n_images"] / field["measured_images"])
         rows = {r["method"]: r for r in shape["methods"]}
-        assert list(rows) == ["cka", "rsa", "dds", "dds (refit=False)"]
-        assert [r["counted"] for r in rows.values()] == [True, True, True, False]
+        assert list(rows) == ["cka", "rsa", "dds (refit=False)", "dds (refit=True)"]  # as the pipeline runs them, then
+        assert [r["counted"] for r in rows.values()] == [True, True, True, False]  # the exact DDS, not counted
+        assert [r["device"] for r in rows.values()] == ["cpu", "cpu", "cpu", "cpu (numpy)"]
         for r in rows.values():
             assert r["k"] == 17 and r["n_resamples"] == n_resamples
             # what was timed computes the method: a permutation resample is the full-data distance,
             # and CKA's / DDS's first resample is the method on the resampled rows
             assert r["max_abs_diff_permutation"] < 1e-8, (name, r)
             assert r["method"] in ("rsa", "dds (refit=False)") or r["max_abs_diff_resample"] < 1e-8, (name, r)
+            assert r["method"] not in ("rsa", "dds (refit=False)") or "max_abs_diff_resample" not in r
             assert r["ratio_to_one_field"] == pytest.approx(r["seconds"] / field["seconds"])
             if r["extrapolated"]:
                 (b1, b2), (t1, t2) = r["measured_resamples"], r["measured_seconds"]
@@ -73,8 +75,8 @@ def _bootstrap_section_checks(bt: dict, n_resamples: int) -> None:
 def test_bootstrap_section_dry_run(tmp_path):
     """The bootstrap section's dry run (``--tiny``): the mini zoo's shape (17 mini encoders' outputs
     for 16 images, 20 resamples, measured whole) and Taskonomy's, shrunk (N = 50, a
-    TaskonomyEncoder's outputs at 32 px; 2 and 6 resamples timed, extrapolated to 20), each
-    beside one field of the same shape."""
+    TaskonomyEncoder's outputs at 32 px; the counted methods timed whole, the exact DDS at 2 and 6
+    resamples, extrapolated to 20), each beside one field of the same shape."""
     out = tmp_path / "r.json"
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--device", "cpu", "--tiny",
                         "--sections", "bootstrap", "--out", str(out)], capture_output=True, text=True, timeout=600)
@@ -88,10 +90,10 @@ def test_bootstrap_section_dry_run(tmp_path):
     assert {(m["n_images"], m["dims"]) for m in mini["methods"]} == {(16, 8 * 4 * 4)}  # the mini encoders' outputs
     assert (tk["field"]["n_images"], tk["field"]["measured_images"], tk["field"]["px"]) == (50, 2, 32)
     assert tk["field"]["extrapolated"]
-    assert all(m["extrapolated"] and m["measured_resamples"] == [2, 6] and (m["n_images"], m["dims"]) == (50, 8 * 2 * 2)
-               for m in tk["methods"])  # a TaskonomyEncoder's 8 channels at 1/16 of 32 px
+    assert {(m["n_images"], m["dims"]) for m in tk["methods"]} == {(50, 8 * 2 * 2)}  # 8 channels at 1/16 of 32 px
+    assert [(m["extrapolated"], m["measured_resamples"]) for m in tk["methods"]] == [(False, [20])] * 3 + [(True, [2, 6])]
     _bootstrap_section_checks(bt, 20)
     assert result["checks"]["bootstrap_ratio_to_one_field"] == pytest.approx(
         {"mini": mini["all_methods_ratio_to_one_field"], "taskonomy": tk["all_methods_ratio_to_one_field"]})
     assert "| mini | **all three** |" in result["tables_markdown"]
-    assert "| taskonomy | dds (refit=False), not counted |" in result["tables_markdown"]
+    assert "| taskonomy | dds (refit=True), not counted | cpu (numpy) |" in result["tables_markdown"]
