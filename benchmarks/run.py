@@ -522,26 +522,33 @@ def _write_real_size_fields(folder: Path, k: int, n: int, n_steps: int, n_pixels
 
 def affinity_17(tmp: Path, device: torch.device, n_images: int = 8, n_steps: int = N_STEPS,
                 n_pixels: int = 128 * 128, k: int = 17, full_n: int = 1000) -> list[dict]:
-    """``affinity_matrix`` over 17 fields of ``n_images`` × 50 × 128·128 (float16 storage, the
-    pipeline's), timed per backend, and extrapolated linearly to the real N = 1000 (its work
-    and reads are linear in N)."""
+    """``affinity_matrix`` (the affinity stage) and ``image_contributions`` (the
+    ``distance@modelgif`` stage: the same distances kept per image) over 17 fields of
+    ``n_images`` × 50 × 128·128 (float16 storage, the pipeline's), timed per backend, and
+    extrapolated linearly to the real N = 1000 (their work and reads are linear in N)."""
+    from modelgif.bootstrap import image_contributions
+
     folder = tmp / "aff17"
     paths = _write_real_size_fields(folder, k, n_images, n_steps, n_pixels)
     backends = ["numpy", "cpu"] + (["cuda"] if device.type == "cuda" else [])
-    rows, ref = [], None
-    for backend in backends:
-        modelgif.affinity_matrix(paths[:2], device=backend)  # warm-up (imports, CUDA context)
-        t0 = time.perf_counter()
-        d = modelgif.affinity_matrix(paths, device=backend)
-        seconds = time.perf_counter() - t0
-        ref = d if ref is None else ref
-        rows.append({"backend": {"numpy": "numpy (CPU)", "cpu": "torch (CPU)", "cuda": "torch (CUDA)"}[backend],
-                     "k": k, "n_images": n_images, "steps": n_steps, "values_per_row": n_pixels,
-                     "seconds": seconds, "extrapolated_n": full_n,
-                     "extrapolated_seconds": seconds * full_n / n_images,
-                     "max_abs_diff_vs_numpy": float(np.abs(d - ref).max())})
-        print(f"  affinity of {k} fields, {backend:5s}: {seconds:.2f} s for N={n_images} -> "
-              f"{rows[-1]['extrapolated_seconds']:.0f} s at N={full_n}", flush=True)
+    rows = []
+    for function, run in (("affinity_matrix", modelgif.affinity_matrix),
+                          ("image_contributions", lambda f, device: image_contributions(f, device=device).mean(axis=0))):
+        ref = None
+        for backend in backends:
+            run(paths[:2], device=backend)  # warm-up (imports, CUDA context)
+            t0 = time.perf_counter()
+            d = run(paths, device=backend)
+            seconds = time.perf_counter() - t0
+            ref = d if ref is None else ref
+            rows.append({"function": function,
+                         "backend": {"numpy": "numpy (CPU)", "cpu": "torch (CPU)", "cuda": "torch (CUDA)"}[backend],
+                         "k": k, "n_images": n_images, "steps": n_steps, "values_per_row": n_pixels,
+                         "seconds": seconds, "extrapolated_n": full_n,
+                         "extrapolated_seconds": seconds * full_n / n_images,
+                         "max_abs_diff_vs_numpy": float(np.abs(d - ref).max())})
+            print(f"  {function} of {k} fields, {backend:5s}: {seconds:.2f} s for N={n_images} -> "
+                  f"{rows[-1]['extrapolated_seconds']:.0f} s at N={full_n}", flush=True)
     for p in paths:
         p.unlink()
     folder.rmdir()
@@ -796,11 +803,11 @@ def tables(result: dict) -> str:
             lines.append(f"| {r['target']} | {r['n_images']} | {r['px']} | {r['steps']} | {r['field_file_mb']:.1f} "
                          f"| {r['peak_rss_mb']:.0f} | {r['seconds']:.1f} |")
     if "affinity_17" in result:
-        lines += ["", "| affinity of 17 fields (× 50 × 128·128, float16) | N measured | time (s) "
-                  "| extrapolated to N = 1000 (s) | max abs diff vs numpy |", "|---|---:|---:|---:|---:|"]
+        lines += ["", "| 17 fields (× 50 × 128·128, float16) | backend | N measured | time (s) "
+                  "| extrapolated to N = 1000 (s) | max abs diff vs numpy |", "|---|---|---:|---:|---:|---:|"]
         for r in result["affinity_17"]:
-            lines.append(f"| {r['backend']} | {r['n_images']} | {r['seconds']:.2f} | {r['extrapolated_seconds']:.0f} "
-                         f"| {r['max_abs_diff_vs_numpy']:.1e} |")
+            lines.append(f"| {r['function']} | {r['backend']} | {r['n_images']} | {r['seconds']:.2f} "
+                         f"| {r['extrapolated_seconds']:.0f} | {r['max_abs_diff_vs_numpy']:.1e} |")
     if "full" in result:
         f = result["full"]
         ceiling = {r["precision"]: r for r in result.get("throughput", []) if r["px"] == f["px"]}

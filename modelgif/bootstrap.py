@@ -35,7 +35,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from .correlation import per_task_spearman
-from .distance import DEFAULT_CHUNK_BYTES, METRICS, _rows, open_fields
+from .distance import DEFAULT_CHUNK_BYTES, image_distance_sums
 from .similarity import (
     DDS_KERNELS,
     DDS_RDMS,
@@ -51,7 +51,6 @@ from .similarity import (
     pearson_rdm,
     rsa_from_rdms,
 )
-from .storage import decode
 
 #: Which ρ is better, per kind of ground truth: an affinity wants negative ρ against a distance.
 BETTER = ("lower", "higher")
@@ -65,6 +64,7 @@ def image_contributions(
     chunk_size: int | None = None,
     max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     progress: bool = False,
+    device=None,
 ) -> np.ndarray:
     """Per-image distance contributions C (N, K, K) of K models' fields.
 
@@ -73,44 +73,20 @@ def image_contributions(
     :func:`modelgif.distance.affinity_matrix` (same conventions: a zero row has cosine 0).
     Fields as for :func:`~modelgif.distance.affinity_matrix` (arrays, tensors, stored-field
     paths or views such as :func:`modelgif.attribution.field_end_point`), read once, chunk
-    by chunk.
+    by chunk, the per-row Gram products on ``device`` (as for ``affinity_matrix``: None, CUDA
+    when torch sees a GPU, else numpy; ``"numpy"``; or a torch device), in float64.
 
     Returns:
         C, float64 (N, K, K), each C[i] symmetric with a zero diagonal (to rounding).
     """
-    if metric not in METRICS:
-        raise ValueError(f"unknown distance metric {metric!r}; valid metrics: {', '.join(METRICS)}")
-    opened, from_file, (n, s, p), chunk_size = open_fields(fields, chunk_size, max_chunk_bytes, "image_contributions")
-    k_models = len(opened)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, unit="img", desc=f"{metric} contributions")
-    out = np.empty((n, k_models, k_models), dtype=np.float64)
-    for start in range(0, n, chunk_size):
-        stop = min(n, start + chunk_size)
-        m = stop - start
-        x = np.empty((m, s, k_models, p), dtype=np.float64)
-        for a, (arr, name) in enumerate(opened):
-            values = decode(_rows(arr, start, stop, from_file[a]), np.float64)
-            if not np.isfinite(values).all():
-                raise ValueError(f"{name} has NaN or infinite values in images {start}..{stop - 1}")
-            x[:, :, a] = values
-        gram = np.matmul(x, x.transpose(0, 1, 3, 2))  # (m, S, K, K)
-        sq = np.einsum("mskk->msk", gram)
-        if metric == "cosine":
-            denom = np.sqrt(sq[..., :, None] * sq[..., None, :])
-            cos = np.divide(gram, denom, out=np.zeros_like(gram), where=denom > 0)
-            per = 1.0 - cos
-        else:
-            per = np.sqrt(np.clip(sq[..., :, None] + sq[..., None, :] - 2.0 * gram, 0.0, None))
-        c = per.mean(axis=1)
+    out = None
+    for (n, s), start, stop, sums in image_distance_sums(fields, metric, chunk_size=chunk_size,
+                                                          max_chunk_bytes=max_chunk_bytes, progress=progress,
+                                                          device=device, caller="image_contributions"):
+        if out is None:
+            out = np.empty((n, sums.shape[1], sums.shape[1]), dtype=np.float64)
+        c = sums / s
         out[start:stop] = (c + c.transpose(0, 2, 1)) / 2
-        if bar is not None:
-            bar.update(m)
-    if bar is not None:
-        bar.close()
     return out
 
 

@@ -73,19 +73,21 @@ def open_fields(fields, chunk_size: int | None, max_chunk_bytes: int, caller: st
     return opened, from_file, (n, s, p), chunk_size
 
 
-def _chunk_sums_numpy(xc: np.ndarray, metric: str) -> np.ndarray:
-    """Σ over rows of the per-row distances (K, K) of a chunk ``xc`` (rows, K, P), float64."""
+def _chunk_sums_numpy(xc: np.ndarray, metric: str, steps: int) -> np.ndarray:
+    """Per image, Σ over its ``steps`` rows of the per-row distances (K, K), of a chunk ``xc``
+    (rows = images · steps, K, P), float64: (images, K, K)."""
     gram = np.matmul(xc, xc.transpose(0, 2, 1))  # (rows, K, K): per-row dot products
     sq = np.einsum("rkk->rk", gram)  # squared norms
     if metric == "cosine":
         denom = np.sqrt(sq[:, :, None] * sq[:, None, :])
-        cos = np.divide(gram, denom, out=np.zeros_like(gram), where=denom > 0)
-        return (1.0 - cos).sum(axis=0)
-    d2 = sq[:, :, None] + sq[:, None, :] - 2.0 * gram
-    return np.sqrt(np.clip(d2, 0.0, None)).sum(axis=0)
+        per = 1.0 - np.divide(gram, denom, out=np.zeros_like(gram), where=denom > 0)
+    else:
+        per = np.sqrt(np.clip(sq[:, :, None] + sq[:, None, :] - 2.0 * gram, 0.0, None))
+    k = xc.shape[1]
+    return per.reshape(-1, steps, k, k).sum(axis=1)
 
 
-def _chunk_sums_torch(xc: np.ndarray, metric: str, device) -> np.ndarray:
+def _chunk_sums_torch(xc: np.ndarray, metric: str, steps: int, device) -> np.ndarray:
     """:func:`_chunk_sums_numpy` in torch (float64) on ``device``: the per-row Gram products
     are batched matrix products there (a GPU's float64 units)."""
     import torch
@@ -95,12 +97,11 @@ def _chunk_sums_torch(xc: np.ndarray, metric: str, device) -> np.ndarray:
     sq = torch.diagonal(gram, dim1=1, dim2=2)
     if metric == "cosine":
         denom = torch.sqrt(sq[:, :, None] * sq[:, None, :])
-        cos = torch.where(denom > 0, gram / torch.where(denom > 0, denom, 1.0), 0.0)
-        out = (1.0 - cos).sum(dim=0)
+        per = 1.0 - torch.where(denom > 0, gram / torch.where(denom > 0, denom, 1.0), 0.0)
     else:
-        d2 = sq[:, :, None] + sq[:, None, :] - 2.0 * gram
-        out = torch.sqrt(torch.clamp(d2, min=0.0)).sum(dim=0)
-    return out.cpu().numpy()
+        per = torch.sqrt(torch.clamp(sq[:, :, None] + sq[:, None, :] - 2.0 * gram, min=0.0))
+    k = xc.shape[1]
+    return per.reshape(-1, steps, k, k).sum(dim=1).cpu().numpy()
 
 
 def _resolve_device(device):
@@ -117,6 +118,53 @@ def _resolve_device(device):
     import torch
 
     return torch.device(device)
+
+
+def image_distance_sums(
+    fields: Sequence,
+    metric: str = "cosine",
+    *,
+    chunk_size: int | None = None,
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    progress: bool = False,
+    device=None,
+    caller: str = "image_distance_sums",
+):
+    """Per image, the sum over its S steps of the per-row distances between K fields, chunk by
+    chunk: yields ``((N, S), start, stop, sums)`` with ``sums`` float64 (stop − start, K, K), for
+    images ``start … stop − 1`` (the metric and conventions of :func:`affinity_matrix`, whose
+    arguments these are; ``caller`` names the function in error messages).
+
+    Raises:
+        ValueError: unknown metric, no fields, fields of different shapes, NaN or infinite values.
+    """
+    check_metric(metric)
+    opened, from_file, (n, s, p), chunk_size = open_fields(fields, chunk_size, max_chunk_bytes, caller)
+    k_models = len(opened)
+    dev = _resolve_device(device)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, unit="img", desc=f"{metric} distances")
+    x = np.empty((chunk_size * s, k_models, p), dtype=np.float64)
+    try:
+        for start in range(0, n, chunk_size):
+            stop = min(n, start + chunk_size)
+            rows = (stop - start) * s
+            xc = x[:rows]
+            for a, (arr, name) in enumerate(opened):
+                values = decode(_rows(arr, start, stop, from_file[a]), np.float64).reshape(rows, p)
+                if not np.isfinite(values).all():
+                    raise ValueError(f"{name} has NaN or infinite values in images {start}..{stop - 1}")
+                xc[:, a] = values
+            sums = _chunk_sums_numpy(xc, metric, s) if dev is None else _chunk_sums_torch(xc, metric, s, dev)
+            yield (n, s), start, stop, sums
+            if bar is not None:
+                bar.update(stop - start)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def affinity_matrix(
@@ -158,33 +206,9 @@ def affinity_matrix(
         ValueError: unknown metric, no fields, fields of different shapes, NaN or infinite values.
     """
     check_metric(metric)
-    opened, from_file, (n, s, p), chunk_size = open_fields(fields, chunk_size, max_chunk_bytes, "affinity_matrix")
-    k_models = len(opened)
-    dev = _resolve_device(device)
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, unit="img", desc=f"{metric} distances")
-    acc = np.zeros((k_models, k_models), dtype=np.float64)
-    x = np.empty((chunk_size * s, k_models, p), dtype=np.float64)
-    for start in range(0, n, chunk_size):
-        stop = min(n, start + chunk_size)
-        rows = (stop - start) * s
-        xc = x[:rows]
-        for a, (arr, name) in enumerate(opened):
-            values = decode(_rows(arr, start, stop, from_file[a]), np.float64).reshape(rows, p)
-            if not np.isfinite(values).all():
-                raise ValueError(f"{name} has NaN or infinite values in images {start}..{stop - 1}")
-            xc[:, a] = values
-        if dev is None:
-            acc += _chunk_sums_numpy(xc, metric)
-        else:
-            acc += _chunk_sums_torch(xc, metric, dev)
-        if bar is not None:
-            bar.update(stop - start)
-    if bar is not None:
-        bar.close()
+    acc, n, s = None, 0, 0
+    for (n, s), _, _, sums in image_distance_sums(fields, metric, chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes,
+                                                  progress=progress, device=device, caller="affinity_matrix"):
+        acc = sums.sum(axis=0) if acc is None else acc + sums.sum(axis=0)
     d = acc / (n * s)
     return (d + d.T) / 2.0

@@ -110,8 +110,10 @@ def method_distances(method: str, inputs: Sequence, indices: np.ndarray, *, metr
         metric: ``cosine`` or ``euclidean``, for the field methods.
         options: the method's options (:data:`DEFAULT_OPTIONS`).
         feature_shapes: per model (C, h, w) of the features, for DDS's channel-wise normalisations.
-        device: torch device of the set-level methods' bootstrap (None: CUDA when torch sees a
-            GPU, else the CPU; :func:`modelgif.bootstrap.set_distances`).
+        device: where the work runs: the field methods' per-image distances
+            (:func:`modelgif.bootstrap.image_contributions`: None, CUDA when torch sees a GPU,
+            else numpy) and the set-level methods' bootstrap (:func:`modelgif.bootstrap.set_distances`:
+            None, CUDA when torch sees a GPU, else torch on the CPU); a torch device for both.
 
     Returns:
         :class:`MethodDistances`.
@@ -119,7 +121,7 @@ def method_distances(method: str, inputs: Sequence, indices: np.ndarray, *, metr
     opts = check_method(method, options)
     if method in FIELD_METHODS:
         fields = [end_point(f) for f in inputs] if method == "ig" else list(inputs)
-        contributions = image_contributions(fields, metric, progress=progress)
+        contributions = image_contributions(fields, metric, progress=progress, device=device)
         return MethodDistances(contributions.mean(axis=0), bootstrap_field_distances(contributions, indices),
                                contributions)
     if method == "dds":

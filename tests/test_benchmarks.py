@@ -37,8 +37,8 @@ def test_full_run_dry_run_on_the_cpu(tmp_path):
         assert f["extrapolated_17_tasks_s"] == pytest.approx(17 * f["seconds"])
         assert 100 < f["peak_rss_mb"] < 4000 and "peak_gpu_gib" not in f  # a CPU run: no GPU memory line
     assert full["affinity"]["k"] == 17 and full["affinity"]["max_abs_off_diagonal"] < 1e-12  # 17 links to one field
-    rows = {row["backend"]: row for row in result["affinity_17"]}
-    assert set(rows) == {"numpy (CPU)", "torch (CPU)"}
+    rows = {(row["function"], row["backend"]): row for row in result["affinity_17"]}
+    assert set(rows) == {(f, b) for f in ("affinity_matrix", "image_contributions") for b in ("numpy (CPU)", "torch (CPU)")}
     for row in rows.values():
         assert row["max_abs_diff_vs_numpy"] <= 1e-12
         assert row["extrapolated_seconds"] == pytest.approx(row["seconds"] * 1000 / row["n_images"])

@@ -52,6 +52,19 @@ def test_contributions_average_to_the_distance(metric):
     assert np.allclose(np.diagonal(c, axis1=1, axis2=2), 0, atol=1e-12)
 
 
+def test_contributions_backends_and_chunks_agree():
+    """numpy and torch (the stage's path on a CPU; CUDA the same code) give the same per-image
+    contributions, whatever the chunk size."""
+    fields = _fields(np.random.default_rng(7), k=5, shape=(11, 4, 24))
+    for metric in ("cosine", "euclidean"):
+        ref = image_contributions(fields, metric, device="numpy")
+        for device, chunk in (("cpu", None), ("cpu", 1), ("numpy", 3)):
+            got = image_contributions(fields, metric, device=device, chunk_size=chunk)
+            assert np.abs(got - ref).max() <= 1e-13, (metric, device, chunk)
+        if torch.cuda.is_available():
+            assert np.abs(image_contributions(fields, metric, device="cuda") - ref).max() <= 1e-12
+
+
 def test_contributions_of_stored_fields(tmp_path):
     fields = _fields(np.random.default_rng(1))
     paths = [save_field(tmp_path / f"{i}.npy", f) for i, f in enumerate(fields)]
