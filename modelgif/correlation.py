@@ -53,33 +53,3 @@ def higher_is_closer(table: str) -> bool:
     the source transfers better, i.e. is closer), ``False`` for losses (``losses``, lower:
     closer). Against a distance, ρ < 0 is agreement for the first kind, ρ > 0 for the second."""
     return "loss" not in table.lower()
-
-
-def correlation_summary(distance: np.ndarray, ground_truth: np.ndarray) -> tuple[dict, np.ndarray]:
-    """The headline numbers of one ground-truth table: what the metrics JSON holds for it.
-
-    Args:
-        distance: D (K, K); ground_truth: T (K, K), in the same task order.
-
-    Returns:
-        ``(summary, rho)``: ``summary`` is ``{"mean_rho", "mean_rho_off_diagonal", "n_tasks"}``
-        (the mean over tasks whose ρ is defined, and how many those are; the off-diagonal mean
-        only for K ≥ 4 and where some off-diagonal ρ is defined); ``rho`` the per-task ρ (K,),
-        NaN where undefined (a constant column, reported by :func:`per_task_spearman`).
-
-    Raises:
-        ValueError: as :func:`per_task_spearman`, or ρ undefined for every task.
-    """
-    rho = per_task_spearman(distance, ground_truth)
-    defined = np.isfinite(rho)
-    if not defined.any():
-        raise ValueError("Spearman's rho is undefined for every task")
-    summary = {"mean_rho": float(rho[defined].mean())}
-    if len(rho) >= 4:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # constant columns were reported above
-            off = per_task_spearman(distance, ground_truth, diagonal=False)
-        if np.isfinite(off).any():
-            summary["mean_rho_off_diagonal"] = float(np.nanmean(off))
-    summary["n_tasks"] = int(defined.sum())
-    return summary, rho

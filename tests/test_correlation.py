@@ -71,23 +71,3 @@ def test_off_diagonal_leaves_each_tasks_own_entry_out():
     assert per_task_spearman(d, t).mean() < per_task_spearman(d, t, diagonal=False).mean() - 0.1
     with pytest.raises(ValueError, match="at least 4 tasks without the diagonal"):
         per_task_spearman(d[:3, :3], t[:3, :3], diagonal=False)
-
-
-def test_correlation_summary_is_the_mean_of_scipys_per_column_rho_with_and_without_the_diagonal():
-    from scipy.stats import spearmanr
-
-    from modelgif.correlation import correlation_summary
-
-    rng = np.random.default_rng(5)
-    k = 6
-    d, t = rng.random((k, k)), rng.random((k, k))
-    t[:, 2] = 1.0  # a constant column: undefined, left out of the mean and of n_tasks
-    with pytest.warns(RuntimeWarning, match="constant"):
-        summary, rho = correlation_summary(d, t)
-    direct = [spearmanr(t[:, j], d[:, j]).statistic for j in range(k) if j != 2]
-    off = [spearmanr(np.delete(t[:, j], j), np.delete(d[:, j], j)).statistic for j in range(k) if j != 2]
-    assert summary["n_tasks"] == 5 and np.isnan(rho[2])
-    assert summary["mean_rho"] == pytest.approx(np.mean(direct), abs=1e-12)
-    assert summary["mean_rho_off_diagonal"] == pytest.approx(np.mean(off), abs=1e-12)
-    with pytest.raises(ValueError, match="undefined for every task"), pytest.warns(RuntimeWarning):
-        correlation_summary(d, np.ones((k, k)))
