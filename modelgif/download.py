@@ -181,16 +181,18 @@ def download_file(
 
 
 def copy_verified(src: str | os.PathLike, dest: str | os.PathLike, *, sha256: str | None = None) -> Path:
-    """Place a local file at ``dest`` (hard link, else copy), atomically, after checking its sha256."""
+    """Copy a local file to ``dest``, atomically, and check the copy's sha256.
+
+    Always a copy of its own (``shutil.copyfile``; the kernel may share the blocks where the
+    filesystem can, e.g. btrfs or XFS), never a link: ``dest`` is a pipeline output that DVC
+    moves into its cache, and a link would make the source (a file git tracks, a user's folder)
+    the cache object itself, so that overwriting the source rewrote the cache in place. The hash
+    is of the copy, so a source changed while it was copied cannot pass.
+    """
     src, dest = Path(src), Path(dest)
-    if sha256 is not None:
-        actual = sha256_file(src)
-        if actual != sha256.lower():
-            raise ChecksumError(f"checksum mismatch for {src}: expected sha256 {sha256.lower()}, got {actual}")
     with atomic_path(dest) as tmp:
-        tmp.unlink()  # os.link needs the name free
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
+        shutil.copyfile(src, tmp)
+        actual = sha256_file(tmp)
+        if sha256 is not None and actual != sha256.lower():
+            raise ChecksumError(f"checksum mismatch for {src}: expected sha256 {sha256.lower()}, got {actual}")
     return dest

@@ -30,15 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .registry import FIELD_METHODS, METHODS, SET_METHODS  # noqa: F401 (re-exported)
 from .bootstrap import bootstrap_field_distances, image_contributions, set_distances
 from .similarity import DDS_KERNELS, DDS_RDMS, FEATURE_NORMS
 from .storage import open_field
 
-#: Methods whose distance is a mean over images of per-image field distances.
-FIELD_METHODS = ("modelgif", "ig", "saliency", "gradxinput")
-#: Methods on the encoders' output features over the whole reference set.
-SET_METHODS = ("rsa", "cka", "dds")
-METHODS = FIELD_METHODS + SET_METHODS
 
 #: Every option of every method, with its default (``method_options`` in params.yaml).
 DEFAULT_OPTIONS: dict[str, dict] = {

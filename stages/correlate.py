@@ -47,8 +47,11 @@ from modelgif.bootstrap import add_full_delta, noise_ceiling, summarize
 from modelgif.errors import InputError, check_output_dir, check_output_file
 from modelgif.ground_truth import ground_truth_tables
 from modelgif.plots import ranked_long_csv, read_matrix_csv
+from modelgif.settings import read_settings
 
 REFERENCE = "modelgif"
+#: Key of the metrics JSON beside the tables: what the run's settings warned of (absent when nothing).
+PROVENANCE = "provenance"
 #: What the metrics JSON keeps per method and table, in this order: the scalars DVC shows
 #: (kept few, so that `dvc metrics show` stays readable), then the lists it leaves out.
 METRIC_KEYS = ("mean_rho", "mean_rho_off_diagonal", "n_tasks", f"delta_vs_{REFERENCE}",
@@ -94,6 +97,8 @@ def main(
     metrics: Path = typer.Option(Path("metrics/correlation.json"), help="metrics JSON to write"),
     plots: Path = typer.Option(Path("data/correlate"), help="folder for plot data"),
     zoo: str = typer.Option("taskonomy", help="the zoo (zoos/<ZOO>.yaml): whose ground truth"),
+    reference_settings: Path = typer.Option(None, help="the settings stage's reference.json: its warnings "
+                                                       "go into the metrics as provenance.warnings"),
 ) -> None:
     for out in (metrics, metrics.parent / "per_task_rho.csv", metrics.parent / "methods_rho.csv"):
         check_output_file(out)
@@ -170,6 +175,11 @@ def main(
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerows([header, *rows])
         write_text(metrics.parent / name, buf.getvalue())
+    warnings = read_settings(reference_settings)["warnings"] if reference_settings is not None else []
+    if warnings:  # e.g. a reference size other than the zoo's declared input_size
+        result[PROVENANCE] = {"warnings": "; ".join(warnings)}
+        for warning in warnings:
+            typer.echo(f"warning: {warning}", err=True)
     write_text(metrics, json.dumps(_json_safe(result), indent=2) + "\n")
 
 

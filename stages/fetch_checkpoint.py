@@ -33,6 +33,7 @@ import typer
 
 from modelgif.checkpoint_source import fetch_model_checkpoint, hub_checkpoint_dir
 from modelgif.download import ChecksumError, DownloadError
+from modelgif.settings import read_settings
 from modelgif.zoo_spec import load_zoo_spec
 from modelgif.zoos import check_zoo_models
 
@@ -51,12 +52,25 @@ def main(
     mini_base_url: str = typer.Option("data/mini/encoders", help="zoo mini: folder or URL prefix of the encoders (mini.checkpoints.base_url)"),
     mini_manifest: str = typer.Option("data/manifests/mini_encoders.json", help="zoo mini: manifest (mini.checkpoints.manifest)"),
     random_seed: int = typer.Option(0, help="zoo mini_random: build seed of the initial weights (mini.checkpoints.random_seed)"),
+    settings: Path = typer.Option(None, help="the settings stage's checkpoint_<TASK>.json: the zoo and its "
+                                             "checkpoint source from it instead of the flags"),
 ) -> None:
     out = out or Path("data/checkpoints") / f"{task}.pth"
     # the params sections a declaration's `checkpoints:` may name, as the pipeline passes them
     params = {"checkpoints": {"base_url": base_url, "manifest": manifest},
               "mini": {"checkpoints": {"base_url": mini_base_url, "manifest": mini_manifest, "random_seed": random_seed}}}
     try:
+        if settings is not None:  # what the pipeline passes (modelgif.settings.checkpoint_settings)
+            s = read_settings(settings)
+            if s["task"] != task:
+                raise ValueError(f"{settings} holds the settings of model {s['task']!r}, not {task!r}")
+            zoo, params = s["zoo"], {}
+            if "params_key" in s:  # rebuild the one params section the declaration names
+                node = params
+                *parents, last = s["params_key"].split(".")
+                for key in parents:
+                    node = node.setdefault(key, {})
+                node[last] = s["section"]
         spec = load_zoo_spec(zoo)
         spec.model(task)
         check_zoo_models(spec)

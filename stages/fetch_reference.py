@@ -15,6 +15,11 @@ sha256 of the written ``images.npy``'s array data (the uint8 (N, 3, S, S) images
 without the .npy header: ``hashlib.sha256(np.load("images.npy").tobytes())``), for any source;
 on a mismatch nothing is written.
 
+``--settings data/settings/reference.json`` (what the pipeline passes: the ``settings``
+stage's file, :func:`modelgif.settings.reference_settings`) takes every value above from that
+file instead, the source already resolved and fingerprinted; its warnings (a size other than the
+zoo's declared ``input_size``) are printed and recorded in ``manifest.json`` as ``warnings``.
+
 Writes ``<out>/images.npy`` (uint8 (N, 3, S, S)), ``<out>/manifest.json`` and
 ``<out>/contact_sheet.png``, each atomically.
 """
@@ -27,6 +32,7 @@ import typer
 from _cli import parse_bool
 
 from modelgif.download import DownloadError
+from modelgif.settings import read_settings
 from modelgif.reference import (MAX_MEMBER_BYTES, SAMPLE, SAMPLE_BASE_URL, SAMPLE_COMMIT, build_reference_set,
                                 rendered_reference_set, write_reference_set)
 from modelgif.zoo_spec import load_zoo_spec
@@ -67,11 +73,20 @@ def main(
     out: Path = typer.Option(Path("data/reference"), help="output folder"),
     zoo: str = typer.Option("taskonomy", help="the zoo (zoos/<ZOO>.yaml or a path): whose set --source zoo means"),
     first_scene: int = typer.Option(1_000_000, help=f"{SCENES}: seed of the first rendered scene"),
+    settings: Path = typer.Option(None, help="the settings stage's reference.json: every value above from it"),
 ) -> None:
-    use_cutmix = parse_bool(cutmix, "--cutmix") and not no_cutmix
-    size = image_size
+    warnings: list[str] = []
     hint = ""
     try:
+        if settings is not None:
+            s = read_settings(settings)
+            source, zoo, n_images, image_size, sha256 = s["source"], s["zoo"], s["n_images"], s["image_size"], s["sha256"]
+            cutmix, seed = str(s["cutmix"]), s["seed"]
+            base_url, commit = s.get("base_url", base_url), s.get("commit", commit)
+            first_scene = s.get("first_scene", first_scene)
+            warnings = list(s["warnings"])
+        use_cutmix = parse_bool(cutmix, "--cutmix") and not no_cutmix
+        size = image_size
         source = resolve_source(source, zoo)
         if source == SCENES:
             ref = rendered_reference_set(n_images, size, first_seed=first_scene, use_cutmix=use_cutmix, seed=seed,
@@ -85,6 +100,8 @@ def main(
                 max_member_bytes=int(max_member_mb * 2**20), sha256=sha256 or None,
             )
             what = f"images from {source}"
+        if warnings:
+            ref.manifest["warnings"] = warnings
         paths = write_reference_set(ref, out)
     except DownloadError as e:
         typer.echo(f"error: {e}\n{HINT}", err=True)
@@ -93,6 +110,8 @@ def main(
         message = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror and e.filename else str(e)
         typer.echo(f"error: {message}{hint if not isinstance(e, PermissionError) else ''}", err=True)
         raise typer.Exit(1)
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"{len(ref.images)} {what} {tuple(ref.images.shape[1:])} -> {paths['images.npy']}")
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from modelgif.provenance import field_record, file_sha256, record_path, write_re
 from modelgif.quadrature import check_n_steps
 from modelgif.reference import load_reference_images
 from modelgif.storage import storage_dtype
+from modelgif.settings import read_settings
 from modelgif.sketch import check_sketch_dim
 from modelgif.targets import check_target
 from modelgif.zoos import check_zoo, load_zoo_encoder, target_is_void
@@ -65,7 +66,13 @@ def main(
     zoo: str = typer.Option("taskonomy", help="the zoo (zoos/<ZOO>.yaml or a path): how the encoder is built and cut"),
     device: str = typer.Option("auto", envvar="MODELGIF_DEVICE", help="auto, cpu, cuda, cuda:N"),
     batch_size: int = typer.Option(0, envvar="MODELGIF_BATCH_SIZE", help="path points per pass (0: by device)"),
+    settings: Path = typer.Option(None, help="the settings stage's field.json: target, zoo and field.* from it"),
 ) -> None:
+    if settings is not None:  # what the pipeline passes (modelgif.settings.field_settings)
+        s = read_settings(settings)
+        target, zoo, n_steps, method, baseline = str(s["target"]), s["zoo"], s["n_steps"], s["method"], s["baseline"]
+        seed, cumulative, dtype, precision = s["seed"] or 0, str(s["cumulative"]), s["dtype"], s["precision"]
+        sketch_dim, sketch_seed = s["sketch_dim"], s["sketch_seed"] or 0
     check_zoo(zoo)
     check_precision(precision)
     check_sketch_dim(sketch_dim)

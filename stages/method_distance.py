@@ -38,6 +38,7 @@ from modelgif.errors import InputError, check_output_dir
 from modelgif.methods import FIELD_METHODS, check_method, method_distances
 from modelgif.plots import matrix_csv
 from modelgif.provenance import check_fields
+from modelgif.settings import read_settings
 from modelgif.storage import field_shape, open_field
 
 
@@ -87,8 +88,18 @@ def main(
     out: Path = typer.Option(..., help="output folder"),
     device: str = typer.Option("auto", envvar="MODELGIF_DEVICE",
                                help="auto, cpu, cuda, cuda:N: where the set-level methods' bootstrap runs"),
+    settings: Path = typer.Option(None, help="the settings stage's method_<METHOD>.json: tasks, options, "
+                                             "metric and bootstrap from it instead of --params and the flags"),
 ) -> None:
-    tasks, options = _read_params(params, method)
+    if settings is not None:  # what the pipeline passes (modelgif.settings.method_settings)
+        s = read_settings(settings)
+        if s["method"] != method:
+            raise InputError(f"{settings} holds the settings of method {s['method']!r}, not {method!r}")
+        tasks, options = s["tasks"], check_method(method, s["options"])
+        metric = s["metric"] or metric
+        n_boot, seed = s["bootstrap"]["n"], s["bootstrap"]["seed"]
+    else:
+        tasks, options = _read_params(params, method)
     dev = resolve_device(device)
     check_output_dir(out)
     inputs, shapes = _inputs(method, tasks, fields, features, attributions)

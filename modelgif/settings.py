@@ -1,0 +1,252 @@
+"""The effective settings of each pipeline step, resolved once from params.yaml (stage ``settings``).
+
+DVC reruns a stage when a param it lists, its command line, or a dependency's content changes.
+Three things that decide a result are none of those by themselves, so the ``settings`` stage
+(``always_changed``: it runs on every ``dvc repro``, in well under a second) writes them as small
+JSON files under ``data/settings/``, and each stage depends on its own file instead of on params:
+
+- **settings without effect are dropped** (:func:`field_settings`): ``field.sketch_seed`` when
+  ``sketch_dim`` is 0, ``field.seed`` with a ``zero`` baseline, ``distance`` for a method that
+  is not a field method (:func:`method_settings`). Changing them rewrites the same bytes, so
+  nothing downstream reruns;
+- **what lies outside the repository is fingerprinted** (:func:`source_fingerprint`): a folder
+  of reference images (every image file's name, size and sha256), an archive (its sha256), an
+  http(s) URL (its ``ETag``, ``Last-Modified`` and ``Content-Length``), and the ground-truth
+  table files a zoo declaration names (:func:`ground_truth_settings`). A changed image is a
+  changed fingerprint: ``fetch_reference`` and what follows it rerun;
+- **what the zoo declares is applied** (:func:`reference_settings`): ``reference.image_size:
+  zoo`` is the zoo's ``input_size``; an explicit size that differs from it is kept, with a
+  warning that the settings file, the reference set's manifest and the metrics carry.
+
+Every function takes the params mapping (``yaml.safe_load`` of params.yaml) and returns a plain
+JSON-able dict; :func:`resolve_settings` gives them all, keyed by file name. No torch import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from .errors import InputError
+from .registry import FIELD_METHODS, METHODS
+from .zoo_spec import ZooSpec, load_zoo_spec, params_section
+
+#: ``reference.source`` values that name a built-in source rather than a path or URL.
+BUILTIN_SOURCES = ("zoo", "taskonomy-sample", "mini-scenes")
+#: Version of the settings files' layout (a new layout reruns every stage once).
+SETTINGS_FORMAT = 1
+
+
+def _section(params: Mapping, key: str) -> dict:
+    value = params.get(key)
+    if not isinstance(value, Mapping):
+        raise InputError(f"params.yaml: '{key}' must be a mapping, got {value!r}")
+    return dict(value)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def source_fingerprint(source: str, *, timeout: float = 30.0) -> dict:
+    """What identifies the content of a reference ``source`` that is a path or a URL.
+
+    - a folder: ``{"kind": "folder", "files": [[relative name, size in bytes, sha256], ...]}``
+      over every file in it but hidden ones (any depth, sorted by name: a changed file that is
+      not an image reruns the reference stage, which then writes the same images);
+    - a file (an archive): ``{"kind": "file", "size": bytes, "sha256": hex}``;
+    - an http(s) URL: ``{"kind": "url", "etag", "last_modified", "content_length"}`` from a HEAD
+      request (what the server says identifies the body; ``None`` where it says nothing).
+
+    Raises:
+        InputError: the path does not exist, or the URL cannot be reached.
+    """
+    if _is_url(source):
+        request = urllib.request.Request(source, method="HEAD")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as r:
+                headers = r.headers
+        except (OSError, ValueError) as e:
+            raise InputError(f"reference.source {source}: cannot check the URL for changes: {getattr(e, 'reason', e)}") from e
+        return {"kind": "url", "url": source, "etag": headers.get("ETag"),
+                "last_modified": headers.get("Last-Modified"), "content_length": headers.get("Content-Length")}
+    path = Path(source).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return {"kind": "folder", "path": str(path.resolve()),
+                "files": [[p.relative_to(path).as_posix(), p.stat().st_size, _sha256(p)] for p in files]}
+    if path.is_file():
+        return {"kind": "file", "path": str(path.resolve()), "size": path.stat().st_size, "sha256": _sha256(path)}
+    raise InputError(f"reference.source {source}: no such folder, archive or URL "
+                     f"(or one of {', '.join(BUILTIN_SOURCES)})")
+
+
+def reference_settings(params: Mapping, spec: ZooSpec) -> dict:
+    """The reference set's settings: the source resolved (``zoo``: the declaration's own) and
+    fingerprinted, the image size resolved (``zoo``: the declared ``input_size``), and the
+    settings of the other sources dropped. ``warnings``: a size other than the declared one."""
+    ref = _section(params, "reference")
+    requested = str(ref.get("source", "zoo"))
+    source = spec.reference if requested == "zoo" else requested
+    size = ref.get("image_size", "zoo")
+    warnings = []
+    if size == "zoo":
+        size = spec.input_size
+    elif isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InputError(f"params.yaml: reference.image_size must be a positive number of pixels or 'zoo', got {size!r}")
+    elif size != spec.input_size:
+        warnings.append(f"reference.image_size {size} differs from zoo {spec.name}'s declared input_size "
+                        f"{spec.input_size}: its models are probed at a size they were not made for")
+    out = {"zoo": spec.name, "source": source, "n_images": ref.get("n_images"), "image_size": size,
+           "zoo_input_size": spec.input_size, "cutmix": ref.get("cutmix"), "seed": ref.get("seed"),
+           "sha256": ref.get("sha256") or ""}
+    if source == "taskonomy-sample":
+        out.update(base_url=ref.get("base_url"), commit=ref.get("commit"))  # the commit pins the files
+    elif source == "mini-scenes":
+        out.update(first_scene=ref.get("first_scene"))  # the renderer (code) is a dependency
+    else:
+        out["fingerprint"] = source_fingerprint(source)
+    out["warnings"] = warnings
+    return out
+
+
+def field_settings(params: Mapping, spec: ZooSpec) -> dict:
+    """Everything that changes a field's values (``field`` and ``target``), settings without
+    effect as ``None``: the baseline seed of a ``zero`` baseline, the sketch seed of an exact
+    field (``sketch_dim`` 0)."""
+    field = _section(params, "field")
+    out = {"zoo": spec.name, "target": params.get("target"), **field}
+    if field.get("baseline") == "zero":
+        out["seed"] = None
+    if field.get("sketch_dim") == 0:
+        out["sketch_seed"] = None
+    return out
+
+
+def checkpoint_settings(params: Mapping, spec: ZooSpec, task: str) -> dict:
+    """Where model ``task``'s checkpoint comes from, with the sha256 of every local file it is
+    taken from (the manifest, and the checkpoint in a local folder or at a local path): a file
+    overwritten in place (``cp`` onto a git-tracked encoder) reruns ``fetch_checkpoint@task``,
+    which then refuses it by its manifest sha256 instead of DVC calling the old copy current."""
+    import json
+
+    model = spec.model(task)
+    out: dict = {"zoo": spec.name, "task": task, "checkpoint": model.checkpoint, "sha256": model.sha256}
+    local: dict[str, str] = {}
+    if model.checkpoint is not None and not _is_url(model.checkpoint) and Path(model.checkpoint).is_file():
+        local[model.checkpoint] = _sha256(Path(model.checkpoint))
+    source = spec.checkpoints or {}
+    key = source.get("manifest") or source.get("random_init")
+    if model.checkpoint is None and key is not None:
+        section = params_section(params, key, spec)
+        out.update(params_key=key, section=section)
+        manifest = section.get("manifest") if isinstance(section, Mapping) else None
+        if isinstance(manifest, str) and not _is_url(manifest) and Path(manifest).is_file():
+            local[manifest] = _sha256(Path(manifest))
+            base = str(section.get("base_url", ""))
+            try:
+                entry = json.loads(Path(manifest).read_text())["encoders"][task]
+            except (ValueError, KeyError, TypeError):
+                entry = None  # the fetch stage names what is wrong with the manifest
+            if isinstance(entry, dict) and not _is_url(base) and (Path(base) / str(entry.get("file"))).is_file():
+                path = Path(base) / str(entry["file"])
+                local[path.as_posix()] = _sha256(path)
+    out["local_files"] = local
+    return out
+
+
+def method_settings(params: Mapping, method: str) -> dict:
+    """What ``distance@<method>`` computes with: the tasks, its options, the bootstrap, and the
+    field distance (``distance``) only for a field method."""
+    options = (params.get("method_options") or {}).get(method)
+    return {"method": method, "tasks": params.get("tasks"), "options": options or {},
+            "metric": params.get("distance") if method in FIELD_METHODS else None,
+            "bootstrap": params.get("bootstrap")}
+
+
+def ground_truth_settings(params: Mapping, spec: ZooSpec) -> dict:
+    """The zoo's ground-truth tables the params select, each file with its sha256 (tables live
+    outside the pipeline: a user's CSV beside the declaration, the package's JSON)."""
+    tables = dict(spec.tables)
+    if spec.select is not None:
+        chosen = params_section(params, spec.select, spec)
+        if not isinstance(chosen, list):
+            raise InputError(f"params.yaml: '{spec.select}' must be a list of table names, got {chosen!r}")
+        tables = {name: tables[name] for name in chosen if name in tables}
+    files = {}
+    for name, table in tables.items():
+        for role, path in (("file", table.file), ("replicate", table.replicate)):
+            if path is not None and Path(path).is_file():
+                files[f"{name}.{role}"] = _sha256(Path(path))
+    return {"zoo": spec.name, "tables": sorted(tables), "files": files}
+
+
+def resolve_settings(params: Mapping) -> dict[str, dict]:
+    """Every settings file, ``{file name: content}``: ``reference.json``, ``field.json``,
+    ``ground_truth.json``, ``checkpoint_<task>.json`` per listed task and ``method_<name>.json``
+    per listed method."""
+    zoo = params.get("zoo", "taskonomy")
+    spec = load_zoo_spec(str(zoo))
+    out = {"reference.json": reference_settings(params, spec), "field.json": field_settings(params, spec),
+           "ground_truth.json": ground_truth_settings(params, spec)}
+    for task in params.get("tasks") or []:
+        if str(task) in spec.models:  # an unknown task: its fetch stage names the zoo's models
+            out[f"checkpoint_{task}.json"] = checkpoint_settings(params, spec, str(task))
+    methods = params.get("methods") or []
+    for method in methods:
+        out[f"method_{method}.json"] = method_settings(params, str(method))
+    return {name: {"format": SETTINGS_FORMAT, **content} for name, content in out.items()}
+
+
+def read_settings(path: str | os.PathLike) -> dict:
+    """A settings file written by the ``settings`` stage; ``InputError`` naming it otherwise."""
+    import json
+
+    try:
+        content = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read the settings file {path}: {e} (run the settings stage: dvc repro settings)") from e
+    if not isinstance(content, dict) or content.get("format") != SETTINGS_FORMAT:
+        raise InputError(f"{path} is not a settings file of format {SETTINGS_FORMAT} (rerun: dvc repro settings)")
+    return content
+
+
+def method_input_paths(method: str, tasks, *, fields: str | os.PathLike = "data/fields",
+                       features: str | os.PathLike = "data/features",
+                       attributions: str | os.PathLike = "data/attributions") -> list[Path]:
+    """The files ``distance@<method>`` reads for ``tasks``, in order: each field and its record
+    (``modelgif``, ``ig``), each attribution map (``saliency``, ``gradxinput``), or each encoder
+    output and its record (``rsa``, ``cka``, ``dds``)."""
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    if method in ("modelgif", "ig"):
+        return [Path(fields) / f"{t}{ext}" for t in tasks for ext in (".npy", ".json")]
+    if method in FIELD_METHODS:
+        return [Path(attributions) / method / f"{t}.npy" for t in tasks]
+    return [Path(features) / f"{t}{ext}" for t in tasks for ext in (".npy", ".json")]
+
+
+def inputs_fingerprint(paths, cache: dict | None = None) -> dict:
+    """``{"files": [[path, size in bytes, sha256], ...]}`` of ``paths`` (a method's inputs);
+    ``InputError`` naming the first that is missing. ``cache``: path -> sha256 of files already
+    hashed in this run (``modelgif`` and ``ig`` read the same fields)."""
+    cache = {} if cache is None else cache
+    files = []
+    for p in map(Path, paths):
+        if not p.is_file():
+            raise InputError(f"no input {p} (its stage has not run)")
+        if p not in cache:
+            cache[p] = _sha256(p)
+        files.append([p.as_posix(), p.stat().st_size, cache[p]])
+    return {"format": SETTINGS_FORMAT, "files": files}
