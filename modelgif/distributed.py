@@ -98,8 +98,9 @@ def launcher_alive() -> bool:
 def _stop_orphan() -> None:
     """The launcher is gone: SIGTERM this rank (its handlers remove its temporary files), and
     if it is still running after :data:`LAUNCHER_GRACE` seconds, remove them and exit hard."""
-    sys.stderr.write(f"rank {os.environ.get('RANK', '?')}: the launcher (pid {_launcher}) is gone; stopping\n")
-    sys.stderr.flush()
+    with contextlib.suppress(Exception):  # the launcher's stderr may be a closed pipe now
+        sys.stderr.write(f"rank {os.environ.get('RANK', '?')}: the launcher (pid {_launcher}) is gone; stopping\n")
+        sys.stderr.flush()
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(LAUNCHER_GRACE)
     _atomic.remove_registered_temps()
