@@ -9,7 +9,10 @@ can be taken for a result:
   (:func:`register_temp` installs the handler; exit status 128 + signal number);
 - SIGKILL cannot be caught: the next writer of the same destination removes the temporary
   files of that destination whose owner, on this host, is no longer alive
-  (:func:`sweep_stale_temps`). A live concurrent writer's temporary file is never touched.
+  (:func:`sweep_stale_temps`), and :func:`sweep_stale_tree` removes those of a whole folder
+  tree (``tools/run.py`` sweeps ``data/`` and ``metrics/`` before and after DVC runs, so a
+  temporary file whose destination is never written again — the run cache restored it — does
+  not stay). A live concurrent writer's temporary file is never touched.
 
 Temporary files are created with mode ``0o666`` minus the user's umask, so the renamed
 output has the permissions an ordinary ``open()`` would give it (``tempfile.mkstemp``
@@ -53,6 +56,51 @@ def _owner(tmp: Path, dest_name: str) -> tuple[str, int] | None:
     if len(parts) != 3 or not parts[1].isdigit():
         return None
     return parts[0], int(parts[1])
+
+
+def parse_temp_name(name: str) -> tuple[str, str, int] | None:
+    """(destination name, host, pid) of a temporary file's name (:func:`temp_name`), or None
+    if ``name`` is not one."""
+    if not (name.startswith(".") and name.endswith(_SUFFIX)):
+        return None
+    parts = name[1 : -len(_SUFFIX)].rsplit(".", 3)
+    if len(parts) != 4 or not parts[0] or not parts[1] or not parts[2].isdigit():
+        return None
+    if len(parts[3]) != 8 or any(c not in "0123456789abcdef" for c in parts[3]):
+        return None
+    return parts[0], parts[1], int(parts[2])
+
+
+def is_stale(name: str) -> bool:
+    """Whether ``name`` is a temporary file's name whose owner, on this host, is no longer alive
+    (one of another host, or of a live process, is not stale: it may still be written)."""
+    owner = parse_temp_name(name)
+    return owner is not None and owner[1] == _host() and owner[2] != os.getpid() and not _alive(owner[2])
+
+
+def sweep_stale_tree(root: str | os.PathLike) -> list[tuple[Path, int]]:
+    """Remove every stale temporary file (:func:`is_stale`: of a dead process of this host)
+    anywhere under ``root``; return ``[(path, size in bytes)]`` of those removed.
+
+    For a tree no writer may visit again (an output the run cache restored instead of
+    rewriting it). Symbolic links are neither followed nor removed; a missing ``root`` is
+    nothing to sweep. Stages may call it on their output folder at start.
+    """
+    removed = []
+    for folder, dirs, files in os.walk(root):
+        for name in files:
+            if not is_stale(name):
+                continue
+            path = Path(folder) / name
+            try:
+                if path.is_symlink():
+                    continue
+                size = path.stat().st_size
+                path.unlink()
+            except OSError:  # gone meanwhile, or not ours to remove
+                continue
+            removed.append((path, size))
+    return removed
 
 
 def _alive(pid: int) -> bool:

@@ -15,6 +15,14 @@ A rank that fails exits with its error; the launcher then stops the others (SIGT
 rank 0's signal handler removes the temporary file (:mod:`modelgif._atomic`; after a SIGKILL
 the next run sweeps it). So a failed run leaves nothing at the output path.
 
+Every rank dies with its launcher (:func:`watch_launcher`, called by :func:`process_group`):
+the kernel sends it SIGTERM when its parent exits (``PR_SET_PDEATHSIG``), and a watchdog
+thread checks every :data:`LAUNCHER_POLL` seconds that the parent is still the launcher,
+stopping the rank itself (SIGTERM, then after :data:`LAUNCHER_GRACE` seconds a hard exit,
+its temporary files removed) should the signal not arrive or not be handled. Rank 0 checks
+that the launcher is alive just before it renames the field into place, so a run whose
+launcher was killed (even by SIGKILL) publishes nothing.
+
 :func:`launch` is ``MODELGIF_NPROC=G``: the calling command relaunches itself through
 ``torch.distributed.run`` with G local processes and reports the first failing rank's
 message (each rank records it in torchelastic's error file: :func:`record_failure`).
@@ -28,7 +36,9 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -44,6 +54,88 @@ from .storage import FieldWriter, allocate_field, commit_field
 NPROC_ENV = "MODELGIF_NPROC"
 #: How long a rank waits for the others at the final barrier (the slowest rank's remaining work).
 BARRIER_TIMEOUT = datetime.timedelta(hours=24)
+#: Environment variable :func:`launch` sets for its ranks: the launcher's process id.
+LAUNCHER_PID_ENV = "MODELGIF_LAUNCHER_PID"
+#: How often a rank's watchdog checks that its launcher is alive (seconds).
+LAUNCHER_POLL = 0.5
+#: How long a rank whose launcher died may take to stop on SIGTERM before it exits hard (seconds).
+LAUNCHER_GRACE = 5.0
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_launcher: int | None = None  # the pid :func:`watch_launcher` watches (None: not watching)
+_launcher_gone = threading.Event()
+
+
+class LauncherGone(RuntimeError):
+    """The process that launched this rank is gone: its run is abandoned, nothing is published."""
+
+
+def _set_parent_death_signal(sig: int) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent exits (Linux
+    ``prctl(PR_SET_PDEATHSIG)``); False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def launcher_alive() -> bool:
+    """False once the launcher this rank watches (:func:`watch_launcher`) has exited; True when
+    not watching."""
+    if _launcher is None:
+        return True
+    if _launcher_gone.is_set() or os.getppid() != _launcher:
+        _launcher_gone.set()
+        return False
+    return True
+
+
+def _stop_orphan() -> None:
+    """The launcher is gone: SIGTERM this rank (its handlers remove its temporary files), and
+    if it is still running after :data:`LAUNCHER_GRACE` seconds, remove them and exit hard."""
+    with contextlib.suppress(Exception):  # the launcher's stderr may be a closed pipe now
+        sys.stderr.write(f"rank {os.environ.get('RANK', '?')}: the launcher (pid {_launcher}) is gone; stopping\n")
+        sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(LAUNCHER_GRACE)
+    _atomic.remove_registered_temps()
+    os._exit(128 + signal.SIGTERM)
+
+
+def _watchdog() -> None:
+    while launcher_alive():
+        time.sleep(LAUNCHER_POLL)
+    _stop_orphan()
+
+
+def watch_launcher(launcher: int | None = None) -> int | None:
+    """Make this process die with ``launcher`` (default: ``MODELGIF_LAUNCHER_PID``, set by
+    :func:`launch`, else the parent process: torchrun's agent), its parent.
+
+    Sets the parent-death signal to SIGTERM, then checks that the parent is still
+    ``launcher`` (it may have died before the signal was set), and starts a daemon thread
+    that stops the rank should the parent change later (module doc). A parent that is
+    already gone stops the rank at once. Returns the launcher's pid; None (nothing done)
+    outside a launched run (WORLD_SIZE 1) or when already watching.
+    """
+    global _launcher
+    _, size, _ = world()
+    if size == 1 or _launcher is not None:
+        return None
+    if launcher is None:
+        value = os.environ.get(LAUNCHER_PID_ENV, "")
+        launcher = int(value) if value.isdigit() else os.getppid()
+        if launcher != os.getppid() and _atomic._alive(launcher):
+            launcher = os.getppid()  # a stale value inherited from elsewhere: the parent is the launcher
+    _set_parent_death_signal(signal.SIGTERM)
+    _launcher = launcher
+    threading.Thread(target=_watchdog, daemon=True, name="modelgif-launcher-watchdog").start()
+    return launcher
 
 
 def world() -> tuple[int, int, int]:
@@ -74,14 +166,15 @@ def rank_device(device: torch.device, local_rank: int, world_size: int) -> torch
 
 @contextlib.contextmanager
 def process_group(device: torch.device):
-    """Join torchrun's process group (NCCL on CUDA, gloo otherwise) for the block; nothing
-    when WORLD_SIZE is 1."""
+    """Join torchrun's process group (NCCL on CUDA, gloo otherwise) for the block, the rank
+    tied to its launcher's life (:func:`watch_launcher`); nothing when WORLD_SIZE is 1."""
     import torch.distributed as dist
 
     _, size, _ = world()
     if size == 1 or dist.is_initialized():
         yield
         return
+    watch_launcher()  # a rank never outlives its launcher
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=BARRIER_TIMEOUT)
@@ -172,6 +265,8 @@ def write_sharded(
             raise
         _barrier()  # every rank's rows are on disk
         if rank == 0:
+            if not launcher_alive():  # the launcher was killed: its run is abandoned, publish nothing
+                raise LauncherGone(f"the launcher (pid {_launcher}) is gone; {path} not written")
             commit_field(tmp, path)
             committed = True
         _barrier()  # the output exists before any rank reports success
@@ -208,8 +303,10 @@ _TERMINATED = re.compile(r"Signal \d+ \(SIG\w+\) received by PID")
 def launch(nproc: int, script: str, args: Sequence[str]) -> str | None:
     """Run ``python script *args`` in ``nproc`` local processes through ``torch.distributed.run``
     (as ``torchrun --standalone``: a free local port). Returns None on success, else the message of the
-    first failing rank (``"rank r: message"``)."""
+    first failing rank (``"rank r: message"``), or ``"stopped by SIGTERM"`` (SIGHUP, SIGINT) when
+    this process was signalled: its ranks are then stopped too, and nothing is published."""
     from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     if "OMP_NUM_THREADS" not in os.environ:  # torchrun would set 1; share the cores instead
@@ -219,13 +316,20 @@ def launch(nproc: int, script: str, args: Sequence[str]) -> str | None:
                                   f"--nproc-per-node={nproc}", "--max-restarts=0",
                                   "--no-python", sys.executable, script, *args])
     config, cmd, cmd_args = torchrun.config_from_args(parsed)
-    quiet = logging.getLogger("torch.distributed.elastic")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)  # the ranks' own messages are the report, not the agent's
+    os.environ[LAUNCHER_PID_ENV] = str(os.getpid())  # the ranks die with this process (watch_launcher)
+    # the ranks' own messages are the report, not the agent's: its loggers (each with its own level) quiet
+    quiet = [logging.getLogger("torch.distributed.elastic")]
+    quiet += [logger for name, logger in logging.Logger.manager.loggerDict.items()
+              if name.startswith("torch.distributed.elastic.") and isinstance(logger, logging.Logger)]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
     try:
         from torch.distributed.launcher.api import elastic_launch
 
         elastic_launch(config=config, entrypoint=cmd)(*cmd_args)
+    except SignalException as e:  # the agent has stopped the ranks (SIGTERM) before re-raising
+        return f"stopped by {signal.Signals(e.sigval).name}"
     except ChildFailedError as e:
         failures = sorted(e.failures.items(), key=lambda kv: (kv[1].timestamp, kv[0]))
         own = [(r, f) for r, f in failures if isinstance(f.message, str) and f.error_file_data.get("message")]
@@ -238,5 +342,6 @@ def launch(nproc: int, script: str, args: Sequence[str]) -> str | None:
             message = f"exit code {failure.exitcode} ({message})"
         return f"rank {rank}: {message}"
     finally:
-        quiet.setLevel(level)
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
     return None

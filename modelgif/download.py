@@ -1,6 +1,6 @@
 """Verified downloads: sha256-checked, retried, bounded in time, atomic, with a progress bar.
 
-Two limits bound every download (both arguments of :func:`fetch_bytes` and
+Three limits bound every download (arguments of :func:`fetch_bytes` and
 :func:`download_file`):
 
 - ``timeout`` (seconds): how long one socket operation (the connect, or one read) may wait
@@ -8,10 +8,19 @@ Two limits bound every download (both arguments of :func:`fetch_bytes` and
 - ``deadline`` (seconds, ``None``: none): the whole download, every try and every backoff
   included. It is checked before each try and after each block read, so a download that
   trickles (a byte now and then, each read inside ``timeout``) still ends: it fails at the
-  latest ``deadline + timeout`` seconds after it started.
+  latest ``deadline + timeout`` seconds after it started. Default: :data:`FETCH_DEADLINE`
+  for :func:`fetch_bytes`, :data:`DOWNLOAD_DEADLINE` for :func:`download_file` (so the
+  checkpoint and archive downloads, which pass none, end too).
+- ``max_bytes`` (bytes, ``None``: none): the largest body accepted. A larger
+  ``Content-Length`` is refused before the body is read, a body that grows past it (no
+  ``Content-Length``) as soon as it does; neither is retried. Default:
+  :data:`MAX_DOWNLOAD_BYTES`, read when the download starts.
 
 A body shorter than the server's ``Content-Length`` (a dropped connection) is an error of
-the try, and is retried like a refused connection or an HTTP 5xx. HTTP 404 is not retried.
+the try, and is retried like a refused connection or an HTTP 5xx; so is a chunked body cut
+short (``http.client.IncompleteRead``). A body without ``Content-Length`` that simply ends
+early cannot be told from a complete one, except by its checksum: a sha256 mismatch of such
+a body is retried too (a complete body with the wrong sha256 is not). HTTP 404 is not retried.
 """
 
 from __future__ import annotations
@@ -31,6 +40,27 @@ from ._atomic import atomic_path
 
 _BLOCK = 1 << 20
 
+#: Default overall deadline of :func:`download_file` (seconds, every try included): 1 hour,
+#: a 1.6 GB checkpoint set at 0.5 MB/s; a trickling mirror fails after it instead of never.
+DOWNLOAD_DEADLINE = 3600.0
+#: Default overall deadline of :func:`fetch_bytes` (seconds): small files (a sample image, a manifest).
+FETCH_DEADLINE = 300.0
+#: Default largest body a download accepts (bytes): 4 GiB, 40 times a Taskonomy encoder
+#: checkpoint and 80 times the sample building's 1000 images; an untrusted URL cannot fill the disk.
+MAX_DOWNLOAD_BYTES = 4 << 30
+
+
+class _Default:
+    """The default of ``deadline`` / ``max_bytes``: the module constant's value when the download starts."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+#: Stands for a limit's module default (:data:`DOWNLOAD_DEADLINE`, :data:`FETCH_DEADLINE`,
+#: :data:`MAX_DOWNLOAD_BYTES`), read when the download starts.
+DEFAULT = _Default()
+
 
 class DownloadError(RuntimeError):
     """A file could not be fetched or failed its checksum."""
@@ -46,6 +76,27 @@ class _Truncated(OSError):
 
 class _DeadlinePassed(Exception):
     """The overall deadline passed (not retried)."""
+
+
+class TooLarge(DownloadError):
+    """The body is larger than the download's ``max_bytes`` (not retried)."""
+
+
+class _Unverified(OSError):
+    """A body without ``Content-Length`` whose sha256 differs: perhaps cut short (retried)."""
+
+
+def _size(n: int) -> str:
+    """Bytes in words: ``4294967296 bytes (4.0 GiB)``."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n} bytes ({n / (1 << shift):.1f} {unit})"
+    return f"{n} bytes"
+
+
+def _too_large(url: str, size: int | None, limit: int) -> TooLarge:
+    what = f"is {_size(size)}" if size is not None else "is larger"
+    return TooLarge(f"refusing {url}: it {what}, over the download limit of {_size(limit)} (max_bytes)")
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -65,14 +116,21 @@ def _reason(e) -> str:
     return str(getattr(e, "reason", None) or e) or type(e).__name__
 
 
-def _transfer(url: str, sink: BinaryIO, *, timeout: float, end: float | None, bar=None) -> str:
+def _transfer(url: str, sink: BinaryIO, *, timeout: float, end: float | None, bar=None,
+              max_bytes: int | None = None, sized: list | None = None) -> str:
     """Stream ``url``'s body into ``sink``; return its sha256. Raises ``_Truncated`` for a short
-    body, ``_DeadlinePassed`` past ``end`` (a ``time.monotonic()`` instant)."""
+    body, ``_DeadlinePassed`` past ``end`` (a ``time.monotonic()`` instant), :class:`TooLarge`
+    past ``max_bytes``. ``sized``, if given, gets whether the body's length was announced."""
     h = hashlib.sha256()
     received = 0
     with urllib.request.urlopen(url, timeout=timeout) as r:
         expected = r.headers.get("Content-Length")
         expected = int(expected) if expected and expected.isdigit() else None
+        chunked = "chunked" in (r.headers.get("Transfer-Encoding") or "").lower()  # a cut is IncompleteRead
+        if sized is not None:
+            sized[:] = [expected is not None or chunked]
+        if max_bytes is not None and expected is not None and expected > max_bytes:
+            raise _too_large(url, expected, max_bytes)
         if bar is not None:
             bar.reset(total=expected)
         while True:
@@ -81,9 +139,11 @@ def _transfer(url: str, sink: BinaryIO, *, timeout: float, end: float | None, ba
             block = r.read1(_BLOCK)  # what one socket read brings: the deadline is checked between reads
             if not block:
                 break
+            received += len(block)
+            if max_bytes is not None and received > max_bytes:
+                raise _too_large(url, None, max_bytes)
             sink.write(block)
             h.update(block)
-            received += len(block)
             if bar is not None:
                 bar.update(len(block))
     if expected is not None and received < expected:
@@ -119,14 +179,17 @@ def _with_retries(url: str, attempt_fn, *, retries: int, backoff: float, deadlin
     raise DownloadError(f"could not {verb} {url} after {retries} tries: {_reason(last)}")
 
 
-def fetch_bytes(url: str, *, retries: int = 3, timeout: float = 30.0, deadline: float | None = 300.0,
-                backoff: float = 1.0) -> bytes:
+def fetch_bytes(url: str, *, retries: int = 3, timeout: float = 30.0, deadline: float | None = DEFAULT,
+                backoff: float = 1.0, max_bytes: int | None = DEFAULT) -> bytes:
     """The body of ``url`` (small files), complete. HTTP 404 raises :class:`FileNotFoundError`
-    at once; anything else that fails every try raises :class:`DownloadError`."""
+    at once; anything else that fails every try raises :class:`DownloadError` (:class:`TooLarge`
+    over ``max_bytes``). Defaults: :data:`FETCH_DEADLINE`, :data:`MAX_DOWNLOAD_BYTES`."""
+    limit = MAX_DOWNLOAD_BYTES if max_bytes is DEFAULT else max_bytes
+    deadline = FETCH_DEADLINE if deadline is DEFAULT else deadline
 
     def attempt(end):
         buf = io.BytesIO()
-        _transfer(url, buf, timeout=timeout, end=end)
+        _transfer(url, buf, timeout=timeout, end=end, max_bytes=limit)
         return buf.getvalue()
 
     return _with_retries(url, attempt, retries=retries, backoff=backoff, deadline=deadline, verb="reach")
@@ -139,19 +202,22 @@ def download_file(
     sha256: str | None = None,
     retries: int = 3,
     timeout: float = 30.0,
-    deadline: float | None = None,
+    deadline: float | None = DEFAULT,
     backoff: float = 1.0,
     progress: bool = True,
+    max_bytes: int | None = DEFAULT,
 ) -> Path:
     """Download ``url`` to ``dest``, verify its sha256, then rename it into place.
 
     The bytes go to a temporary file beside ``dest``; on any failure (network, HTTP error,
     truncated body, checksum mismatch, the deadline, Ctrl-C) it is removed and ``dest`` is left
     as it was. Transient failures, a body shorter than ``Content-Length`` included, are retried
-    ``retries`` times with exponential backoff. Time limits: see the module docstring.
+    ``retries`` times with exponential backoff. Time and size limits (``deadline``, default
+    :data:`DOWNLOAD_DEADLINE`; ``max_bytes``, default :data:`MAX_DOWNLOAD_BYTES`): see the module docstring.
 
     Raises:
         DownloadError: unreachable after retries, HTTP 404, or past the deadline.
+        TooLarge: (a DownloadError) the body is over ``max_bytes``; the message names the URL and the limit.
         ChecksumError: (a DownloadError) the sha256 of a complete body differs; the message
             names the URL, the expected and the actual hash.
     """
@@ -163,18 +229,31 @@ def download_file(
 
         bar = tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc=url.rsplit("/", 1)[-1] or dest.name, leave=False)
 
+    limit = MAX_DOWNLOAD_BYTES if max_bytes is DEFAULT else max_bytes
+    deadline = DOWNLOAD_DEADLINE if deadline is DEFAULT else deadline
+    mismatch: list[str] = []
+
     def attempt(end):
+        sized: list = []
         with atomic_path(dest) as tmp:
             with open(tmp, "wb") as f:
-                actual = _transfer(url, f, timeout=timeout, end=end, bar=bar)
+                actual = _transfer(url, f, timeout=timeout, end=end, bar=bar, max_bytes=limit, sized=sized)
             if sha256 is not None and actual != sha256.lower():
-                raise ChecksumError(f"checksum mismatch for {url}: expected sha256 {sha256.lower()}, got {actual}")
+                message = f"checksum mismatch for {url}: expected sha256 {sha256.lower()}, got {actual}"
+                if sized == [False]:  # no Content-Length: the connection may have dropped; try again
+                    mismatch[:] = [message]
+                    raise _Unverified(f"{message} (no Content-Length: perhaps a dropped connection)")
+                raise ChecksumError(message)
         return dest
 
     try:
         return _with_retries(url, attempt, retries=retries, backoff=backoff, deadline=deadline, verb="download")
     except FileNotFoundError as e:
         raise DownloadError(str(e)) from e
+    except DownloadError as e:
+        if mismatch and "checksum mismatch" in str(e) and not isinstance(e, ChecksumError):
+            raise ChecksumError(f"{mismatch[0]} on each of {retries} tries (no Content-Length)") from None
+        raise
     finally:
         if bar is not None:
             bar.close()

@@ -6,6 +6,13 @@
 DVC's output passes through unchanged; the last line says which stages ran, which came from
 the run cache, which were up to date, the wall time, and the headline ρ of
 ``metrics/correlation.json``. The exit status is DVC's.
+
+Before and after DVC runs, the temporary files that killed runs left behind are swept: those
+under ``data/`` and ``metrics/`` of dead processes of this host
+(:func:`modelgif._atomic.sweep_stale_tree`: an output the run cache restored is never
+rewritten, so no writer would sweep them) and the archive scratch folders of dead processes
+in the temporary folder (:func:`modelgif.reference.archives.sweep_stale_scratch`). A line
+says what was removed, if anything.
 """
 
 from __future__ import annotations
@@ -19,6 +26,30 @@ import time
 from pathlib import Path
 
 METRICS = Path("metrics/correlation.json")
+#: Folders (relative to the project root) swept of stale temporary files around a DVC run.
+SWEPT = ("data", "metrics")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def sweep(roots=SWEPT, scratch_parent=None) -> str | None:
+    """Remove stale temporary files under ``roots`` and stale archive scratch folders (module
+    doc); the one-line report of what was removed, or None when nothing was."""
+    from modelgif._atomic import sweep_stale_tree
+    from modelgif.reference.archives import sweep_stale_scratch
+
+    files = [item for root in roots for item in sweep_stale_tree(root)]
+    folders = sweep_stale_scratch(scratch_parent)
+    if not files and not folders:
+        return None
+    parts = []
+    if files:
+        parts.append(f"{len(files)} temporary file(s) ({_size(sum(n for _, n in files))})")
+    if folders:
+        parts.append(f"{len(folders)} archive scratch folder(s) ({_size(sum(n for _, n in folders))})")
+    return "swept " + " and ".join(parts) + " left by killed runs"
 
 
 def summarize(output: str, seconds: float, metrics: Path = METRICS, returncode: int = 0) -> str:
@@ -49,8 +80,18 @@ def summarize(output: str, seconds: float, metrics: Path = METRICS, returncode: 
     return line
 
 
+def _sweep_and_say() -> None:
+    try:
+        line = sweep()
+    except OSError as e:  # never a reason not to run DVC
+        line = f"warning: could not sweep stale temporary files: {e}"
+    if line:
+        print(line, flush=True)
+
+
 def main(argv: list[str]) -> int:
     t0 = time.perf_counter()
+    _sweep_and_say()
     proc = subprocess.Popen(["dvc", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     chunks = []
     while block := os.read(proc.stdout.fileno(), 65536):
@@ -58,6 +99,7 @@ def main(argv: list[str]) -> int:
         sys.stdout.buffer.flush()
         chunks.append(block)
     rc = proc.wait()
+    _sweep_and_say()
     print(summarize(b"".join(chunks).decode(errors="replace"), time.perf_counter() - t0, returncode=rc))
     return rc
 

@@ -7,7 +7,10 @@ Decoding (:func:`decode_image`) gives uint8 RGB at the file's own resolution:
   which is what PIL itself does for 16-bit-per-channel colour PNGs. A 16-bit grey image
   (PIL mode ``I;16`` or ``I``) is scaled the same way before it is converted, so a mid-grey
   32768 stays mid-grey (128) instead of being clipped to 255;
-- floating-point images (PIL mode ``F``) are refused.
+- floating-point images (PIL mode ``F``) are refused;
+- an image of more than :data:`MAX_IMAGE_PIXELS` pixels is refused from its header, before
+  any pixel is decoded (PIL's own ``Image.MAX_IMAGE_PIXELS`` only warns below twice its
+  89-megapixel default, and a batch of eight such images would need gigabytes).
 
 Resizing (:func:`resize_crop`): PIL bilinear so that the shorter side is ``size`` (the longer
 side becomes ``int(size * long / short)``, as torchvision's ``Resize(size)`` does), then a
@@ -20,6 +23,20 @@ import io
 
 import numpy as np
 from PIL import Image
+
+#: Largest image decoded (pixels, width × height): 4096 × 4096 = 16.8 megapixels, 50 MiB as
+#: 8-bit RGB (a CutMix batch of 8: 400 MiB); 64 times a 512 × 512 Taskonomy image.
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def check_image_pixels(image: Image.Image, name: str, where: str, limit: int | None = None) -> None:
+    """Refuse an opened (not yet decoded) image of more than ``limit`` pixels (default
+    :data:`MAX_IMAGE_PIXELS`, read at call time): ``ValueError`` naming the file and the limit."""
+    limit = MAX_IMAGE_PIXELS if limit is None else limit
+    w, h = image.size
+    if w * h > limit:
+        raise ValueError(f"image {name} in {where} is {w}×{h} = {w * h} pixels, over the limit of {limit} pixels "
+                         f"per image (modelgif.reference.images.MAX_IMAGE_PIXELS); downscale it first")
 
 
 def to_rgb8(image: Image.Image) -> np.ndarray:
@@ -39,13 +56,19 @@ def decode_image(data: bytes, name: str, where: str) -> np.ndarray:
     """Decode one image file's bytes to uint8 RGB (3, H, W) at its own resolution.
 
     Raises:
-        ValueError: not a readable image; the message names ``name`` in ``where``.
+        ValueError: not a readable image, or one over :data:`MAX_IMAGE_PIXELS` (refused from
+            its header, before decoding); the message names ``name`` in ``where``.
     """
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            return to_rgb8(image)
+        image = Image.open(io.BytesIO(data))  # reads the header only
     except Exception as e:  # noqa: BLE001 - PIL raises many types for a bad file
         raise ValueError(f"cannot read image {name} in {where}: {e}") from e
+    with image:
+        check_image_pixels(image, name, where)
+        try:
+            return to_rgb8(image)
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for a bad file
+            raise ValueError(f"cannot read image {name} in {where}: {e}") from e
 
 
 def resize_crop(image: np.ndarray, size: int) -> np.ndarray:
