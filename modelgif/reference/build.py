@@ -11,9 +11,9 @@ source-resolution images, not the whole source.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
@@ -21,7 +21,7 @@ from typing import Iterable
 import numpy as np
 
 from ..download import download_file, is_url, sha256_file
-from .archives import IMAGE_SUFFIXES, MAX_MEMBER_BYTES, extract_archive_images, read_folder
+from .archives import IMAGE_SUFFIXES, MAX_MEMBER_BYTES, read_archive, read_folder, scratch_dir
 from .cutmix import CutMixBatch, cutmix, cutmix_batch
 from .images import decode_image, resize_crop
 from .sample import SAMPLE, SAMPLE_BASE_URL, SAMPLE_COMMIT, fetch_taskonomy_sample, sample_url
@@ -147,17 +147,16 @@ def build_reference_set(
         manifest.update(kind="taskonomy-sample", url_template=sample_url("{p}", base_url, commit))
         images, names, digest, batches = process_images(files, size, source, **kwargs)
     elif is_url(source) or Path(source).is_file():
-        with tempfile.TemporaryDirectory(prefix="modelgif-archive-") as tmp:
-            if is_url(source):
-                archive = download_file(source, Path(tmp) / "archive", retries=retries, timeout=timeout, progress=progress)
+        with contextlib.ExitStack() as stack:
+            if is_url(source):  # a scratch folder named by its owner: swept after a SIGKILL (sweep_stale_scratch)
+                tmp = stack.enter_context(scratch_dir())
+                archive = download_file(source, tmp / "archive", retries=retries, timeout=timeout, progress=progress)
                 manifest.update(kind="archive-url")
             else:
                 archive = Path(source)
                 manifest.update(kind="archive")
-            (Path(tmp) / "members").mkdir()
-            members = extract_archive_images(archive, n_images, Path(tmp) / "members",
-                                             max_member_bytes=max_member_bytes, name=source)
-            files = ((name, path.read_bytes()) for name, path in members)
+            # members read one at a time, straight from a zip or plain tar (a compressed tar: a capped scratch copy)
+            files = read_archive(archive, n_images, max_member_bytes=max_member_bytes, name=source)
             images, names, _, batches = process_images(files, size, source, **kwargs)
             digest = sha256_file(archive)
     elif Path(source).is_dir():
