@@ -14,7 +14,7 @@ TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download
 # Stage commands call `python` and `dvc`: the venv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro demo show mini-zoo test test-fast bench bench-gpu wheelhouse clean-venv
+.PHONY: install repro demo show status mini-zoo test test-fast bench bench-gpu wheelhouse clean-venv
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ repro: install
 DEMO_ZOO ?= mini
 demo: install
 	python tools/run.py exp run -S zoo=$(DEMO_ZOO) -S reference.n_images=100 -S reference.image_size=64
+
+## make status: what `dvc status` says of the main pipeline, in a few lines (stages never run, counted;
+## changed stages and why)
+status: install
+	python tools/run.py status
 
 ## make show: experiments side by side, only the params that differ and the headline metrics
 ## (each method's mean rho per table and the noise ceiling; the rest: dvc metrics show)

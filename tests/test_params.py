@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,23 +55,46 @@ def _leaves(node, prefix=""):
             yield f"{prefix}{k}"
 
 
-def _readers(dvc_yaml: dict, leaf: str) -> list[str]:
+def _readers(dvc_yaml: dict, leaf: str, changed_settings: set[str] = frozenset()) -> list[str]:
     """Stages (foreach stages by name, without @item) whose params cover ``leaf`` (a param named
-    with ``${item}`` covers it for the item that leaf names, e.g. ``method_options.cka.debiased``)."""
+    with ``${item}`` covers it for the item that leaf names, e.g. ``method_options.cka.debiased``),
+    or that depend on a file of the settings stage the edit changed (``changed_settings``: names
+    under data/settings/). The settings stage itself (it lists every param, and runs always) is
+    left out."""
     out = []
     for name, stage in dvc_yaml["stages"].items():
-        declared = [p if isinstance(p, str) else next(iter(p)) for p in stage.get("do", stage).get("params", [])]
+        if name == "settings":
+            continue
+        body = stage.get("do", stage)
+        declared = [p if isinstance(p, str) else next(iter(p)) for p in body.get("params", [])]
         declared = [re.sub(r"\$\{item\}", leaf.split(".")[1], p) if "${item}" in p and "." in leaf else p
                     for p in declared]
-        if any(leaf == p or leaf.startswith(p + ".") for p in declared):
+        files = [d for d in body.get("deps", []) if isinstance(d, str) and d.startswith("data/settings/")]
+        reads_file = any(re.fullmatch(re.escape(d[len("data/settings/"):]).replace(r"\$\{item\}", ".+"), f)
+                         for d in files for f in changed_settings)
+        if reads_file or any(leaf == p or leaf.startswith(p + ".") for p in declared):
             out.append(name)
     return out
+
+
+def _settings(project: Path) -> dict:
+    """The settings stage's files for the project's current params (computed in the project)."""
+    import os
+
+    from modelgif.settings import resolve_settings
+
+    here = os.getcwd()
+    os.chdir(project)
+    try:
+        return resolve_settings(yaml.safe_load((project / "params.yaml").read_text()))
+    finally:
+        os.chdir(here)
 
 
 def _first_item(stage: str, leaf: str) -> str:
     """The stage name ``dvc repro --single-item`` runs for a reader of ``leaf``: a foreach over
     tasks at its first task, the one over methods at the method the leaf names (or modelgif)."""
-    if stage in ("fetch_reference", "affinity", "correlate"):
+    if stage in ("fetch_reference", "affinity", "correlate", "method_inputs"):
         return stage
     if stage == "distance":
         return f"distance@{leaf.split('.')[1] if leaf.startswith('method_options.') else 'modelgif'}"
@@ -206,20 +230,24 @@ def test_every_param_reruns_its_readers_and_changes_their_outputs(project):
     assert sorted(edits) == sorted(leaves), "a param of params.yaml has no edit here (or an edit no param)"
     base_outs = _outs(project)
     for leaf, (context, value, must_change) in edits.items():
-        readers = _readers(dvc_yaml, leaf)
-        assert readers, f"no stage declares param {leaf}: it cannot have any effect"
-        assert must_change <= set(readers), leaf
         original = {k: _get(project, k) for k in [*context, leaf]}
-        first = [_first_item(s, leaf) for s in readers]
         if context:  # settings the edited one applies under, run (and checked) first
             _set(project, context)
-            _run(["dvc", "repro", "--single-item", *first], project, env)
+            _run(["dvc", "repro"], project, env)
         before = _outs(project)
         if callable(value):  # a value that depends on the project's current outputs
             value = value(project)
         assert value != _get(project, leaf), leaf
+        settings_before = _settings(project)
         _set(project, {leaf: value})
-        out = _run(["dvc", "repro", "--single-item", *first], project, env).stdout
+        settings_after = _settings(project)
+        changed = {f for f in settings_before.keys() | settings_after.keys()
+                   if settings_before.get(f) != settings_after.get(f)}
+        readers = _readers(dvc_yaml, leaf, changed)
+        assert readers, f"no stage declares param {leaf} or reads a settings file it changes: it cannot have any effect"
+        assert must_change <= set(readers), (leaf, readers)
+        first = [_first_item(s, leaf) for s in readers]
+        out = _run(["dvc", "repro", "settings", *first, "--single-item"], project, env).stdout
         after = _outs(project)
         for stage in first:
             assert f"Running stage '{stage}'" in out, f"{leaf}: {stage} did not run:\n{out}"
@@ -249,7 +277,7 @@ def test_a_switch_back_restores_every_stage_from_the_run_cache(project):
     cached = set(re.findall(r"Stage '([^']+)' is cached - skipping run", out))
     # the features (target-dependent maps) and every method's distance come back too
     assert cached == {f"{s}@{t}" for s in ("field", "features") for t in TASKS} | {
-        f"distance@{m}" for m in METHODS} | {"affinity", "correlate"}
+        f"distance@{m}" for m in METHODS} | {"affinity", "method_inputs", "correlate"}
     assert _outs(project) == base_outs
 
 
@@ -288,3 +316,7 @@ def test_fresh_clone_status_is_coherent(tmp_path):
     stages = set(yaml.safe_load((project / "dvc.yaml").read_text())["stages"])
     assert status and all(name.split("@")[0] in stages for name in status), sorted(status)
     assert "up to date" in _run(["dvc", "status", "mini/dvc.yaml"], project, env).stdout
+    # make status: a few lines, not DVC's one line per dependency of each of the 62 stages
+    summary = _run([sys.executable, "tools/run.py", "status"], project, env).stdout.splitlines()
+    assert len(summary) == 2 and summary[1].startswith("never run (no dvc.lock entry): 62 stage(s): "), summary
+    assert "field@ x17" in summary[1]

@@ -46,3 +46,18 @@ def test_summary_reads_modelgif_in_the_per_method_layout(tmp_path):
     line = run_tool.summarize(OUTPUT, 1, metrics)
     assert line.endswith("; mean rho vs wins_vs_pixels -0.4606 (off-diagonal -0.4100), losses +0.4391; "
                          "first run: 2 output(s) had no dvc.lock entry yet (hence DVC's 'No file hash info found' warnings)")
+
+
+def test_status_summary_counts_never_run_stages_and_names_changed_ones():
+    status_summary = run_tool.status_summary
+    status = {"settings": ["always changed"],
+              "fetch_reference": [{"changed deps": {"modelgif/zoos.py": "modified"}}, {"changed outs": {"data/reference": "deleted"}}],
+              **{f"field@{t}": [{"changed outs": {f"data/fields/{t}.npy": "deleted"}}] for t in ("a", "b", "c")},
+              "correlate": [{"changed deps": {"data/methods": "modified"}}]}
+    lock = {"correlate": {}}
+    text = status_summary(status, lock)
+    lines = text.splitlines()
+    assert len(lines) == 3, text
+    assert lines[1] == "never run (no dvc.lock entry): 4 stage(s): fetch_reference, field@ x3"
+    assert lines[2] == "changed: correlate: deps data/methods modified"
+    assert status_summary({"settings": ["always changed"]}, lock).endswith("everything else is up to date")

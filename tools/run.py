@@ -67,7 +67,7 @@ def summarize(output: str, seconds: float, metrics: Path = METRICS, returncode: 
     try:
         result = json.loads(metrics.read_text())
         # per table, the modelgif method's entry (issue 12's per-method layout), or the table's own
-        result = {table: m.get("modelgif", m) for table, m in result.items()}
+        result = {table: m.get("modelgif", m) for table, m in result.items() if table != "provenance"}
         rhos = [f"{table} {m['mean_rho']:+.4f}"
                 + (f" (off-diagonal {m['mean_rho_off_diagonal']:+.4f})" if "mean_rho_off_diagonal" in m else "")
                 for table, m in result.items()]
@@ -78,6 +78,59 @@ def summarize(output: str, seconds: float, metrics: Path = METRICS, returncode: 
         line += (f"; first run: {no_lock} output(s) had no dvc.lock entry yet (hence DVC's "
                  "'No file hash info found' warnings)")
     return line
+
+
+def status_summary(status: dict, lock: dict) -> str:
+    """A short account of ``dvc status --json dvc.yaml`` (``status``), given the stages that
+    ``dvc.lock`` records (``lock``): which stages never ran, which changed and why, and the
+    settings stage (always run) named once. One line per group, foreach items counted."""
+    never, changed = [], {}
+    for name, entries in status.items():
+        if name == "settings":
+            continue
+        if name not in lock:
+            never.append(name)
+            continue
+        why = set()
+        for entry in entries:
+            if isinstance(entry, dict):
+                for kind, files in entry.items():
+                    if isinstance(files, dict):  # {"changed deps": {path: "modified"}}
+                        why.update(f"{kind.replace('changed ', '')} {f} {state}" for f, state in files.items())
+                    else:
+                        why.add(kind)
+            else:
+                why.add(str(entry))
+        changed[name] = sorted(why)
+
+    def groups(names):
+        counts: dict[str, int] = {}
+        for n in names:
+            counts[n.split("@")[0]] = counts.get(n.split("@")[0], 0) + 1
+        return ", ".join(f"{k}@ x{v}" if v > 1 or "@" in k else k for k, v in counts.items())
+
+    lines = ["status: the settings stage runs on every repro (it looks into sources outside the repository)"]
+    if never:
+        lines.append(f"never run (no dvc.lock entry): {len(never)} stage(s): {groups(never)}")
+    for name, why in changed.items():
+        lines.append(f"changed: {name}: {'; '.join(why[:3])}{' ...' if len(why) > 3 else ''}")
+    if not never and not changed:
+        lines.append("everything else is up to date")
+    return "\n".join(lines)
+
+
+def status(argv: list[str]) -> int:
+    """``make status``: DVC's status of the main pipeline, summarised (:func:`status_summary`)."""
+    import yaml
+
+    proc = subprocess.run(["dvc", "status", "dvc.yaml", "--json", *argv], capture_output=True, text=True)
+    if proc.returncode:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        return proc.returncode
+    lock = Path("dvc.lock")
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.is_file() else {}
+    print(status_summary(json.loads(proc.stdout or "{}"), stages))
+    return 0
 
 
 def _sweep_and_say() -> None:
@@ -105,4 +158,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(status(sys.argv[2:]) if sys.argv[1:2] == ["status"] else main(sys.argv[1:]))
