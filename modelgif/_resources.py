@@ -4,7 +4,6 @@ in a source checkout and in an installed wheel alike."""
 from __future__ import annotations
 
 import importlib.resources
-import os
 from pathlib import Path
 
 
@@ -15,16 +14,16 @@ def data_dir(*parts: str) -> Path:
 
 
 def taskonomy_tables_dir() -> Path:
-    """The Taskonomy tables: ``$MODELGIF_TABLES`` if set, else the package data ``modelgif/data/taskonomy``."""
-    return Path(os.environ.get("MODELGIF_TABLES") or data_dir("taskonomy"))
+    """The Taskonomy tables: the package data ``modelgif/data/taskonomy``. (No environment
+    variable moves them: a table elsewhere is a zoo declaration's ``file``, which the pipeline
+    fingerprints; see :mod:`modelgif.settings`.)"""
+    return data_dir("taskonomy")
 
 
 def mini_tables_dir() -> Path:
-    """The mini-Taskonomy tables: ``$MODELGIF_MINI_TABLES`` if set; else, in an installed wheel,
-    the copy the build put at ``modelgif/data/mini/tables``; else (a source checkout) the
-    canonical ``data/mini/tables`` beside the package, which ``mini/dvc.yaml`` writes."""
-    if os.environ.get("MODELGIF_MINI_TABLES"):
-        return Path(os.environ["MODELGIF_MINI_TABLES"])
+    """The mini-Taskonomy tables: in an installed wheel, the copy the build put at
+    ``modelgif/data/mini/tables``; else (a source checkout) the canonical ``data/mini/tables``
+    beside the package, which ``mini/dvc.yaml`` writes. No environment variable moves them."""
     packaged = data_dir("mini", "tables")
     if packaged.is_dir():
         return packaged

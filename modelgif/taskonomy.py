@@ -37,7 +37,7 @@ GROUND_TRUTH_TABLES = (
 )
 
 #: Where the converted tables live: the package data ``modelgif/data/taskonomy`` (override with
-#: ``MODELGIF_TABLES`` or the ``root`` argument of :func:`load_ground_truth`).
+#: the ``root`` argument of :func:`load_ground_truth`).
 TABLES_DIR = taskonomy_tables_dir()
 
 

@@ -31,8 +31,7 @@ Paths are relative to the current directory (the project root). A table is a CSV
 tables do). ``ground_truth.select: <params key>`` lets ``params.yaml`` choose among the declared
 tables (the built-in zoos: ``ground_truth``, ``mini.ground_truth``); without it every table is
 used. A file path in ``file``/``replicate`` may start with ``{taskonomy_tables}`` or
-``{mini_tables}``, the folders of the project's own tables (their ``$MODELGIF_TABLES`` /
-``$MODELGIF_MINI_TABLES`` overrides included): such a table is checked when it is read, and
+``{mini_tables}``, the folders of the project's own tables: such a table is checked when it is read, and
 such a replicate is used where the file exists; every other file is checked on reading the
 declaration.
 

@@ -9,10 +9,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from pathlib import Path
+
 from test_stages import run_stage
 
 import modelgif
 from modelgif.download import sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
 from modelgif.mini import TASK_LABELS, render_scenes
 from modelgif.mini import zoo
 from modelgif.mini.build import table_json, write_manifest
@@ -118,8 +122,13 @@ def test_correlate_mini_reads_the_mini_tables(project, tmp_path):
     (methods / "meta.json").write_text(json.dumps({"tasks": TASKS}))
     (project / "params_methods.yaml").write_text(
         yaml.safe_dump({**yaml.safe_load((project / "params.yaml").read_text()), "methods": ["modelgif"]}))
-    r = run_stage("correlate.py", "--zoo", "mini", "--params", "params_methods.yaml", "--methods", "methods",
-                  "--metrics", "m/correlation.json", "--plots", "plots", cwd=project, MODELGIF_MINI_TABLES=str(tables))
+    # the mini zoo's declaration with its tables elsewhere (no environment variable changes a result)
+    decl = yaml.safe_load((ROOT / "zoos" / "mini.yaml").read_text())
+    decl["ground_truth"] = {"names": "taskonomy", "tables": {"losses": {"file": str(tables / "losses.json"),
+                                                                         "higher_is_closer": False}}}
+    (tmp_path / "mini_elsewhere.yaml").write_text(yaml.safe_dump(decl))
+    r = run_stage("correlate.py", "--zoo", str(tmp_path / "mini_elsewhere.yaml"), "--params", "params_methods.yaml",
+                  "--methods", "methods", "--metrics", "m/correlation.json", "--plots", "plots", cwd=project)
     assert r.returncode == 0, r.stderr
     metrics = json.loads((project / "m" / "correlation.json").read_text())
     idx = [TASK_LABELS.index(t) for t in TASKS]
