@@ -106,7 +106,7 @@ def reference_settings(params: Mapping, spec: ZooSpec) -> dict:
     elif isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise InputError(f"params.yaml: reference.image_size must be a positive number of pixels or 'zoo', got {size!r}")
     elif size != spec.input_size:
-        warnings.append(f"reference.image_size {size} differs from zoo {spec.name}'s declared input_size "
+        warnings.append(f"reference.image_size {size} differs from the zoo's declared input_size "
                         f"{spec.input_size}: its models are probed at a size they were not made for")
     out = {"zoo": spec.name, "source": source, "n_images": ref.get("n_images"), "image_size": size,
            "zoo_input_size": spec.input_size, "cutmix": ref.get("cutmix"), "seed": ref.get("seed"),

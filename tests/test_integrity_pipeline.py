@@ -169,7 +169,7 @@ def test_an_image_size_other_than_the_zoos_warns_into_the_metrics(project):
     project, env, _ = project
     _set(project, {"reference.image_size": 32})
     proc = _run(["dvc", "repro"], project, env)
-    assert "warning: reference.image_size 32 differs from zoo mini's declared input_size 64" in proc.stderr + proc.stdout
+    assert "warning: reference.image_size 32 differs from the zoo's declared input_size 64" in proc.stderr + proc.stdout
     manifest = json.loads((project / "data/reference/manifest.json").read_text())
     assert any("input_size 64" in w for w in manifest["warnings"])
     metrics = json.loads((project / "metrics/correlation.json").read_text())

@@ -51,7 +51,7 @@ def test_the_reference_size_defaults_to_the_zoos_and_another_warns():
     explicit = {**PARAMS, "reference": {**PARAMS["reference"], "image_size": 32}}
     s = reference_settings(explicit, mini)
     assert s["image_size"] == 32
-    assert s["warnings"] == ["reference.image_size 32 differs from zoo mini's declared input_size 64: "
+    assert s["warnings"] == ["reference.image_size 32 differs from the zoo's declared input_size 64: "
                              "its models are probed at a size they were not made for"]
     same = {**PARAMS, "reference": {**PARAMS["reference"], "image_size": 64}}
     assert reference_settings(same, mini)["warnings"] == []
