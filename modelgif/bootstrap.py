@@ -147,7 +147,8 @@ def _check_counts(counts, n_images: int) -> np.ndarray:
 
 
 def resampled_cka(mats: np.ndarray, counts: np.ndarray, *, debiased: bool = False, device=None,
-                  max_block_bytes: int = DEFAULT_BLOCK_BYTES, progress: bool = False) -> np.ndarray:
+                  max_block_bytes: int = DEFAULT_BLOCK_BYTES, progress: bool = False,
+                  label: str = "CKA") -> np.ndarray:
     """CKA similarity (B, K, K) of K models on B resamples of the images, from their (N, N)
     matrices on all images (linear Gram matrices for CKA, DDS's kernel matrices).
 
@@ -198,7 +199,7 @@ def resampled_cka(mats: np.ndarray, counts: np.ndarray, *, debiased: bool = Fals
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=c.shape[0], unit="resample", desc=f"{'debiased ' if debiased else ''}CKA bootstrap")
+        bar = tqdm(total=c.shape[0], unit="resample", desc=f"{label} bootstrap")  # label: the method's name
     for b0 in range(0, c.shape[0], rows):
         w = torch.from_numpy(c[b0:b0 + rows]).to(dev)  # (b, N)
         n = w.sum(dim=1)  # (b,)
@@ -362,14 +363,16 @@ def set_distances(method: str, features: Sequence, indices: np.ndarray, *, devic
         grams = linear_grams(feats)
         debiased = options.get("debiased", False)
         return (1.0 - cka_from_grams(grams, debiased=debiased),
-                1.0 - resampled_cka(grams, counts, debiased=debiased, device=device, progress=progress))
+                1.0 - resampled_cka(grams, counts, debiased=debiased, device=device, progress=progress,
+                                    label=f"{'debiased ' if debiased else ''}CKA"))
     options = dict(options)
     refit = options.pop("refit", True)
     debiased = options.pop("debiased", True)
     mats = dds_matrices(feats, **options)
     distance = 1.0 - cka_from_grams(mats, debiased=debiased)
     if not refit:
-        return distance, 1.0 - resampled_cka(mats, counts, debiased=debiased, device=device, progress=progress)
+        return distance, 1.0 - resampled_cka(mats, counts, debiased=debiased, device=device, progress=progress,
+                                             label="DDS")
     rows = idx
     if progress:
         from tqdm.auto import tqdm

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 from helpers import copy_project, pipeline_env
-from test_pipeline import ROOT, _ran, _run
+from test_pipeline import ROOT, _ran, _run, assert_up_to_date
 
 import modelgif
 from modelgif.download import sha256_file
@@ -65,7 +65,7 @@ def test_mini_zoo_end_to_end(tmp_path):
     # 17 fields of 100 images x 50 steps, then every method (make demo: 9.5 min on a shared 2-core machine)
     out = _run(["dvc", "exp", "run", "-S", "zoo=mini", "-S", "reference.n_images=100", "-S", "reference.image_size=64"],
                project, env, timeout=2400).stdout
-    assert _ran(out) == {"fetch_reference", "affinity", "correlate"} | {
+    assert _ran(out) == {"settings", "fetch_reference", "affinity", "method_inputs", "correlate"} | {
         f"{s}@{t}" for s in ("fetch_checkpoint", "field", "features") for t in TASK_LABELS} | {
         f"distance@{m}" for m in METHODS}
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -133,7 +133,7 @@ def test_mini_zoo_end_to_end(tmp_path):
             float(np.nanmean(modelgif.per_task_spearman(seed1, truth))), abs=1e-12)
     shown = _run(["dvc", "metrics", "show"], project, env).stdout
     assert "wins_vs_pixels.modelgif.mean_rho" in shown and "ci95" not in shown  # DVC leaves lists out
-    assert "Data and pipelines are up to date" in _run(["dvc", "status"], project, env).stdout
+    assert_up_to_date(project, env)
 
 
 def test_build_pipeline_on_a_tiny_budget(tmp_path):

@@ -51,7 +51,7 @@ def test_readme_own_models_example_end_to_end(tmp_path, monkeypatch):
     proc = subprocess.run(["bash", "-e", "-c", bash], cwd=project, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     methods = yaml.safe_load((project / "params.yaml").read_text())["methods"]
-    assert _ran(proc.stdout) == {"fetch_reference", "affinity", "correlate"} | {
+    assert _ran(proc.stdout) == {"settings", "fetch_reference", "affinity", "method_inputs", "correlate"} | {
         f"{s}@{m}" for s in ("fetch_checkpoint", "field", "features") for m in MODELS} | {
         f"distance@{m}" for m in methods}
     assert not _run(["git", "status", "--porcelain", "models"], project, env).stdout  # weights stay out of git
