@@ -1,5 +1,5 @@
-"""README "Your own models", end to end (issue 13.4): the README's two code blocks, read from the
-README itself, run on a temporary git copy of the project through real DVC (`dvc exp run`, i.e.
+"""docs/own-zoo.md ("Your own models"), end to end (issue 13.4): the page's two code blocks, read from the
+page itself, run on a temporary git copy of the project through real DVC (`dvc exp run`, i.e.
 `dvc repro` of every stage); the distances and ρ are checked against a direct library
 computation; a tasks list naming a model the zoo lacks stops with one line naming the zoo file."""
 
@@ -27,10 +27,8 @@ MODELS = ["resnet_a", "resnet_b", "resnet_c"]
 
 
 def readme_example() -> tuple[str, str]:
-    """The Python and the bash block of the README's "Your own models" section."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Your own models"):]
-    section = section[:section.index("\n## ", 1)]
+    """The Python and the bash block of docs/own-zoo.md ("Your own models")."""
+    section = (ROOT / "docs" / "own-zoo.md").read_text()
     python = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     bash = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     return python, bash
@@ -44,7 +42,7 @@ def test_readme_own_models_example_end_to_end(tmp_path, monkeypatch):
     _run(["git", "init", "-q", "-b", "main"], project, env)
     _run(["git", "add", "-A"], project, env)
     _run(["git", "commit", "-qm", "copy"], project, env)
-    # The README's script imports torchvision itself; on a machine whose torchvision is PyPI's CUDA
+    # The page's script imports torchvision itself; on a machine whose torchvision is PyPI's CUDA
     # build beside a CPU torch (this one), it needs the library's import first (modelgif.zoos._torchvision).
     prelude = "import modelgif.zoos\nmodelgif.zoos._torchvision()\n"
     (project / "make_my_zoo.py").write_text(prelude + python)
