@@ -15,13 +15,15 @@ error and keeps its traceback.
 from __future__ import annotations
 
 import errno as _errno
+import numbers
 import os
 import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["InputError", "MissingEntry", "USER_ERRORS", "check_output_dir", "check_output_file", "describe"]
+__all__ = ["InputError", "MissingEntry", "USER_ERRORS", "available_memory", "check_memory", "check_output_dir",
+           "check_output_file", "check_seed", "describe", "human_size"]
 
 
 class InputError(ValueError):
@@ -41,6 +43,8 @@ USER_ERRORS = (ValueError, OSError)
 # A temporary file of modelgif._atomic (also storage.FieldWriter's) beside <name>:
 # ".<name>.<host>.<pid>.<random>.tmp" (modelgif._atomic.temp_name).
 _TMP = re.compile(r"\.(?P<name>.+)\.[^./]+\.\d+\.[0-9a-f]+\.tmp")
+# The same inside a message: a path component (after a separator or the start of a word).
+_TMP_IN_TEXT = re.compile(r"(?<![^\s/'\"(\[=:,])\.(?P<name>[^\s/'\"]+?)\.[^\s./'\"]+\.\d+\.[0-9a-f]+\.tmp(?![\w.])")
 
 
 def _shown(path: str | os.PathLike) -> str:
@@ -50,6 +54,11 @@ def _shown(path: str | os.PathLike) -> str:
     return str(p.with_name(m["name"]) if m else p)
 
 
+def _untemp(text: str) -> str:
+    """``text`` with every temporary file name in it shown as the output it was to become."""
+    return _TMP_IN_TEXT.sub(lambda m: m["name"], text)
+
+
 def describe(e: BaseException, outputs: Sequence[str | os.PathLike] = ()) -> str:
     """One line naming the problem of a :data:`USER_ERRORS` exception.
 
@@ -57,7 +66,13 @@ def describe(e: BaseException, outputs: Sequence[str | os.PathLike] = ()) -> str
     ``data/affinity/distance.csv: no space left on device``; a temporary file is named as the
     output it was to become); when the system gave no path (a ``write`` that fails on a full
     disk), it reads ``<problem> while writing <outputs>``. Other errors read as their message.
+    Temporary file names never appear: each reads as the output it was to become (in a path
+    attribute and in a message's text alike); a message of several lines is folded into one.
     """
+    return " ".join(_untemp(_describe(e, outputs)).split())
+
+
+def _describe(e: BaseException, outputs: Sequence[str | os.PathLike]) -> str:
     if isinstance(e, OSError) and e.errno is not None and e.strerror:
         if e.filename is None and e.strerror != os.strerror(e.errno):
             return e.strerror  # the library's own message, naming its path
@@ -92,11 +107,15 @@ def _check_writable_folder(folder: Path, what: str) -> None:
                               + ("on a read-only file system" if read_only else "not writable (permission denied)"))
 
 
-def _size(nbytes: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if nbytes < 1024 or unit == "GiB":
-            return f"{nbytes} B" if unit == "B" else f"{nbytes:.1f} {unit}"
+def human_size(nbytes: int | float) -> str:
+    """``nbytes`` for a person: ``512 B``, ``1.5 KiB``, … ``3.2 TiB``, ``12.0 PiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if nbytes < 1024 or unit == "PiB":
+            return f"{int(nbytes)} B" if unit == "B" else f"{nbytes:.1f} {unit}"
         nbytes /= 1024
+
+
+_size = human_size
 
 
 def check_output_file(path: str | os.PathLike, nbytes: int | None = None) -> Path:
@@ -133,3 +152,71 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     _check_writable_folder(_existing_ancestor(path), f"into {path}")
     return path
+
+
+def check_seed(value, param: str) -> int:
+    """``value`` if it is a seed numpy and torch accept (an integer in [0, 2**32 - 1]), else an
+    ``InputError`` naming the param (``field.seed``, ``bootstrap.seed``, …)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= int(value) < 2**32:
+        raise InputError(f"{param} must be an integer from 0 to {2**32 - 1}, got {value!r}")
+    return int(value)
+
+
+def _cgroup_limit() -> int | None:
+    """The memory this process's cgroup may still take (v2 ``memory.max`` − ``memory.current``,
+    or v1's limit − usage), or None where there is no limit."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or not limit.isdigit() or int(limit) >= 2**60:
+            return None
+        return max(0, int(limit) - usage)
+    return None
+
+
+def available_memory(device=None) -> int | None:
+    """Bytes a new allocation may take on ``device`` (a torch device, or None for the host):
+    for CUDA the device's free memory; for the host ``MemAvailable`` of ``/proc/meminfo``, or the
+    cgroup's remaining limit if lower. None where it cannot be known."""
+    if device is not None and getattr(device, "type", str(device)) == "cuda":
+        import torch
+
+        return int(torch.cuda.mem_get_info(device)[0])
+    free = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                free = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        free = None
+    if free is None:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            free = None
+    cgroup = _cgroup_limit()
+    if cgroup is not None:
+        free = cgroup if free is None else min(free, cgroup)
+    return free
+
+
+def check_memory(nbytes: int, what: str, advice: str = "", device=None) -> None:
+    """Refuse, before any work, to hold ``nbytes`` in the memory of ``device`` (None: the host)
+    when less is available (:func:`available_memory`).
+
+    Raises:
+        InputError: one line ``<what> needs <size> of memory and <where> has <size> available``
+            and ``advice`` (e.g. which params to lower).
+    """
+    free = available_memory(device)
+    if free is None or nbytes <= free:
+        return
+    where = f"{device}" if device is not None and getattr(device, "type", "cpu") != "cpu" else "this machine"
+    raise InputError(f"{what} needs {human_size(nbytes)} of memory and {where} has {human_size(free)} available"
+                     + (f"; {advice}" if advice else ""))

@@ -170,6 +170,9 @@ def method_settings(params: Mapping, method: str) -> dict:
     """What ``distance@<method>`` computes with: the tasks, its options, the bootstrap, and the
     field distance (``distance``) only for a field method."""
     options = (params.get("method_options") or {}).get(method)
+    if method == "ig" and (params.get("field") or {}).get("cumulative") is False:
+        raise InputError("method ig cannot run with field.cumulative: false: a per-step field's last step is not "
+                         "the Integrated Gradients attribution; set field.cumulative: true or drop ig from methods")
     return {"method": method, "tasks": params.get("tasks"), "options": options or {},
             "metric": params.get("distance") if method in FIELD_METHODS else None,
             "bootstrap": params.get("bootstrap")}

@@ -12,18 +12,27 @@ Two storage dtypes:
 
 Either kind is one ordinary ``.npy`` file: ``numpy.load(path, mmap_mode="r")`` opens it and
 :func:`decode` turns any slice of it into float values.
+
+The stages' other intermediates are read here too, each refused in one line naming the file and
+what is wrong with it (a damaged header, an ``.npz`` or pickled objects where a ``.npy`` belongs, a
+JSON record that is not an object or lacks keys): :func:`npy_header`, :func:`load_array`,
+:func:`read_json_record`.
 """
 
 from __future__ import annotations
 
 import errno
 import io
+import json
 import os
+import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from . import _atomic
+from .errors import InputError
 
 STORAGE_DTYPES = ("float16", "float32")
 
@@ -93,6 +102,94 @@ def encode(values: np.ndarray, dtype: str = "float16") -> np.ndarray:
     return out
 
 
+def npy_header(path: str | os.PathLike, what: str = ".npy array") -> tuple[tuple[int, ...], np.dtype]:
+    """``(shape, dtype)`` of the ``.npy`` file at ``path``, from its header alone (no data read,
+    so a huge array costs nothing to inspect).
+
+    Raises:
+        FileNotFoundError: no file. InputError: an ``.npz`` archive, or not a readable ``.npy``
+            header (damaged, truncated); the message names ``path`` and ``what`` it should be.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, f"no {what} at {path}")
+    with open(path, "rb") as f:
+        if zipfile.is_zipfile(f):
+            raise InputError(f"{path} is an .npz archive, not a .npy file ({what})")
+        f.seek(0)
+        try:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                raise ValueError(f"unknown .npy format version {version}")
+            shape, _, dtype = read(f)  # 3.0 differs from 2.0 in the header's encoding only (utf-8: read the same)
+        except Exception as e:  # noqa: BLE001 - numpy raises ValueError, EOFError, SyntaxError, ... for bad headers
+            raise InputError(f"{path} is not a readable .npy file ({what}): damaged header: "
+                             f"{' '.join(str(e).split())[:160]}") from None
+    return tuple(shape), dtype
+
+
+def reference_shape(path: str | os.PathLike) -> tuple[int, int, int, int]:
+    """``(N, 3, H, W)`` of a reference set ``images.npy`` from its header alone (no pixel read):
+    what a stage's memory and disk are estimated from, before any work."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, f"no reference images at {path} (run the fetch_reference stage)")
+    if zipfile.is_zipfile(path):  # worded as modelgif.reference.load_reference_images words it
+        raise InputError(f"{path} is an .npz archive, not a .npy array of images")
+    shape, dtype = npy_header(path, "reference image set")
+    if dtype != np.uint8 or len(shape) != 4 or shape[1] != 3:
+        raise InputError(f"{path} holds {dtype} {shape}; expected uint8 (N, 3, H, W)")
+    return shape
+
+
+def load_array(path: str | os.PathLike, what: str = ".npy array", *, ndim: int | None = None,
+               mmap: bool = False) -> np.ndarray:
+    """The plain ``.npy`` array at ``path`` (never unpickled), whole or (``mmap``) memory-mapped.
+
+    Raises:
+        FileNotFoundError: no file. InputError: one line naming ``path``, ``what`` it should be
+            and the problem: an ``.npz`` archive, a damaged or truncated file, pickled objects, a
+            structured dtype, or not ``ndim`` dimensions.
+    """
+    path = Path(path)
+    shape, dtype = npy_header(path, what)
+    if dtype.hasobject or dtype.names:
+        raise InputError(f"{path} holds {'pickled objects' if dtype.hasobject else f'records {dtype}'}, "
+                         f"not numbers ({what})")
+    if ndim is not None and len(shape) != ndim:
+        raise InputError(f"{path} holds an array of shape {shape}, not of {ndim} dimensions ({what})")
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:  # e.g. data shorter than the header says
+        raise InputError(f"{path} is not a readable .npy file ({what}): {' '.join(str(e).split())}") from None
+    return arr
+
+
+def read_json_record(path: str | os.PathLike, what: str, keys: Sequence[str] = (),
+                     advice: str = "rerun the stage that writes it") -> dict:
+    """The JSON object at ``path`` that must hold ``keys`` (a stage's ``meta.json``, a features
+    record).
+
+    Raises:
+        FileNotFoundError: no file. InputError: one line naming ``path`` and ``what`` it should
+            be: not UTF-8 JSON, not an object (a list, a number), or lacking some of ``keys``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, f"no {what} at {path}; {advice}")
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path} is not readable JSON ({what}): {e}; {advice}") from None
+    if not isinstance(record, dict):
+        raise InputError(f"{path} holds a JSON {type(record).__name__}, not the object a {what} is; {advice}")
+    missing = [k for k in keys if k not in record]
+    if missing:
+        raise InputError(f"{path} ({what}) lacks {', '.join(missing)}; {advice}")
+    return record
+
+
 def open_field(path: str | os.PathLike) -> np.ndarray:
     """A stored field as a read-only memory map; checks that it is a field."""
     path = Path(path)
@@ -123,6 +220,12 @@ def _layout(n_images: int, n_steps: int, n_pixels: int, dtype: str):
     shape = (n_images, n_steps, n_pixels) if dtype == "float32" else (n_images, n_steps)
     per_image = int(np.prod(shape[1:], dtype=np.int64)) * np_dtype.itemsize
     return np_dtype, shape, _npy_header(shape, np_dtype), per_image
+
+
+def field_nbytes(n_images: int, n_steps: int, n_pixels: int, dtype: str = "float16") -> int:
+    """Bytes of the ``.npy`` file of a stored field of (N, S, H·W) values (header included)."""
+    _, _, header, per_image = _layout(int(n_images), int(n_steps), int(n_pixels), dtype)
+    return len(header) + int(n_images) * per_image
 
 
 def allocate_field(path, n_images: int, n_steps: int, n_pixels: int, dtype: str = "float16") -> Path:

@@ -149,17 +149,22 @@ def zoo_path(zoo: str | os.PathLike) -> Path:
     """The declaration file ``zoo`` names (see the module docstring); ``ZooError`` if there is none."""
     text = os.fspath(zoo)
     if not text:
-        raise ZooError("zoo: empty name")
+        raise ZooError(f"zoo: empty name; known zoos: {', '.join(known_zoos()) or 'none'}")
     if text.endswith((".yaml", ".yml")) or "/" in text or os.sep in text:
         path = Path(text)
         if not path.is_file():
-            raise ZooError(f"zoo {text!r}: no declaration file {path}")
+            what = "a folder, not a declaration file" if path.is_dir() else "no declaration file"
+            raise ZooError(f"unknown zoo {text!r}: {what} {path}; known zoos: {', '.join(known_zoos()) or 'none'}")
         return path
     for folder in (Path("zoos"), BUILTIN_DIR):
         if (folder / f"{text}.yaml").is_file():
             return folder / f"{text}.yaml"
-    known = sorted({p.stem for d in (Path("zoos"), BUILTIN_DIR) if d.is_dir() for p in d.glob("*.yaml")})
-    raise ZooError(f"unknown zoo {text!r}: no zoos/{text}.yaml; known zoos: {', '.join(known) or 'none'}")
+    raise ZooError(f"unknown zoo {text!r}: no zoos/{text}.yaml; known zoos: {', '.join(known_zoos()) or 'none'}")
+
+
+def known_zoos() -> list[str]:
+    """The names of the zoo declarations there are: ``zoos/*.yaml`` here and the checkout's own."""
+    return sorted({p.stem for d in (Path("zoos"), BUILTIN_DIR) if d.is_dir() for p in d.glob("*.yaml") if p.is_file()})
 
 
 def _table_path(value, where: str) -> Path:
@@ -411,5 +416,5 @@ def params_section(params: dict, key: str, spec: ZooSpec):
     return node
 
 
-__all__ = ["BUILTIN_DIR", "ModelSpec", "TableSpec", "ZooError", "ZooSpec", "load_zoo_spec", "params_section",
+__all__ = ["BUILTIN_DIR", "ModelSpec", "TableSpec", "ZooError", "ZooSpec", "known_zoos", "load_zoo_spec", "params_section",
            "read_table", "table_matrix", "zoo_path"]

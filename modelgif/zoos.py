@@ -110,6 +110,12 @@ def _torchvision():
     return torchvision, feature_extraction
 
 
+def _exited(e: SystemExit, architecture: str, doing: str) -> ValueError:
+    """A user's module that calls ``sys.exit`` is an error (never a silent success of the stage)."""
+    return ValueError(f"architecture {architecture} raised SystemExit({e.code!r}) while {doing}: a model's module "
+                      "must build and run the model, never exit the process")
+
+
 def _user_function(architecture: str):
     module_name, _, function = architecture.partition(":")
     if os.getcwd() not in sys.path:  # the project root, where DVC runs the stages
@@ -118,6 +124,8 @@ def _user_function(architecture: str):
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise ValueError(f"architecture {architecture}: cannot import {module_name}: {e}") from e
+    except SystemExit as e:
+        raise _exited(e, architecture, f"importing {module_name}") from None
     fn = getattr(module, function, None)
     if not callable(fn):
         raise ValueError(f"architecture {architecture}: {module_name} has no function {function!r}")
@@ -129,7 +137,8 @@ def build_architecture(model: ModelSpec) -> torch.nn.Module:
 
     Raises:
         ValueError: an unknown torchvision model, torchvision missing, a user function that
-            cannot be imported or does not return an ``nn.Module``.
+            cannot be imported, exits (``SystemExit``, whatever its code) or does not return an
+            ``nn.Module``.
     """
     import torch
 
@@ -150,7 +159,11 @@ def build_architecture(model: ModelSpec) -> torch.nn.Module:
             raise ValueError(f"unknown architecture {arch}: torchvision has no classification model {name!r}")
         net = torchvision.models.get_model(name, weights=None)
     else:
-        net = _user_function(arch)()
+        fn = _user_function(arch)
+        try:
+            net = fn()
+        except SystemExit as e:
+            raise _exited(e, arch, f"building model {model.name}") from None
         if not isinstance(net, torch.nn.Module):
             raise ValueError(f"architecture {arch} returned {type(net).__name__}, not a torch.nn.Module")
     return net.eval()
@@ -202,6 +215,7 @@ def _load_weights(net: torch.nn.Module, path, sha256: str | None, what: str, ful
     classifier head, of any number of classes) are ignored."""
     import torch
 
+    from .checkpoint import load_weights_only
     from .download import sha256_file
 
     path = Path(path)
@@ -209,10 +223,7 @@ def _load_weights(net: torch.nn.Module, path, sha256: str | None, what: str, ful
         raise FileNotFoundError(f"no {what} at {path}")
     if sha256 is not None and sha256_file(path) != sha256.lower():
         raise ValueError(f"{what} {path}: expected sha256 {sha256.lower()}, got {sha256_file(path)}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ValueError(f"{what} {path} is not a readable weights-only torch file: {e}") from e
+    ckpt = load_weights_only(path, what)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{what} {path} holds no state dict (a mapping name -> tensor, or one under 'state_dict')")
@@ -254,9 +265,35 @@ def encoder_from_spec(spec: ZooSpec, task: str, path: str | os.PathLike | None =
     body, node = _cut(net, model)
     if path is not None:
         _load_weights(body, path, sha256, f"checkpoint of {task} ({model.architecture})", net if node else None)
-    if node is None and spec.normalize is None:
-        return _freeze(body, map_location)
-    return _freeze(_encoder_class()(body, spec.normalize, node), map_location)
+    encoder = body if node is None and spec.normalize is None else _encoder_class()(body, spec.normalize, node)
+    if _is_user_function(model.architecture):
+        encoder = _exit_guard_class()(encoder, model.architecture, model.name)
+    return _freeze(encoder, map_location)
+
+
+def _is_user_function(architecture: str) -> bool:
+    return architecture not in ("taskonomy", "mini") and not architecture.startswith("torchvision:")
+
+
+def _exit_guard_class():
+    import torch
+
+    class UserModel(torch.nn.Module):
+        """A user's ``module:function`` model whose forward may not end the process: a
+        ``SystemExit`` inside it (``sys.exit(0)`` would end a stage silently, as a success)
+        becomes a ``ValueError`` naming the architecture."""
+
+        def __init__(self, body: torch.nn.Module, architecture: str, name: str):
+            super().__init__()
+            self.body, self.architecture, self.name = body, architecture, name
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            try:
+                return self.body(x)
+            except SystemExit as e:
+                raise _exited(e, self.architecture, f"running model {self.name}") from None
+
+    return UserModel
 
 
 def load_zoo_encoder(zoo: str, task: str, path: str | os.PathLike, *, sha256: str | None = None,
@@ -267,14 +304,41 @@ def load_zoo_encoder(zoo: str, task: str, path: str | os.PathLike, *, sha256: st
     return encoder_from_spec(load_zoo_spec(zoo), task, path, sha256=sha256, map_location=map_location)
 
 
+def _check_batch(encoder, model: ModelSpec, where: str, size: int) -> None:
+    """``encoder`` maps a batch of two different images, which require grad, to two maps that
+    depend on them through autograd (the field is made of input gradients, computed for many
+    images in one pass)."""
+    import torch
+
+    x = torch.stack([torch.zeros(3, size, size), torch.full((3, size, size), 0.5)]).requires_grad_(True)
+    try:
+        out = encoder(x)
+    except SystemExit as e:
+        raise ZooError(f"{where}: {_exited(e, model.architecture, f'running model {model.name}')}") from None
+    except Exception as e:  # noqa: BLE001 - a user's module failing on a batch is bad input
+        raise ZooError(f"{where}: {model.architecture} cannot take a batch of more than one image: on a (2, 3, "
+                       f"{size}, {size}) input it fails with {type(e).__name__}: {' '.join(str(e).split())}") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ZooError(f"{where}: {model.architecture} cannot take a batch of more than one image: a (2, 3, {size}, "
+                       f"{size}) input gives {shape}, not 2 maps (B = 2, C, h, w)")
+    if not out.requires_grad or out.grad_fn is None:
+        raise ZooError(f"{where}: {model.architecture} returns a tensor detached from its input (no grad_fn for an "
+                       "input that requires grad): the field needs the gradient of the output with respect to the "
+                       "image; do not detach, convert to numpy or use torch.no_grad() inside the model")
+
+
 def check_zoo_models(spec: ZooSpec) -> ZooSpec:
     """The checks that need the models built, before anything is computed: each distinct
     (architecture, layer) of ``spec`` is built with fresh weights and run on one blank image of
-    the declared input size; its output must be one (B, C, h, w) tensor.
+    the declared input size; its output must be one (B, C, h, w) tensor. It is then run on a
+    batch of two images that require grad: its output must hold two maps and depend on the
+    input through autograd (not detached).
 
     Raises:
         ZooError: one line naming the declaration file and the model (an unknown architecture
-            or layer, an output that is not a 4-D map, ...).
+            or layer, an output that is not a 4-D map, a model that exits, cannot take a batch
+            of more than one image, or returns a tensor detached from its input, ...).
     """
     import torch
 
@@ -293,6 +357,8 @@ def check_zoo_models(spec: ZooSpec) -> ZooSpec:
             raise
         except (ValueError, OSError) as e:
             raise ZooError(f"{where}: {e}") from e
+        except SystemExit as e:
+            raise ZooError(f"{where}: {_exited(e, model.architecture, f'running model {model.name}')}") from None
         except Exception as e:  # noqa: BLE001 - a user's module failing on a blank image is bad input
             raise ZooError(f"{where}: {model.architecture} fails on a (1, 3, {spec.input_size}, {spec.input_size}) "
                            f"input: {type(e).__name__}: {e}") from e
@@ -301,6 +367,7 @@ def check_zoo_models(spec: ZooSpec) -> ZooSpec:
             at = f"layer {model.layer!r}" if model.layer else "its output"
             raise ZooError(f"{where}: {at} of {model.architecture} gives {shape}, not a (B, C, h, w) map; "
                            "declare a convolutional layer")
+        _check_batch(encoder, model, where, spec.input_size)
     return spec
 
 

@@ -1,4 +1,5 @@
-"""What the stage commands share: DVC-rendered booleans, the task list, the device, one-line errors."""
+"""What the stage commands share: DVC-rendered booleans, the task list, the device, the
+reference set's size before it is read, one-line errors."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import typer
 import yaml
 
-from modelgif.errors import USER_ERRORS, InputError, describe
+from modelgif.errors import USER_ERRORS, InputError, check_memory, describe
 
 
 def parse_bool(value: str, name: str = "value") -> bool:
@@ -42,6 +43,20 @@ def resolve_device(device: str):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise typer.BadParameter(f"device {device!r} asked for, but CUDA is not available")
     return dev
+
+
+#: Bytes of host memory per reference pixel value while a stage holds the set: the uint8 array
+#: read, its float32 copy in [-1, 1] and (field stage) the float32 baselines.
+READ_BYTES_PER_VALUE = 1 + 4
+
+
+def check_reference_memory(shape, nbytes: int, what: str, device=None) -> None:
+    """Refuse, before any work, a reference set whose arrays (``nbytes`` in all, on ``device``;
+    None: the host) do not fit in the memory available, naming its size and the params to lower.
+    ``what``: what the stage holds, e.g. ``"and their baselines as float32 (the field stage)"``."""
+    n, _, h, w = shape
+    check_memory(nbytes, f"holding {n} reference images of 3×{h}×{w} {what}",
+                 "lower reference.n_images or reference.image_size", device=device)
 
 
 def fail(message: str) -> None:

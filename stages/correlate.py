@@ -48,6 +48,8 @@ from modelgif.errors import InputError, check_output_dir, check_output_file
 from modelgif.ground_truth import ground_truth_tables
 from modelgif.plots import ranked_long_csv, read_matrix_csv
 from modelgif.settings import read_settings
+from modelgif.storage import load_array, read_json_record
+from modelgif.zoo_spec import load_zoo_spec
 
 REFERENCE = "modelgif"
 #: Key of the metrics JSON beside the tables: what the run's settings warned of (absent when nothing).
@@ -66,15 +68,22 @@ def read_methods(params: dict, source: Path) -> list[str]:
     return [str(m) for m in methods]
 
 
-def load_method(folder: Path) -> tuple[np.ndarray, list[str], np.ndarray, dict]:
-    """``(D (K, K), tasks, samples (B, K, K), meta)`` of one ``distance@<method>`` output folder."""
+#: What correlate reads of a distance stage's ``meta.json`` (the keys that pair the methods' resamples).
+PAIRING = ("tasks", "n_images", "bootstrap", "resamples_sha256")
+
+
+def load_method(folder: Path, keys=PAIRING) -> tuple[np.ndarray, list[str], np.ndarray, dict]:
+    """``(D (K, K), tasks, samples (B, K, K), meta)`` of one ``distance@<method>`` output folder;
+    each file that is missing, damaged or of another format (a ``meta.json`` that is not an
+    object or lacks one of ``keys``) is refused in one line naming it."""
     for name in ("distance.csv", "bootstrap.npy", "meta.json"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} is missing (run its distance stage)")
     d, tasks = read_matrix_csv(folder / "distance.csv")
-    samples = np.load(folder / "bootstrap.npy")
-    meta = json.loads((folder / "meta.json").read_text())
-    if samples.ndim != 3 or samples.shape[1:] != d.shape:
+    samples = load_array(folder / "bootstrap.npy", "bootstrap distances (B, K, K)", ndim=3)
+    meta = read_json_record(folder / "meta.json", "meta record of a distance stage", keys,
+                            "rerun its distance stage")
+    if samples.shape[1:] != d.shape:
         raise InputError(f"{folder / 'bootstrap.npy'} has shape {samples.shape}; expected (B, {len(tasks)}, {len(tasks)})")
     return d, tasks, samples, meta
 
@@ -100,17 +109,18 @@ def main(
     reference_settings: Path = typer.Option(None, help="the settings stage's reference.json: its warnings "
                                                        "go into the metrics as provenance.warnings"),
 ) -> None:
+    load_zoo_spec(zoo)  # an unknown zoo or a bad declaration: refused before anything is read
     for out in (metrics, metrics.parent / "per_task_rho.csv", metrics.parent / "methods_rho.csv"):
         check_output_file(out)
     check_output_dir(plots)
     p = yaml.safe_load(params.read_text()) or {}
     names = read_methods(p, params)
-    loaded = {m: load_method(methods / m) for m in names}
+    # the keys that pair the methods' resamples are needed where there is something to pair
+    loaded = {m: load_method(methods / m, PAIRING if len(names) > 1 else ()) for m in names}
     first = names[0]
     tasks = loaded[first][1]
-    pairing = ("tasks", "n_images", "bootstrap", "resamples_sha256")
     for m in names[1:]:
-        differ = [k for k in pairing if loaded[m][3].get(k) != loaded[first][3].get(k)]
+        differ = [k for k in PAIRING if loaded[m][3].get(k) != loaded[first][3].get(k)]
         if differ:
             raise InputError(f"{methods / m} and {methods / first} differ in {', '.join(differ)}: "
                              "their bootstrap resamples do not pair (rerun their distance stages)")

@@ -28,16 +28,29 @@ from pathlib import Path
 import numpy as np
 import torch
 import typer
-from _cli import clean_errors, resolve_device
+from _cli import READ_BYTES_PER_VALUE, check_reference_memory, clean_errors, resolve_device
 
 from modelgif._atomic import atomic_path, write_text
 from modelgif.attribution import ATTRIBUTIONS, attribution_maps, encoder_features
-from modelgif.errors import check_output_dir
+from modelgif.errors import check_output_dir, check_output_file
 from modelgif.provenance import file_sha256
 from modelgif.reference import load_reference_images
-from modelgif.storage import save_field
+from modelgif.storage import field_nbytes, reference_shape, save_field
 from modelgif.targets import check_target
 from modelgif.zoos import check_zoo, load_zoo_encoder, target_is_void
+
+
+def _preflight(task: str, reference: Path, attributions: Path, dev) -> None:
+    """Refuse, before any work, a reference set whose images (float32) and attribution maps do not
+    fit in memory, or whose maps do not fit on disk; each message gives the estimate."""
+    n, _, h, w = shape = reference_shape(reference)
+    maps = len(ATTRIBUTIONS) * n * h * w * 4  # float32 (N, 1, H·W) each
+    what = "as float32 and their attribution maps (the features stage)"
+    check_reference_memory(shape, n * 3 * h * w * (READ_BYTES_PER_VALUE if dev.type == "cpu" else 1) + maps, what)
+    if dev.type == "cuda":
+        check_reference_memory(shape, n * 3 * h * w * 4, "as float32 (the features stage)", device=dev)
+    for kind in ATTRIBUTIONS:
+        check_output_file(attributions / kind / f"{task}.npy", nbytes=field_nbytes(n, 1, h * w, "float32"))
 
 
 @clean_errors(outputs=("features", "attributions"))
@@ -56,6 +69,7 @@ def main(
     for folder in (features, *(attributions / k for k in ATTRIBUTIONS)):
         check_output_dir(folder)
     dev = resolve_device(device)
+    _preflight(task, reference, attributions, dev)
     model = load_zoo_encoder(zoo, task, checkpoint, map_location=dev)
     images = load_reference_images(reference).to(dev)
     feats = encoder_features(model, images)

@@ -22,25 +22,26 @@ contiguous slice of the images into the one output file (:mod:`modelgif.distribu
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
 from pathlib import Path
 
 import torch
 import typer
-from _cli import clean_errors, fail, parse_bool, resolve_device
+from _cli import READ_BYTES_PER_VALUE, check_reference_memory, clean_errors, fail, parse_bool, resolve_device
 from tqdm.auto import tqdm
 
 from modelgif.baselines import make_baselines
 from modelgif.distributed import (RankFailed, launch, nproc_from_env, process_group, rank_device, record_failure,
                                   shard, world, write_sharded)
-from modelgif.errors import check_output_file
+from modelgif.errors import check_output_file, check_seed
 from modelgif.execution import auto_batch_size, check_precision, default_batch_size, keep_freed_cpu_memory
 from modelgif.field import iter_gradient_field, zero_field_chunks
 from modelgif.provenance import field_record, file_sha256, record_path, write_record
 from modelgif.quadrature import check_n_steps
 from modelgif.reference import load_reference_images
-from modelgif.storage import storage_dtype
+from modelgif.storage import field_nbytes, reference_shape, storage_dtype
 from modelgif.settings import read_settings
 from modelgif.sketch import check_sketch_dim
 from modelgif.targets import check_target
@@ -78,8 +79,11 @@ def main(
     check_sketch_dim(sketch_dim)
     check_n_steps(n_steps, method)
     check_target(target)
+    check_seed(seed, "field.seed (--seed)")
+    check_seed(sketch_seed, "field.sketch_seed (--sketch-seed)")
     storage_dtype(1, dtype)  # a valid storage dtype
     check_output_file(out)
+    _preflight(reference, n_steps, dtype, sketch_dim, out)
     nproc = nproc_from_env()
     if nproc:  # MODELGIF_NPROC=G: the same command in G processes, through torch.distributed.run
         failure = launch(nproc, __file__, sys.argv[1:])
@@ -104,15 +108,44 @@ def main(
         raise
 
 
+#: Bytes per reference pixel value the field stage holds on its device: the images and their
+#: baselines, float32.
+DEVICE_BYTES_PER_VALUE = 4 + 4
+
+
+def _preflight(reference: Path, n_steps: int, dtype: str, sketch_dim: int, out: Path, device=None) -> None:
+    """Refuse, before anything is loaded or computed, a reference set whose field does not fit on
+    the output's disk, or whose images (with their baselines, and a sketch's projection matrix)
+    do not fit in memory; each message gives the estimate. ``device``: also check a CUDA
+    device's memory."""
+    n, _, h, w = shape = reference_shape(reference)
+    values = n * 3 * h * w
+    n_values = check_sketch_dim(sketch_dim, h * w) or h * w
+    projection = h * w * sketch_dim * 8 if sketch_dim else 0  # float64 (H·W, d), modelgif.sketch
+    if device is None:
+        check_reference_memory(shape, values * (READ_BYTES_PER_VALUE + 4) + projection,
+                               "and their baselines as float32 (the field stage)")
+    elif device.type == "cuda":
+        check_reference_memory(shape, values * DEVICE_BYTES_PER_VALUE + projection,
+                               "and their baselines as float32 (the field stage)", device=device)
+    try:
+        check_output_file(out, nbytes=field_nbytes(n, n_steps, n_values, dtype))
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise OSError(errno.ENOSPC, f"{e.strerror}: a field of {n} images × {n_steps} steps × {n_values} values "
+                      f"({dtype}); lower reference.n_images, reference.image_size or field.n_steps, or set "
+                      "field.sketch_dim") from None
+
+
 def _field(task, checkpoint, reference, target, n_steps, method, baseline, seed, cumulative, dtype, precision,
            sketch_dim, sketch_seed, out, zoo, dev, batch_size, rank, world_size) -> None:
+    _preflight(reference, n_steps, dtype, sketch_dim, out, device=dev)  # this rank's device
     model = load_zoo_encoder(zoo, task, checkpoint, map_location=dev)
     images = load_reference_images(reference).to(dev)
     baselines = make_baselines(images, baseline, seed)
     n, _, h, w = images.shape
     n_values = check_sketch_dim(sketch_dim, h * w) or h * w
-    check_output_file(out, nbytes=n * n_steps * storage_dtype(n_values, dtype).itemsize
-                      * (n_values if dtype == "float32" else 1))
     record = field_record(task, reference_sha256=file_sha256(reference), checkpoint_sha256=file_sha256(checkpoint),
                           zoo=zoo, target=check_target(target), n_steps=n_steps, method=method, baseline=baseline,
                           seed=seed, cumulative=parse_bool(cumulative, "--cumulative"), dtype=dtype,

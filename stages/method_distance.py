@@ -34,20 +34,32 @@ import yaml
 
 from modelgif._atomic import atomic_path, write_text
 from modelgif.bootstrap import resample_indices
-from modelgif.errors import InputError, check_output_dir
+from modelgif.errors import InputError, check_output_dir, check_seed
 from modelgif.methods import FIELD_METHODS, check_method, method_distances
 from modelgif.plots import matrix_csv
 from modelgif.provenance import check_fields
 from modelgif.settings import read_settings
-from modelgif.storage import field_shape, open_field
+from modelgif.storage import field_shape, load_array, open_field, read_json_record
+
+
+IG_NEEDS_CUMULATIVE = ("a per-step field's last step is not the Integrated Gradients attribution; set "
+                       "field.cumulative: true (and rerun the fields) or drop ig from methods")
 
 
 def _read_params(params: Path, method: str) -> tuple[list[str], dict]:
     tasks = read_tasks(params)
-    options = ((yaml.safe_load(params.read_text()) or {}).get("method_options") or {}).get(method)
+    p = yaml.safe_load(params.read_text()) or {}
+    options = (p.get("method_options") or {}).get(method)
     if options is not None and not isinstance(options, dict):
         raise InputError(f"{params}: 'method_options.{method}' must be a mapping of options, got {options!r}")
+    if method == "ig":
+        cumulative = (p.get("field") or {}).get("cumulative", True) if isinstance(p.get("field"), dict) else True
+        if str(cumulative).strip().lower() in ("false", "0", "no"):
+            raise InputError(f"method ig cannot run with field.cumulative: false ({params}): {IG_NEEDS_CUMULATIVE}")
     return tasks, check_method(method, options)
+
+
+FEATURE_RECORD_KEYS = ("reference_sha256", "shape")
 
 
 def _inputs(method: str, tasks: list[str], fields: Path, features: Path, attributions: Path):
@@ -62,17 +74,32 @@ def _inputs(method: str, tasks: list[str], fields: Path, features: Path, attribu
     if missing:
         raise FileNotFoundError(f"{method}: no input {', '.join(missing)}")
     if method in ("modelgif", "ig"):
-        check_fields(paths)  # same reference set and settings, before reading any values
+        shared = check_fields(paths)  # same reference set and settings, before reading any values
+        if method == "ig" and shared.get("cumulative") is False:
+            raise InputError(f"method ig cannot run on the fields in {fields}: their records say field.cumulative: "
+                             f"false; {IG_NEEDS_CUMULATIVE}")
         return list(paths.values()), None
     if method in FIELD_METHODS:
         for p in paths.values():
             field_shape(open_field(p))
         return list(paths.values()), None
-    records = {t: json.loads((features / f"{t}.json").read_text()) for t in tasks}
-    refs = {r["reference_sha256"] for r in records.values()}
+    records = {t: read_json_record(features / f"{t}.json", f"features record of {t}", FEATURE_RECORD_KEYS,
+                                   "rerun its features stage") for t in tasks}
+    for t, r in records.items():
+        shape = r["shape"]
+        if not (isinstance(shape, list) and len(shape) == 3
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+            raise InputError(f"{features / f'{t}.json'}: shape must be the features' (C, h, w), 3 positive integers, "
+                             f"got {shape!r}; rerun its features stage")
+    refs = {json.dumps(r["reference_sha256"]) for r in records.values()}
     if len(refs) != 1:
         raise InputError(f"{features}: the features of {', '.join(tasks)} come from different reference sets")
-    return [np.load(p) for p in paths.values()], [tuple(records[t]["shape"]) for t in tasks]
+    arrays = [load_array(p, f"features array of {t} (N, C·h·w)", ndim=2) for t, p in paths.items()]
+    for (t, p), a, r in zip(paths.items(), arrays, records.values()):
+        if a.shape[1] != int(np.prod(r["shape"])):
+            raise InputError(f"{p} holds {a.shape[1]} values per image, but its record {features / f'{t}.json'} "
+                             f"says shape {tuple(r['shape'])}; rerun its features stage")
+    return arrays, [tuple(records[t]["shape"]) for t in tasks]
 
 
 @clean_errors(outputs=("out",))
@@ -100,6 +127,9 @@ def main(
         n_boot, seed = s["bootstrap"]["n"], s["bootstrap"]["seed"]
     else:
         tasks, options = _read_params(params, method)
+    check_seed(seed, "bootstrap.seed (--seed)")
+    if n_boot < 1:
+        raise InputError(f"bootstrap.n (--n-boot) must be a positive integer, got {n_boot}")
     dev = resolve_device(device)
     check_output_dir(out)
     inputs, shapes = _inputs(method, tasks, fields, features, attributions)

@@ -231,10 +231,7 @@ def test_every_param_reruns_its_readers_and_changes_their_outputs(project):
     base_outs = _outs(project)
     for leaf, (context, value, must_change) in edits.items():
         original = {k: _get(project, k) for k in [*context, leaf]}
-        if context:  # settings the edited one applies under, run (and checked) first
-            _set(project, context)
-            _run(["dvc", "repro"], project, env)
-        before = _outs(project)
+        _set(project, context)
         if callable(value):  # a value that depends on the project's current outputs
             value = value(project)
         assert value != _get(project, leaf), leaf
@@ -247,6 +244,11 @@ def test_every_param_reruns_its_readers_and_changes_their_outputs(project):
         assert readers, f"no stage declares param {leaf} or reads a settings file it changes: it cannot have any effect"
         assert must_change <= set(readers), (leaf, readers)
         first = [_first_item(s, leaf) for s in readers]
+        if context:  # the settings the edited one applies under: its readers run (and are checked) first
+            _set(project, {leaf: original[leaf]})
+            _run(["dvc", "repro", "settings", *first, "--single-item"], project, env)
+            _set(project, {leaf: value})
+        before = _outs(project)
         out = _run(["dvc", "repro", "settings", *first, "--single-item"], project, env).stdout
         after = _outs(project)
         for stage in first:

@@ -116,3 +116,10 @@ def test_no_environment_variable_moves_the_ground_truth(monkeypatch, tmp_path):
     monkeypatch.setenv("MODELGIF_MINI_TABLES", str(tmp_path))
     assert (taskonomy_tables_dir(), mini_tables_dir()) == before
     assert tmp_path not in before
+
+
+def test_ig_with_a_per_step_field_is_refused_before_any_work():
+    per_step = {**PARAMS, "field": {**PARAMS["field"], "cumulative": False}}
+    with pytest.raises(InputError, match="method ig cannot run with field.cumulative: false"):
+        resolve_settings(per_step)
+    assert "method_modelgif.json" in resolve_settings({**per_step, "methods": ["modelgif", "rsa"]})

@@ -125,7 +125,8 @@ def _method_folder(folder: Path, text: str, n_boot: int = 2, **meta) -> Path:
     (folder / "distance.csv").write_text(text)
     d, tasks = read_matrix_csv(folder / "distance.csv")
     np.save(folder / "bootstrap.npy", np.stack([d] * n_boot))
-    (folder / "meta.json").write_text(json.dumps({"tasks": tasks, "n_images": 5, **meta}))
+    (folder / "meta.json").write_text(json.dumps({"tasks": tasks, "n_images": 5, "bootstrap": {"n": n_boot, "seed": 0},
+                                                  "resamples_sha256": "0" * 64, **meta}))
     return folder
 
 
@@ -354,8 +355,8 @@ def test_field_stage_output_faults(encoder_and_images, readonly_dir, full_dir):
     r = run_stage("field.py", *argv, "--out", readonly_dir / "normal.npy", cwd=root)
     assert_one_line_error(r, f"cannot write {readonly_dir / 'normal.npy'}: {readonly_dir} is ")
     r = run_stage("field.py", *argv, "--out", full_dir / "normal.npy", cwd=root)
-    assert_one_line_error(r, f"cannot write {full_dir / 'normal.npy'}: it needs 12.0 KiB and {full_dir} has 0 B free "
-                             "(no space left on device)")  # 3 images × 2 steps × (4 + 2·1024) bytes
+    assert_one_line_error(r, f"cannot write {full_dir / 'normal.npy'}: it needs 12.2 KiB and {full_dir} has 0 B free "
+                             "(no space left on device)")  # 3 images × 2 steps × (4 + 2·1024) bytes + the .npy header
     assert leftovers(readonly_dir) == [] and leftovers(full_dir) == []
 
 
