@@ -30,7 +30,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, check_memory, check_seed
 from .registry import FIELD_METHODS, METHODS
 from .zoo_spec import ZooSpec, load_zoo_spec, params_section
 
@@ -108,7 +108,14 @@ def reference_settings(params: Mapping, spec: ZooSpec) -> dict:
     elif size != spec.input_size:
         warnings.append(f"reference.image_size {size} differs from the zoo's declared input_size "
                         f"{spec.input_size}: its models are probed at a size they were not made for")
-    out = {"zoo": spec.name, "source": source, "n_images": ref.get("n_images"), "image_size": size,
+    n = ref.get("n_images")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"params.yaml: reference.n_images must be a positive number of images, got {n!r}")
+    check_seed(ref.get("seed"), "reference.seed")
+    # the set as uint8 plus a float32 working copy (CutMix, the resize) and the stored copy
+    check_memory(n * 3 * size * size * 6, f"building {n} reference images of 3×{size}×{size}",
+                 "lower reference.n_images or reference.image_size")
+    out = {"zoo": spec.name, "source": source, "n_images": n, "image_size": size,
            "zoo_input_size": spec.input_size, "cutmix": ref.get("cutmix"), "seed": ref.get("seed"),
            "sha256": ref.get("sha256") or ""}
     if source == "taskonomy-sample":
@@ -126,6 +133,8 @@ def field_settings(params: Mapping, spec: ZooSpec) -> dict:
     effect as ``None``: the baseline seed of a ``zero`` baseline, the sketch seed of an exact
     field (``sketch_dim`` 0)."""
     field = _section(params, "field")
+    check_seed(field.get("seed"), "field.seed")
+    check_seed(field.get("sketch_seed"), "field.sketch_seed")
     out = {"zoo": spec.name, "target": params.get("target"), **field}
     if field.get("baseline") == "zero":
         out["seed"] = None
@@ -150,6 +159,8 @@ def checkpoint_settings(params: Mapping, spec: ZooSpec, task: str) -> dict:
     key = source.get("manifest") or source.get("random_init")
     if model.checkpoint is None and key is not None:
         section = params_section(params, key, spec)
+        if isinstance(section, Mapping) and "random_seed" in section:
+            check_seed(section["random_seed"], f"{key}.random_seed")
         out.update(params_key=key, section=section)
         manifest = section.get("manifest") if isinstance(section, Mapping) else None
         if isinstance(manifest, str) and not _is_url(manifest) and Path(manifest).is_file():
@@ -170,6 +181,7 @@ def method_settings(params: Mapping, method: str) -> dict:
     """What ``distance@<method>`` computes with: the tasks, its options, the bootstrap, and the
     field distance (``distance``) only for a field method."""
     options = (params.get("method_options") or {}).get(method)
+    check_seed((params.get("bootstrap") or {}).get("seed"), "bootstrap.seed")
     if method == "ig" and (params.get("field") or {}).get("cumulative") is False:
         raise InputError("method ig cannot run with field.cumulative: false: a per-step field's last step is not "
                          "the Integrated Gradients attribution; set field.cumulative: true or drop ig from methods")

@@ -61,3 +61,12 @@ def test_status_summary_counts_never_run_stages_and_names_changed_ones():
     assert lines[1] == "never run (no dvc.lock entry): 4 stage(s): fetch_reference, field@ x3"
     assert lines[2] == "changed: correlate: deps data/methods modified"
     assert status_summary({"settings": ["always changed"]}, lock).endswith("everything else is up to date")
+
+
+def test_an_unknown_zoo_is_named_before_dvc_starts(monkeypatch, capsys):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    assert run_tool.requested_zoo(["exp", "run", "-S", "zoo=mini", "-S", "zoo=mine"]) == "mine"
+    assert run_tool.requested_zoo(["status"]) is None
+    assert run_tool.main(["exp", "run", "-S", "zoo=mine"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown zoo 'mine': no zoos/mine.yaml; known zoos: ") and "mini" in err

@@ -123,3 +123,28 @@ def test_ig_with_a_per_step_field_is_refused_before_any_work():
     with pytest.raises(InputError, match="method ig cannot run with field.cumulative: false"):
         resolve_settings(per_step)
     assert "method_modelgif.json" in resolve_settings({**per_step, "methods": ["modelgif", "rsa"]})
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"reference": {"image_size": 100000}}, "building 1000 reference images of 3×100000×100000 needs"),
+    ({"reference": {"seed": -1}}, "reference.seed must be an integer from 0 to 4294967295, got -1"),
+    ({"reference": {"n_images": 0}}, "reference.n_images must be a positive number of images, got 0"),
+    ({"field": {"seed": -2}}, "field.seed must be an integer"),
+    ({"field": {"sketch_seed": 1.5}}, "field.sketch_seed must be an integer"),
+    ({"bootstrap": {"seed": -1}}, "bootstrap.seed must be an integer"),
+    ({"zoo": "mini_random", "mini": {"checkpoints": {"random_seed": -4}}}, "mini.checkpoints.random_seed must be"),
+])
+def test_bad_settings_are_refused_by_the_first_stage_naming_the_param(change, message):
+    params = {k: (dict(v) if isinstance(v, dict) else v) for k, v in PARAMS.items()}
+    for key, value in change.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                if isinstance(v, dict):
+                    params[key][sub] = {**params[key][sub], **v}
+                else:
+                    params[key][sub] = v
+        else:
+            params[key] = value
+    with pytest.raises(InputError) as e:
+        resolve_settings(params)
+    assert message in str(e.value) and "\n" not in str(e.value)

@@ -142,7 +142,32 @@ def _sweep_and_say() -> None:
         print(line, flush=True)
 
 
+def requested_zoo(argv: list[str], params: Path = Path("params.yaml")) -> str | None:
+    """The zoo a ``repro`` / ``exp run`` will use: the last ``-S zoo=…`` (``--set-param``), else
+    params.yaml's ``zoo``; None for other commands."""
+    if argv[:1] not in (["repro"], ["exp"]):
+        return None
+    zoo = None
+    for flag, value in zip(argv, argv[1:]):
+        if flag in ("-S", "--set-param") and value.startswith("zoo="):
+            zoo = value.split("=", 1)[1]
+    if zoo is None and params.is_file():
+        import yaml
+
+        zoo = (yaml.safe_load(params.read_text()) or {}).get("zoo")
+    return None if zoo is None else str(zoo)
+
+
 def main(argv: list[str]) -> int:
+    zoo = requested_zoo(argv)
+    if zoo is not None:  # DVC itself would say only "[Errno 2] No such file" of zoos/<zoo>.yaml
+        from modelgif.zoo_spec import ZooError, zoo_path
+
+        try:
+            zoo_path(zoo)
+        except ZooError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     t0 = time.perf_counter()
     _sweep_and_say()
     proc = subprocess.Popen(["dvc", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
