@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
-## make repro: run the whole pipeline (dvc repro); see README for time and disk. Ends with a
+## make repro: run the whole pipeline (dvc repro); see docs/performance.md for time and disk. Ends with a
 ## one-line summary: stages run / restored from the run cache / up to date, time, headline rho.
 repro: install
 	python tools/run.py repro
