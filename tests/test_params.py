@@ -245,7 +245,7 @@ def test_every_param_reruns_its_readers_and_changes_their_outputs(project):
         assert must_change <= set(readers), (leaf, readers)
         first = [_first_item(s, leaf) for s in readers]
         if context:  # the settings the edited one applies under: its readers run (and are checked) first
-            _set(project, {leaf: original[leaf]})
+            _set(project, {leaf: context.get(leaf, original[leaf])})
             _run(["dvc", "repro", "settings", *first, "--single-item"], project, env)
             _set(project, {leaf: value})
         before = _outs(project)
