@@ -199,7 +199,8 @@ def _edits(ctx) -> dict[str, tuple[dict, object, set[str]]]:
         "field.method": ({}, "riemann_left", {"field"}),
         "field.baseline": ({}, "zero", {"field"}),
         "field.seed": ({}, 1, {"field"}),
-        "field.cumulative": ({}, False, {"field"}),
+        # per-step fields: ig (their last step) is refused with them, so it leaves the methods first
+        "field.cumulative": ({"methods": [m for m in METHODS if m != "ig"]}, False, {"field"}),
         "field.dtype": ({}, "float32", {"field"}),
         "field.precision": ({}, "bf16", {"field"}),
         "field.sketch_dim": ({}, 8, {"field"}),
