@@ -215,9 +215,11 @@ def resolve_settings(params: Mapping) -> dict[str, dict]:
     spec = load_zoo_spec(str(zoo))
     out = {"reference.json": reference_settings(params, spec), "field.json": field_settings(params, spec),
            "ground_truth.json": ground_truth_settings(params, spec)}
-    for task in params.get("tasks") or []:
-        if str(task) in spec.models:  # an unknown task: its fetch stage names the zoo's models
-            out[f"checkpoint_{task}.json"] = checkpoint_settings(params, spec, str(task))
+    tasks = params.get("tasks")
+    if not tasks or not isinstance(tasks, list) or len(set(map(str, tasks))) != len(tasks):
+        raise InputError(f"params.yaml: 'tasks' must be a non-empty list of distinct task names, got {tasks!r}")
+    for task in spec.check_models([str(t) for t in tasks]):  # an unknown task: ZooError naming the zoo's models
+        out[f"checkpoint_{task}.json"] = checkpoint_settings(params, spec, task)
     methods = params.get("methods") or []
     for method in methods:
         out[f"method_{method}.json"] = method_settings(params, str(method))

@@ -148,3 +148,10 @@ def test_bad_settings_are_refused_by_the_first_stage_naming_the_param(change, me
     with pytest.raises(InputError) as e:
         resolve_settings(params)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_an_unknown_task_is_refused_naming_the_zoos_models():
+    with pytest.raises(InputError, match=r"zoos/mini.yaml: unknown task 'nope': not a model of zoo mini .*known tasks: autoencoding"):
+        resolve_settings({**PARAMS, "zoo": "mini", "tasks": ["normal", "nope"]})
+    with pytest.raises(InputError, match="'tasks' must be a non-empty list of distinct task names"):
+        resolve_settings({**PARAMS, "tasks": ["normal", "normal"]})
