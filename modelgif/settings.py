@@ -24,12 +24,12 @@ JSON-able dict; :func:`resolve_settings` gives them all, keyed by file name. No 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from .download import sha256_file
 from .errors import InputError, check_memory, check_seed
 from .registry import FIELD_METHODS, METHODS
 from .zoo_spec import ZooSpec, load_zoo_spec, params_section
@@ -45,14 +45,6 @@ def _section(params: Mapping, key: str) -> dict:
     if not isinstance(value, Mapping):
         raise InputError(f"params.yaml: '{key}' must be a mapping, got {value!r}")
     return dict(value)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_url(source: str) -> bool:
@@ -85,9 +77,9 @@ def source_fingerprint(source: str, *, timeout: float = 30.0) -> dict:
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
         return {"kind": "folder", "path": str(path.resolve()),
-                "files": [[p.relative_to(path).as_posix(), p.stat().st_size, _sha256(p)] for p in files]}
+                "files": [[p.relative_to(path).as_posix(), p.stat().st_size, sha256_file(p)] for p in files]}
     if path.is_file():
-        return {"kind": "file", "path": str(path.resolve()), "size": path.stat().st_size, "sha256": _sha256(path)}
+        return {"kind": "file", "path": str(path.resolve()), "size": path.stat().st_size, "sha256": sha256_file(path)}
     raise InputError(f"reference.source {source}: no such folder, archive or URL "
                      f"(or one of {', '.join(BUILTIN_SOURCES)})")
 
@@ -154,7 +146,7 @@ def checkpoint_settings(params: Mapping, spec: ZooSpec, task: str) -> dict:
     out: dict = {"zoo": spec.name, "task": task, "checkpoint": model.checkpoint, "sha256": model.sha256}
     local: dict[str, str] = {}
     if model.checkpoint is not None and not _is_url(model.checkpoint) and Path(model.checkpoint).is_file():
-        local[model.checkpoint] = _sha256(Path(model.checkpoint))
+        local[model.checkpoint] = sha256_file(Path(model.checkpoint))
     source = spec.checkpoints or {}
     key = source.get("manifest") or source.get("random_init")
     if model.checkpoint is None and key is not None:
@@ -164,7 +156,7 @@ def checkpoint_settings(params: Mapping, spec: ZooSpec, task: str) -> dict:
         out.update(params_key=key, section=section)
         manifest = section.get("manifest") if isinstance(section, Mapping) else None
         if isinstance(manifest, str) and not _is_url(manifest) and Path(manifest).is_file():
-            local[manifest] = _sha256(Path(manifest))
+            local[manifest] = sha256_file(Path(manifest))
             base = str(section.get("base_url", ""))
             try:
                 entry = json.loads(Path(manifest).read_text())["encoders"][task]
@@ -172,7 +164,7 @@ def checkpoint_settings(params: Mapping, spec: ZooSpec, task: str) -> dict:
                 entry = None  # the fetch stage names what is wrong with the manifest
             if isinstance(entry, dict) and not _is_url(base) and (Path(base) / str(entry.get("file"))).is_file():
                 path = Path(base) / str(entry["file"])
-                local[path.as_posix()] = _sha256(path)
+                local[path.as_posix()] = sha256_file(path)
     out["local_files"] = local
     return out
 
@@ -203,7 +195,7 @@ def ground_truth_settings(params: Mapping, spec: ZooSpec) -> dict:
     for name, table in tables.items():
         for role, path in (("file", table.file), ("replicate", table.replicate)):
             if path is not None and Path(path).is_file():
-                files[f"{name}.{role}"] = _sha256(Path(path))
+                files[f"{name}.{role}"] = sha256_file(Path(path))
     return {"zoo": spec.name, "tables": sorted(tables), "files": files}
 
 
@@ -264,6 +256,6 @@ def inputs_fingerprint(paths, cache: dict | None = None) -> dict:
         if not p.is_file():
             raise InputError(f"no input {p} (its stage has not run)")
         if p not in cache:
-            cache[p] = _sha256(p)
+            cache[p] = sha256_file(p)
         files.append([p.as_posix(), p.stat().st_size, cache[p]])
     return {"format": SETTINGS_FORMAT, "files": files}
