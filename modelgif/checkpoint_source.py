@@ -33,7 +33,7 @@ import torch
 from ._atomic import atomic_path
 from .download import ChecksumError, copy_verified, download_file, fetch_bytes, is_url
 from .zoo_spec import ZooError, ZooSpec, load_zoo_spec, params_section
-from .zoos import load_zoo_encoder
+from .zoos import ARCHITECTURES, _is_user_function, architecture_module, load_zoo_encoder
 
 
 def hub_checkpoint_dir() -> Path:
@@ -132,19 +132,20 @@ def fetch_model_checkpoint(spec: ZooSpec, task: str, out: str | os.PathLike, par
                                  f"model: {e}") from e
         return origin
     source = spec.checkpoints or {}
-    if not source and model.architecture not in ("taskonomy", "mini") and not model.architecture.startswith("torchvision:"):
+    if not source and _is_user_function(model.architecture):
         from .zoos import build_architecture  # module:function without a file: the weights it builds
 
         with atomic_path(out) as tmp:
             torch.save({"state_dict": build_architecture(model).state_dict()}, tmp)
         return f"{model.architecture}() (the weights the function builds)"
     if "random_init" in source:
-        from .mini.zoo import save_encoder
-        from .zoos import random_encoder
-
         seed = params_section(params, f"{source['random_init']}.random_seed", spec)
-        save_encoder(out, random_encoder(task, int(seed)))
-        return f"untrained mini encoder (random_seed {seed})"
+        module = architecture_module(model.architecture) if model.architecture in ARCHITECTURES else None
+        if module is None or not hasattr(module, "write_random_checkpoint"):
+            raise ZooError(f"{spec.path}: checkpoints.random_init needs an architecture that makes random "
+                           f"checkpoints (mini), not {model.architecture}")
+        module.write_random_checkpoint(task, int(seed), out)
+        return f"untrained {model.architecture} encoder (random_seed {seed})"
     if "manifest" in source:
         section = params_section(params, source["manifest"], spec)
         if not isinstance(section, dict) or not {"base_url", "manifest"} <= set(section):

@@ -16,7 +16,11 @@ JSON files under ``data/settings/``, and each stage depends on its own file inst
   changed fingerprint: ``fetch_reference`` and what follows it rerun;
 - **what the zoo declares is applied** (:func:`reference_settings`): ``reference.image_size:
   zoo`` is the zoo's ``input_size``; an explicit size that differs from it is kept, with a
-  warning that the settings file, the reference set's manifest and the metrics carry.
+  warning that the settings file, the reference set's manifest and the metrics carry;
+- **a zoo's own code is fingerprinted, for that zoo only** (``zoo.json``,
+  :func:`modelgif.zoos.zoo_code`): the files the zoo's architecture module reaches. Every stage
+  that builds a model depends on it, so editing the mini zoo's encoder reruns the mini fields
+  and no Taskonomy field, and a user's ``module:function`` is a dependency of its zoo's stages.
 
 Every function takes the params mapping (``yaml.safe_load`` of params.yaml) and returns a plain
 JSON-able dict; :func:`resolve_settings` gives them all, keyed by file name. No torch import.
@@ -29,10 +33,11 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from ._imports import module_files
 from .download import sha256_file
 from .errors import InputError, check_memory, check_seed
 from .registry import FIELD_METHODS, METHODS
-from .zoo_spec import ZooSpec, load_zoo_spec, params_section
+from .zoo_spec import NAMED_ARCHITECTURES, SOURCE_MODULES, ZooSpec, load_zoo_spec, params_section
 
 #: ``reference.source`` values that name a built-in source rather than a path or URL.
 BUILTIN_SOURCES = ("zoo", "taskonomy-sample", "mini-scenes")
@@ -84,6 +89,32 @@ def source_fingerprint(source: str, *, timeout: float = 30.0) -> dict:
                      f"(or one of {', '.join(BUILTIN_SOURCES)})")
 
 
+#: Where the project's own modules are imported from (the folder above the package).
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def code_fingerprint(module: str, root: str | os.PathLike = PROJECT) -> dict[str, str]:
+    """``{file: sha256}`` of ``module``'s file and every file under ``root`` it reaches through
+    its imports (:func:`modelgif._imports.module_files`; read from the source, nothing imported),
+    paths relative to ``root``; ``{}`` where ``root`` has no such module."""
+    root = Path(root).resolve()
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(module_files(module, [root]))}
+
+
+def zoo_code(spec: ZooSpec) -> dict[str, str]:
+    """The code that builds ``spec``'s models, fingerprinted (``zoo.json``): for each distinct
+    architecture, a built-in's module (:data:`modelgif.zoo_spec.NAMED_ARCHITECTURES`) under the
+    project, or a user's ``package.module:function`` under the current folder (the project root,
+    where DVC runs the stages); ``torchvision:<name>`` is an installed package: nothing."""
+    out: dict[str, str] = {}
+    for architecture in sorted({m.architecture for m in spec.models.values()}):
+        if architecture in NAMED_ARCHITECTURES:
+            out.update(code_fingerprint(NAMED_ARCHITECTURES[architecture]))
+        elif not architecture.startswith("torchvision:") and ":" in architecture:
+            out.update(code_fingerprint(architecture.partition(":")[0], Path.cwd()))
+    return dict(sorted(out.items()))
+
+
 def reference_settings(params: Mapping, spec: ZooSpec) -> dict:
     """The reference set's settings: the source resolved (``zoo``: the declaration's own) and
     fingerprinted, the image size resolved (``zoo``: the declared ``input_size``), and the
@@ -113,7 +144,8 @@ def reference_settings(params: Mapping, spec: ZooSpec) -> dict:
     if source == "taskonomy-sample":
         out.update(base_url=ref.get("base_url"), commit=ref.get("commit"))  # the commit pins the files
     elif source == "mini-scenes":
-        out.update(first_scene=ref.get("first_scene"))  # the renderer (code) is a dependency
+        # the renderer is the mini zoo's code: fingerprinted here, for this source only
+        out.update(first_scene=ref.get("first_scene"), renderer_code=code_fingerprint(SOURCE_MODULES[source]))
     else:
         out["fingerprint"] = source_fingerprint(source)
     out["warnings"] = warnings
@@ -200,12 +232,14 @@ def ground_truth_settings(params: Mapping, spec: ZooSpec) -> dict:
 
 
 def resolve_settings(params: Mapping) -> dict[str, dict]:
-    """Every settings file, ``{file name: content}``: ``reference.json``, ``field.json``,
+    """Every settings file, ``{file name: content}``: ``zoo.json`` (the sha256 of the code that
+    builds the zoo's models, :func:`zoo_code`), ``reference.json``, ``field.json``,
     ``ground_truth.json``, ``checkpoint_<task>.json`` per listed task and ``method_<name>.json``
     per listed method."""
     zoo = params.get("zoo", "taskonomy")
     spec = load_zoo_spec(str(zoo))
-    out = {"reference.json": reference_settings(params, spec), "field.json": field_settings(params, spec),
+    out = {"zoo.json": {"zoo": spec.name, "code": zoo_code(spec)},
+           "reference.json": reference_settings(params, spec), "field.json": field_settings(params, spec),
            "ground_truth.json": ground_truth_settings(params, spec)}
     tasks = params.get("tasks")
     if not tasks or not isinstance(tasks, list) or len(set(map(str, tasks))) != len(tasks):

@@ -107,6 +107,16 @@ def load_encoder(task: str, path: str | os.PathLike, *, sha256: str | None = Non
                                    what=f"checkpoint for {task}")
 
 
+# The zoo protocol (modelgif.zoos.ARCHITECTURES: ``architecture: taskonomy``, loaded by name).
+build_zoo_model = build_encoder
+
+
+def load_zoo_model(name: str, path: str | os.PathLike, *, sha256: str | None = None,
+                   map_location: str | torch.device = "cpu") -> torch.nn.Module:
+    """Model ``name`` (a task) of the Taskonomy zoo from its checkpoint (:func:`load_encoder`)."""
+    return load_encoder(name, path, sha256=sha256, map_location=map_location)
+
+
 def load_table(name: str, root: str | os.PathLike | None = None) -> dict[str, float]:
     """A table as ``{"<source>__<target>": value}`` in Taskonomy's original names: one of
     :data:`GROUND_TRUTH_TABLES` from :data:`TABLES_DIR`, or ``<root>/<name>.json`` of another

@@ -61,7 +61,11 @@ from .errors import InputError, MissingEntry
 #: The folder of the project's zoo declarations (a source checkout).
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "zoos"
 #: Architectures that are not a ``prefix:`` form.
-NAMED_ARCHITECTURES = ("taskonomy", "mini")
+#: The built-in architectures: name → the module that defines it, loaded by name
+#: (:func:`modelgif.zoos.architecture_module`; its protocol is in :data:`modelgif.zoos.ARCHITECTURES`).
+NAMED_ARCHITECTURES = {"taskonomy": "modelgif.taskonomy", "mini": "modelgif.mini.encoder"}
+#: The built-in reference sources made by the project's code: name → the module that makes them.
+SOURCE_MODULES = {"mini-scenes": "modelgif.mini.scenes"}
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _TOP_KEYS = {"description", "architecture", "layer", "input_size", "normalize", "reference", "models",
              "checkpoints", "ground_truth", "void_targets"}
@@ -416,5 +420,5 @@ def params_section(params: dict, key: str, spec: ZooSpec):
     return node
 
 
-__all__ = ["BUILTIN_DIR", "ModelSpec", "TableSpec", "ZooError", "ZooSpec", "known_zoos", "load_zoo_spec", "params_section",
+__all__ = ["BUILTIN_DIR", "NAMED_ARCHITECTURES", "SOURCE_MODULES", "ModelSpec", "TableSpec", "ZooError", "ZooSpec", "known_zoos", "load_zoo_spec", "params_section",
            "read_table", "table_matrix", "zoo_path"]

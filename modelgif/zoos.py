@@ -14,7 +14,7 @@
 A model's architecture is one of (:func:`build_architecture`):
 
 * ``taskonomy``: visualpriors' ``TaskonomyEncoder`` configured for the model's name (a task);
-* ``mini``: :class:`modelgif.mini.zoo.MiniEncoder`;
+* ``mini``: :class:`modelgif.mini.encoder.MiniEncoder`;
 * ``torchvision:<name>``: any classification model of ``torchvision.models`` (built without
   weights, never downloaded), cut at the declared ``layer`` by
   ``torchvision.models.feature_extraction.create_feature_extractor``; needs the optional
@@ -25,6 +25,13 @@ A model's architecture is one of (:func:`build_architecture`):
 Weights come from a local file or an http(s) URL with its sha256 (:mod:`modelgif.checkpoint_source`)
 and are loaded with ``torch.load(..., weights_only=True)``: a plain state dict or
 ``{"state_dict": ...}``.
+
+The two built-in architectures are modules loaded by name (:data:`ARCHITECTURES`), never
+imported by this module's code: a zoo's own code is then no dependency of another zoo's stages.
+Instead the ``settings`` stage writes :func:`modelgif.settings.zoo_code`, the sha256 of every file the zoo's
+architecture module reaches, to ``data/settings/zoo.json``, on which every stage that builds a
+model depends: editing the mini zoo's encoder reruns the mini zoo's fields, and no Taskonomy
+field; editing the mini trainer (:mod:`modelgif.mini.zoo`) reruns no field at all.
 """
 
 from __future__ import annotations
@@ -35,16 +42,28 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._resources import mini_tables_dir
-from .zoo_spec import ModelSpec, ZooError, ZooSpec, load_zoo_spec
+from ._resources import mini_tables_dir, taskonomy_tables_dir
+from .zoo_spec import NAMED_ARCHITECTURES, ModelSpec, ZooError, ZooSpec, load_zoo_spec
 
 if TYPE_CHECKING:  # torch only where an encoder is built: the correlate stage does not need it
     import torch
 
 #: The project's own zoos (``zoos/<name>.yaml``).
 ZOOS = ("taskonomy", "mini", "mini_random")
+#: The built-in architectures: name → the module that defines it, loaded by name. Each module
+#: has ``build_zoo_model(name) -> nn.Module`` (fresh weights, eval mode) and
+#: ``load_zoo_model(name, path, *, sha256, map_location)``; one that makes a zoo of untrained
+#: models also ``write_random_checkpoint(name, seed, out)`` (a ``random_init`` checkpoint source).
+ARCHITECTURES = NAMED_ARCHITECTURES
 #: Where the mini-Taskonomy's ground-truth tables are (``losses``, ``wins_vs_pixels``).
 MINI_TABLES_DIR = mini_tables_dir()  # data/mini/tables (a wheel: its copy in the package)
+
+
+def architecture_module(architecture: str):
+    """The module of a built-in architecture (:data:`ARCHITECTURES`), imported by name."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"{architecture!r} is not a built-in architecture ({', '.join(ARCHITECTURES)})")
+    return importlib.import_module(ARCHITECTURES[architecture])
 
 
 def check_zoo(zoo: str) -> str:
@@ -57,11 +76,9 @@ def check_zoo(zoo: str) -> str:
 def ground_truth_dir(zoo: str) -> Path:
     """Folder of a built-in zoo's ground-truth tables (for tools that read them by name; the
     pipeline reads the tables a declaration lists, :mod:`modelgif.ground_truth`)."""
-    from .taskonomy import TABLES_DIR
-
     if zoo not in ZOOS:
         raise ValueError(f"ground_truth_dir knows the built-in zoos only ({', '.join(ZOOS)}), not {zoo!r}")
-    return MINI_TABLES_DIR if zoo != "taskonomy" else Path(TABLES_DIR)
+    return MINI_TABLES_DIR if zoo != "taskonomy" else taskonomy_tables_dir()
 
 
 #: Keeps the stand-in torchvision op schemas alive (:func:`_declare_torchvision_ops`).
@@ -143,14 +160,8 @@ def build_architecture(model: ModelSpec) -> torch.nn.Module:
     import torch
 
     arch = model.architecture
-    if arch == "taskonomy":
-        from .taskonomy import build_encoder
-
-        return build_encoder(model.name)
-    if arch == "mini":
-        from .mini.zoo import build_mini_encoder
-
-        return build_mini_encoder()
+    if arch in ARCHITECTURES:
+        return architecture_module(arch).build_zoo_model(model.name).eval()
     if arch.startswith("torchvision:"):
         torchvision, _ = _torchvision()
         name = arch.split(":", 1)[1]
@@ -253,14 +264,9 @@ def encoder_from_spec(spec: ZooSpec, task: str, path: str | os.PathLike | None =
     frozen, eval mode; its forward maps images as stored (B, 3, H, W) in [-1, 1] to the declared
     layer's (B, C, h, w) map."""
     model = spec.model(task)
-    if model.architecture == "taskonomy" and path is not None:
-        from .taskonomy import load_encoder
-
-        return load_encoder(task, path, sha256=sha256, map_location=map_location)
-    if model.architecture == "mini" and path is not None:
-        from .mini.zoo import load_mini_encoder
-
-        return load_mini_encoder(path, sha256=sha256, map_location=map_location)
+    if model.architecture in ARCHITECTURES and path is not None:
+        return architecture_module(model.architecture).load_zoo_model(task, path, sha256=sha256,
+                                                                      map_location=map_location)
     net = build_architecture(model)
     body, node = _cut(net, model)
     if path is not None:
@@ -272,7 +278,7 @@ def encoder_from_spec(spec: ZooSpec, task: str, path: str | os.PathLike | None =
 
 
 def _is_user_function(architecture: str) -> bool:
-    return architecture not in ("taskonomy", "mini") and not architecture.startswith("torchvision:")
+    return architecture not in ARCHITECTURES and not architecture.startswith("torchvision:")
 
 
 def _exit_guard_class():
@@ -345,7 +351,7 @@ def check_zoo_models(spec: ZooSpec) -> ZooSpec:
     seen = set()
     for model in spec.models.values():
         key = (model.architecture, model.layer)
-        if key in seen or model.architecture in ("taskonomy", "mini"):  # fixed, known 4-D outputs
+        if key in seen or model.architecture in ARCHITECTURES:  # fixed, known 4-D outputs
             continue
         seen.add(key)
         where = f"{spec.path}: models.{model.name}"
@@ -380,22 +386,11 @@ def target_is_void(zoo: str, task: str, target: int) -> bool:
 
 
 def random_encoder(task: str, seed: int = 0) -> torch.nn.Module:
-    """``mini_random``'s encoder for ``task``: a :class:`~modelgif.mini.zoo.MiniEncoder` with
-    exactly the initial weights that encoder of a ``mini`` build with ``seed`` started from
-    (:func:`modelgif.mini.build.encoder_seed`); eval mode, frozen."""
-    import torch
-
-    from .mini.build import encoder_seed
-    from .mini.scenes import TASK_LABELS
-    from .mini.zoo import build_mini_encoder
-
-    if task not in TASK_LABELS:
-        raise ValueError(f"unknown mini-Taskonomy task {task!r}; valid tasks: {', '.join(TASK_LABELS)}")
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(encoder_seed(task, seed))
-        return build_mini_encoder()
+    """``mini_random``'s encoder for ``task``: the mini zoo's untrained encoder with exactly the
+    initial weights that encoder of a ``mini`` build with ``seed`` started from
+    (:func:`modelgif.mini.encoder.random_encoder`); eval mode, frozen."""
+    return architecture_module("mini").random_encoder(task, seed)
 
 
-__all__ = ["MINI_TABLES_DIR", "ZOOS", "build_architecture", "check_zoo", "check_zoo_models", "encoder_from_spec",
+__all__ = ["ARCHITECTURES", "MINI_TABLES_DIR", "ZOOS", "architecture_module", "build_architecture", "check_zoo", "check_zoo_models", "encoder_from_spec",
            "ground_truth_dir", "load_zoo_encoder", "random_encoder", "target_is_void"]

@@ -75,7 +75,8 @@ def project(tmp_path_factory):
         "checkpoints.base_url": f"{base}/checkpoints/", "checkpoints.manifest": "mirror_manifest.json",
         "field.n_steps": N_STEPS,
     })
-    env = pipeline_env(tmp)
+    # the copy's own code runs its stages (the venv's editable install points at the checkout)
+    env = {**pipeline_env(tmp), "PYTHONPATH": str(project)}
     _run(["git", "init", "-q", "-b", "main"], project, env)
     _run(["git", "add", "-A"], project, env)
     _run(["git", "commit", "-qm", "copy"], project, env)
@@ -151,6 +152,23 @@ def test_pipeline_end_to_end(project):
     assert_up_to_date(project, env)
     _run(["git", "add", "-A"], project, env)
     _run(["git", "commit", "-qm", "back to target 1"], project, env)
+
+    # 3b. a zoo's code is a dependency of its own stages only (issue 21.2): editing the mini zoo's
+    # trainer, encoder, build and renderer leaves every Taskonomy stage up to date ...
+    for rel in ("modelgif/mini/zoo.py", "modelgif/mini/encoder.py", "modelgif/mini/build.py", "modelgif/mini/scenes.py"):
+        with open(project / rel, "a") as f:
+            f.write("\n# edited\n")
+    assert _ran(_run(["dvc", "repro"], project, env).stdout) == {"settings"}
+    assert_up_to_date(project, env)
+    # ... while editing the Taskonomy encoder's module reruns the stages that build its models,
+    # whose outputs are the same bytes: nothing after them reruns
+    with open(project / "modelgif/taskonomy.py", "a") as f:
+        f.write("\n# edited\n")
+    assert _ran(_run(["dvc", "repro"], project, env).stdout) == {"settings", "fetch_reference"} | {
+        f"{s}@{t}" for s in ("fetch_checkpoint", "field", "features") for t in TASKS}
+    assert np.allclose(read_matrix_csv(project / "data/affinity/distance.csv")[0], d)
+    _run(["git", "add", "-A"], project, env)
+    _run(["git", "commit", "-qm", "code edited"], project, env)
 
     # 4. an experiment with another target
     out = _run(["dvc", "exp", "run", "-S", "target=6"], project, env).stdout

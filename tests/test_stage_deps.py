@@ -4,6 +4,8 @@ through other project modules (package ``__init__`` files included), is among th
 
 The imports are read from the code (``ast``: every ``import`` statement, also those inside
 functions), followed through the project's own modules transitively; nothing is listed by hand.
+A zoo's own code is loaded by name (``modelgif.zoos.ARCHITECTURES``), so it is no import here:
+``data/settings/zoo.json`` fingerprints it, and every stage that builds a model depends on that.
 """
 
 from __future__ import annotations
@@ -16,71 +18,16 @@ import pytest
 import yaml
 
 import modelgif
+from modelgif._imports import imported_files
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "modelgif"
-
-
-def _module_file(dotted: str) -> Path | None:
-    """The project file of module ``dotted`` (``modelgif.x.y`` or a stage helper), or None."""
-    parts = dotted.split(".")
-    if parts[0] != PACKAGE:
-        return None
-    base = ROOT.joinpath(*parts)
-    if (base / "__init__.py").is_file():
-        return base / "__init__.py"
-    if base.with_suffix(".py").is_file():
-        return base.with_suffix(".py")
-    return None
-
-
-def _package_inits(dotted: str) -> list[Path]:
-    """``__init__.py`` of every package on the way to ``dotted`` (Python runs each of them)."""
-    parts = dotted.split(".")
-    return [p for i in range(1, len(parts) + 1) if (p := ROOT.joinpath(*parts[:i], "__init__.py")).is_file()]
-
-
-def _imported_modules(path: Path) -> set[str]:
-    """Dotted names of every module ``path`` imports (``from m import n`` also tries ``m.n``, and
-    a name of the package's lazy table, ``modelgif._LAZY``, its defining module)."""
-    tree = ast.parse(path.read_text(), str(path))
-    rel = path.relative_to(ROOT)
-    package = ".".join(rel.parent.parts) if rel.parts[0] == PACKAGE else ""
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            names.add(module)
-            for alias in node.names:
-                names.add(f"{module}.{alias.name}")
-                if module == PACKAGE and alias.name in modelgif._LAZY:
-                    names.add(f"{PACKAGE}.{modelgif._LAZY[alias.name]}")
-    return names
 
 
 def project_imports(script: Path) -> set[Path]:
-    """Every project file ``script`` imports, transitively (``script`` itself excluded)."""
-    seen: set[Path] = set()
-    todo = [script]
-    while todo:
-        path = todo.pop()
-        for name in _imported_modules(path):
-            if path.parent.name == "stages" and (ROOT / "stages" / f"{name}.py").is_file():
-                found = [ROOT / "stages" / f"{name}.py"]  # sys.path[0] of a stage is stages/
-            else:
-                file = _module_file(name)
-                found = _package_inits(name) + ([file] if file else [])
-            for f in found:
-                if f not in seen and f != script:
-                    seen.add(f)
-                    todo.append(f)
-    return seen
+    """Every project file ``script`` imports, transitively (``script`` itself excluded): read by
+    :func:`modelgif._imports.imported_files` (checked against what Python really imports in
+    tests/test_imports.py), with a stage's own folder first on the path as Python puts it."""
+    return imported_files(script, [script.parent, ROOT] if script.parent.name == "stages" else [ROOT])
 
 
 def _stages(dvc_yaml: Path):
@@ -118,9 +65,12 @@ def test_the_import_reader_follows_project_imports():
     assert {"modelgif/__init__.py", "modelgif/field.py", "modelgif/quadrature.py", "modelgif/targets.py",
             "stages/_cli.py"} <= got
     assert all(p.startswith(("modelgif/", "stages/")) for p in got)
-    # `import modelgif` alone reaches only the package's __init__ (its exports are lazy)
+    # `import modelgif` reaches only the package's __init__ (its exports are lazy), plus what is named
     assert {p.relative_to(ROOT).as_posix() for p in project_imports(ROOT / "tests/test_stage_deps.py")} == {
-        "modelgif/__init__.py"}
+        "modelgif/__init__.py", "modelgif/_imports.py"}
+    # a name of a lazy package table is its submodule only: reading images.npy is not building a set
+    got = {p.relative_to(ROOT).as_posix() for p in project_imports(ROOT / "stages/field.py")}
+    assert "modelgif/reference/store.py" in got and "modelgif/reference/build.py" not in got
 
 
 def test_lazy_package_keeps_its_api_and_imports_only_what_is_used():
@@ -142,3 +92,16 @@ def test_lazy_package_keeps_its_api_and_imports_only_what_is_used():
         assert getattr(modelgif, name) is getattr(module, name)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         modelgif.nope  # noqa: B018
+
+
+MODEL_STAGES = ("fetch_reference", "fetch_checkpoint", "field", "features")
+
+
+@pytest.mark.parametrize("name", MODEL_STAGES)
+def test_a_zoo_s_own_code_is_a_dependency_of_its_stages_only(name):
+    """Issue 21.2: a stage that builds models depends on the zoo's code fingerprint, never on the
+    mini zoo's code (its trainer, encoder, renderer) or the Taskonomy encoder's module directly,
+    so editing one zoo's code leaves the other zoos' fields up to date."""
+    deps = {n: d for p, n, _, d in STAGES if p == "dvc.yaml"}[name]
+    assert "data/settings/zoo.json" in deps
+    assert not [d for d in deps if d.startswith("modelgif/mini") or d == "modelgif/taskonomy.py"], deps

@@ -6,6 +6,23 @@ that the whole pipeline can be exercised without the Taskonomy weights or data. 
 it say whether the machinery works, not how Taskonomy's models relate.
 """
 
-from .scenes import TASK_LABELS, VECTOR_LABELS, render_scene, render_scenes
+import importlib
 
-__all__ = ["TASK_LABELS", "VECTOR_LABELS", "render_scene", "render_scenes"]
+#: Public name → the submodule that defines it, loaded on first use (PEP 562): importing
+#: ``modelgif.mini.encoder`` (the zoo's architecture) does not run the renderer or the trainer.
+_LAZY = {"TASK_LABELS": "scenes", "VECTOR_LABELS": "scenes", "render_scene": "scenes", "render_scenes": "scenes"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelgif.mini' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -26,6 +26,7 @@ import numpy as np
 
 from .._atomic import atomic_path, write_text
 from ..download import sha256_file
+from .encoder import encoder_seed  # noqa: F401 - the build's seeds (the encoder's own module defines it)
 from .scenes import TASK_LABELS, render_scenes
 
 #: Labels :func:`save_scenes` does not store: exact copies of ``rgb``.
@@ -33,11 +34,6 @@ _COPIES = ("autoencoding", "denoising")
 _INT_LABELS = ("segment_unsup2d", "segment_unsup25d", "segment_semantic")
 #: The pixel baseline's name as a transfer source.
 PIXELS = "pixels"
-
-
-def encoder_seed(task: str, seed: int) -> int:
-    """Seed of ``task``'s encoder (initial weights and batch order) in a build with ``seed``."""
-    return 1000 * int(seed) + TASK_LABELS.index(task)
 
 
 def readout_seed(target: str, seed: int) -> int:

@@ -55,16 +55,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._atomic import atomic_path
-from ..checkpoint import load_state_dict_checked
+from .encoder import (ENCODER_WIDTHS, OUT_CHANNELS, STRIDE, MiniEncoder, _gn, build_mini_encoder,  # noqa: F401
+                      load_mini_encoder, save_encoder)
 from .scenes import KMEANS_K, SEMANTIC_CLASSES, TASK_LABELS, VECTOR_LABELS
 
-#: Channels of the encoder's four stride-2 blocks.
-ENCODER_WIDTHS = (16, 32, 64, 64)
-#: Channels of the encoder's output map (Taskonomy's).
-OUT_CHANNELS = 8
-#: Total down-sampling of the encoder.
-STRIDE = 16
 #: Channels of the dense decoder's stem and its two ×2 up-sampling blocks.
 DECODER_WIDTHS = (64, 32, 32)
 #: Channels of the vector head's conv before its global average pool.
@@ -98,34 +92,6 @@ def task_spec(task: str) -> tuple[int, str]:
     if task == "class_object":
         return _CHANNELS[task], "soft_ce"
     return _CHANNELS[task], "pairwise"
-
-
-def _gn(c: int) -> nn.GroupNorm:
-    return nn.GroupNorm(max(1, c // 8), c)
-
-
-class MiniEncoder(nn.Module):
-    """(B, 3, H, W) in [-1, 1] → (B, 8, H/16, W/16), non-negative; H and W multiples of 16.
-
-    Four blocks ``conv 3×3 stride 2 → GroupNorm → ReLU`` (widths :data:`ENCODER_WIDTHS`),
-    then ``conv 3×3 → ReLU`` to :data:`OUT_CHANNELS` channels; about 65 k parameters
-    (260 kB in float32).
-    """
-
-    def __init__(self):
-        super().__init__()
-        layers, c_in = [], 3
-        for c in ENCODER_WIDTHS:
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), _gn(c), nn.ReLU(inplace=True)]
-            c_in = c
-        self.blocks = nn.Sequential(*layers)
-        self.head = nn.Conv2d(c_in, OUT_CHANNELS, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] % STRIDE or x.shape[3] % STRIDE:
-            raise ValueError(f"MiniEncoder needs (B, 3, H, W) with H, W multiples of {STRIDE}; "
-                             f"got {tuple(x.shape)}")
-        return F.relu(self.head(self.blocks(x)))
 
 
 class MiniDecoder(nn.Module):
@@ -395,36 +361,6 @@ def train_readout(encoder: nn.Module | None, task: str, train_data: Mapping, tes
          lr=lr, seed=seed, progress=progress, desc=f"readout {task}")
     losses = _eval_losses(forward, f_test, y_test, loss)
     return losses if per_image else float(losses.mean())
-
-
-# ----------------------------------------------------------------------------- checkpoints
-def save_encoder(path: str | os.PathLike, encoder: MiniEncoder) -> Path:
-    """Write ``{"state_dict": encoder.state_dict()}`` (on the CPU) to ``path`` atomically."""
-    state = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": state}, tmp)
-    return Path(path)
-
-
-def build_mini_encoder() -> MiniEncoder:
-    """An untrained :class:`MiniEncoder` in eval mode with frozen parameters."""
-    model = MiniEncoder()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval()
-
-
-def load_mini_encoder(path: str | os.PathLike, sha256: str | None = None,
-                      map_location: str | torch.device = "cpu") -> MiniEncoder:
-    """Load a checkpoint written by :func:`save_encoder`.
-
-    Mirrors :func:`modelgif.taskonomy.load_encoder`: ``FileNotFoundError`` if there is no
-    file; ``ValueError`` on a sha256 mismatch (checked before loading), a file that is not a
-    weights-only torch file, a missing ``"state_dict"``, or keys/shapes that do not match a
-    :class:`MiniEncoder`. Returns the encoder in eval mode with frozen parameters.
-    """
-    return load_state_dict_checked(build_mini_encoder(), path, sha256=sha256, map_location=map_location,
-                                   what="mini encoder checkpoint")
 
 
 __all__ = [

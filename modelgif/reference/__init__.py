@@ -14,19 +14,38 @@ A reference set is built once from a *source* and stored as ``images.npy``, uint
   stored uint8 values v to ``2 * (v / 255) - 1``.
 """
 
-from .archives import IMAGE_SUFFIXES, MAX_MEMBER_BYTES, extract_archive_images, read_archive, read_folder
-from .build import (IMAGES_SHA256_OF, ReferenceSet, build_reference_set, check_images_sha256, images_sha256,
-                    process_images, rendered_reference_set)
-from .cutmix import CutMixBatch, cutmix, cutmix_batch
-from .images import decode_image, prepare_image, resize_crop, to_rgb8
-from .sample import SAMPLE, SAMPLE_BASE_URL, SAMPLE_COMMIT, fetch_taskonomy_sample, sample_name, sample_url
-from .store import contact_sheet, load_reference_images, write_contact_sheet, write_reference_set
+import importlib
 
-__all__ = [
-    "IMAGES_SHA256_OF", "IMAGE_SUFFIXES", "MAX_MEMBER_BYTES", "SAMPLE", "SAMPLE_BASE_URL", "SAMPLE_COMMIT",
-    "CutMixBatch", "ReferenceSet", "build_reference_set", "check_images_sha256", "contact_sheet", "cutmix",
-    "cutmix_batch", "decode_image", "extract_archive_images", "fetch_taskonomy_sample", "images_sha256",
-    "load_reference_images", "prepare_image", "process_images", "read_archive", "read_folder",
-    "rendered_reference_set", "resize_crop", "sample_name", "sample_url", "to_rgb8", "write_contact_sheet",
-    "write_reference_set",
-]
+# ``cutmix`` names both a submodule and its function: imported here, so that the package's
+# attribute is the function (as it always was), whichever submodule is imported later
+from .cutmix import CutMixBatch, cutmix, cutmix_batch
+
+#: Public name → the submodule that defines it, loaded on first use (PEP 562): a stage that
+#: reads ``images.npy`` (:mod:`.store`) imports neither the archive readers nor the builder.
+_LAZY = {
+    "IMAGE_SUFFIXES": "archives", "MAX_MEMBER_BYTES": "archives", "extract_archive_images": "archives",
+    "read_archive": "archives", "read_folder": "archives",
+    "IMAGES_SHA256_OF": "build", "ReferenceSet": "build", "build_reference_set": "build",
+    "check_images_sha256": "build", "images_sha256": "build", "process_images": "build",
+    "rendered_reference_set": "build",
+    "decode_image": "images", "prepare_image": "images", "resize_crop": "images", "to_rgb8": "images",
+    "SAMPLE": "sample", "SAMPLE_BASE_URL": "sample", "SAMPLE_COMMIT": "sample", "fetch_taskonomy_sample": "sample",
+    "sample_name": "sample", "sample_url": "sample",
+    "contact_sheet": "store", "load_reference_images": "store", "write_contact_sheet": "store",
+    "write_reference_set": "store",
+}
+
+__all__ = sorted([*_LAZY, "CutMixBatch", "cutmix", "cutmix_batch"])
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelgif.reference' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Iterable
 import numpy as np
 
 from ..download import download_file, is_url, sha256_file
+from ..zoo_spec import SOURCE_MODULES
 from .archives import IMAGE_SUFFIXES, MAX_MEMBER_BYTES, read_archive, read_folder, scratch_dir
 from .cutmix import CutMixBatch, cutmix, cutmix_batch
 from .images import decode_image, resize_crop
@@ -197,7 +199,9 @@ def rendered_reference_set(n_images: int = 100, size: int = 64, *, first_seed: i
     resolution, exactly as :func:`build_reference_set` does for a source already at ``size``.
     The manifest records the seeds, the sha256 of the uint8 renders before CutMix and the
     ``images_sha256`` of the result, checked against ``sha256`` if given."""
-    from ..mini.scenes import render_scene
+    # by name: the renderer is the mini zoo's code, fingerprinted in data/settings/reference.json
+    # for this source only (modelgif.settings.reference_settings), not a dependency of the others
+    render_scene = importlib.import_module(SOURCE_MODULES["mini-scenes"]).render_scene
 
     _check_n(n_images)
     if size < 16 or size % 16:

@@ -12,8 +12,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from typing import TYPE_CHECKING
+
 from .._atomic import atomic_path
-from .build import ReferenceSet
+
+if TYPE_CHECKING:  # a type only: reading images.npy needs none of the builder's code
+    from .build import ReferenceSet
 
 
 def contact_sheet(images: np.ndarray, n: int = 16, columns: int | None = None) -> Image.Image:
