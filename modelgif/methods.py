@@ -25,46 +25,39 @@ matrices of all N images with ``bootstrap_refit: false``), in torch on the GPU w
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .registry import FIELD_METHODS, METHODS, SET_METHODS  # noqa: F401 (re-exported)
+from .registry import FIELD_METHODS, METHODS, REGISTRY, SET_METHODS, get_method  # noqa: F401 (re-exported)
 from .bootstrap import bootstrap_field_distances, image_contributions, set_distances
-from .similarity import DDS_KERNELS, DDS_RDMS, FEATURE_NORMS
 from .storage import open_field
 
 
-#: Every option of every method, with its default (``method_options`` in params.yaml).
-DEFAULT_OPTIONS: dict[str, dict] = {
-    "modelgif": {}, "ig": {}, "saliency": {}, "gradxinput": {}, "rsa": {},
-    "cka": {"debiased": False},
-    # DDS's best published configuration (z-score, Laplacian, debiased CKA: similarity.dds_distance);
-    # bootstrap_refit false: resamples index the kernel matrices of all N images (cheap, approximate)
-    "dds": {"kernel": "laplacian", "feature_norm": "znorm", "debiased": True, "bootstrap_refit": False},
-}
+def __getattr__(name: str):
+    if name == "DEFAULT_OPTIONS":  # every registered method's options with their defaults
+        return {n: dict(m.options) for n, m in REGISTRY.items()}
+    raise AttributeError(f"module 'modelgif.methods' has no attribute {name!r}")
 
 
 def check_method(method: str, options: Mapping | None = None) -> dict:
-    """A method's options, defaults filled in; ``ValueError`` naming an unknown method, option
-    or value."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    """A method's options, defaults filled in (:mod:`modelgif.registry`); ``ValueError`` naming an
+    unknown method, option or value."""
+    spec = get_method(method)
     options = dict(options or {})
-    unknown = sorted(set(options) - set(DEFAULT_OPTIONS[method]))
+    unknown = sorted(set(options) - set(spec.options))
     if unknown:
-        valid = ", ".join(DEFAULT_OPTIONS[method]) or "none"
+        valid = ", ".join(spec.options) or "none"
         raise ValueError(f"method {method!r} has no option(s) {', '.join(unknown)}; its options: {valid}")
-    out = {**DEFAULT_OPTIONS[method], **options}
-    for key, default in DEFAULT_OPTIONS[method].items():
+    out = {**spec.options, **options}
+    for key, default in spec.options.items():
         if isinstance(default, bool) and not isinstance(out[key], bool):
             raise ValueError(f"method {method!r}: option {key} must be true or false, got {out[key]!r}")
-    if method == "dds":
-        if out["kernel"] not in DDS_KERNELS + DDS_RDMS:
-            raise ValueError(f"dds: unknown kernel {out['kernel']!r}; valid: {', '.join(DDS_KERNELS + DDS_RDMS)}")
-        if out["feature_norm"] not in FEATURE_NORMS:
-            raise ValueError(f"dds: unknown feature_norm {out['feature_norm']!r}; valid: {', '.join(FEATURE_NORMS)}")
+    for key, valid in spec.choices.items():
+        if out[key] not in valid:
+            raise ValueError(f"{method}: unknown {key} {out[key]!r}; valid: {', '.join(valid)}")
     return out
 
 
@@ -98,7 +91,7 @@ def method_distances(method: str, inputs: Sequence, indices: np.ndarray, *, metr
     """One method's distances between K models, on all images and on every bootstrap resample.
 
     Args:
-        method: one of :data:`METHODS`.
+        method: a registered method (:data:`modelgif.registry.REGISTRY`).
         inputs: K per-model inputs: for ``modelgif`` and ``ig`` the fields (paths of stored
             fields or arrays (N, S, H·W); ``ig`` takes their last step), for ``saliency`` and
             ``gradxinput`` the maps (N, 1, H·W), for set methods the features (N, D_k).
@@ -115,8 +108,15 @@ def method_distances(method: str, inputs: Sequence, indices: np.ndarray, *, metr
         :class:`MethodDistances`.
     """
     opts = check_method(method, options)
-    if method in FIELD_METHODS:
-        fields = [end_point(f) for f in inputs] if method == "ig" else list(inputs)
+    spec = REGISTRY[method]
+    if spec.compute is not None:  # a method's own code, loaded by name (modelgif.registry.Method.compute)
+        module, _, function = spec.compute.partition(":")
+        fn = getattr(importlib.import_module(module), function)
+        distance, samples = fn(list(inputs), indices, options=opts, feature_shapes=feature_shapes, device=device,
+                               progress=progress)
+        return MethodDistances(np.asarray(distance, dtype=np.float64), np.asarray(samples, dtype=np.float64))
+    if spec.kind == "field":
+        fields = [end_point(f) for f in inputs] if spec.reads == "field_end_point" else list(inputs)
         contributions = image_contributions(fields, metric, progress=progress, device=device)
         return MethodDistances(contributions.mean(axis=0), bootstrap_field_distances(contributions, indices),
                                contributions)
@@ -126,5 +126,5 @@ def method_distances(method: str, inputs: Sequence, indices: np.ndarray, *, metr
     return MethodDistances(*set_distances(method, inputs, indices, device=device, progress=progress, **opts))
 
 
-__all__ = ["DEFAULT_OPTIONS", "FIELD_METHODS", "METHODS", "MethodDistances", "SET_METHODS", "check_method",
+__all__ = ["DEFAULT_OPTIONS", "FIELD_METHODS", "METHODS", "MethodDistances", "REGISTRY", "SET_METHODS", "check_method",
            "end_point", "method_distances"]

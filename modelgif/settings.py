@@ -36,7 +36,7 @@ from pathlib import Path
 from ._imports import module_files
 from .download import sha256_file
 from .errors import InputError, check_memory, check_seed
-from .registry import FIELD_METHODS, METHODS
+from .registry import REGISTRY
 from .zoo_spec import NAMED_ARCHITECTURES, SOURCE_MODULES, ZooSpec, load_zoo_spec, params_section
 
 #: ``reference.source`` values that name a built-in source rather than a path or URL.
@@ -206,12 +206,17 @@ def method_settings(params: Mapping, method: str) -> dict:
     field distance (``distance``) only for a field method."""
     options = (params.get("method_options") or {}).get(method)
     check_seed((params.get("bootstrap") or {}).get("seed"), "bootstrap.seed")
-    if method == "ig" and (params.get("field") or {}).get("cumulative") is False:
+    spec = REGISTRY.get(method)
+    if spec is not None and spec.reads == "field_end_point" and (params.get("field") or {}).get("cumulative") is False:
         raise InputError("method ig cannot run with field.cumulative: false: a per-step field's last step is not "
                          "the Integrated Gradients attribution; set field.cumulative: true or drop ig from methods")
-    return {"method": method, "tasks": params.get("tasks"), "options": options or {},
-            "metric": params.get("distance") if method in FIELD_METHODS else None,
-            "bootstrap": params.get("bootstrap")}
+    out = {"method": method, "tasks": params.get("tasks"), "options": options or {},
+           "metric": params.get("distance") if spec is not None and spec.kind == "field" else None,
+           "bootstrap": params.get("bootstrap")}
+    if spec is not None and spec.compute is not None:  # a method's own module, loaded by name: its code
+        module = spec.compute.partition(":")[0]  # the project's, or a user's under the project root
+        out["code"] = code_fingerprint(module) or code_fingerprint(module, Path.cwd())
+    return out
 
 
 def ground_truth_settings(params: Mapping, spec: ZooSpec) -> dict:
@@ -269,13 +274,14 @@ def method_input_paths(method: str, tasks, *, fields: str | os.PathLike = "data/
                        features: str | os.PathLike = "data/features",
                        attributions: str | os.PathLike = "data/attributions") -> list[Path]:
     """The files ``distance@<method>`` reads for ``tasks``, in order: each field and its record
-    (``modelgif``, ``ig``), each attribution map (``saliency``, ``gradxinput``), or each encoder
-    output and its record (``rsa``, ``cka``, ``dds``)."""
-    if method not in METHODS:
-        raise InputError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
-    if method in ("modelgif", "ig"):
+    (``reads: fields``: modelgif, ig), each attribution map (``attributions``: saliency,
+    gradxinput), or each encoder output and its record (``features``: rsa, cka, dds)."""
+    if method not in REGISTRY:
+        raise InputError(f"unknown method {method!r}; valid methods: {', '.join(REGISTRY)}")
+    reads = REGISTRY[method].reads
+    if reads in ("fields", "field_end_point"):
         return [Path(fields) / f"{t}{ext}" for t in tasks for ext in (".npy", ".json")]
-    if method in FIELD_METHODS:
+    if reads == "attributions":
         return [Path(attributions) / method / f"{t}.npy" for t in tasks]
     return [Path(features) / f"{t}{ext}" for t in tasks for ext in (".npy", ".json")]
 

@@ -28,6 +28,8 @@ import numpy as np
 from scipy.spatial.distance import cdist
 from scipy.stats import rankdata
 
+from .registry import SET_METHODS  # noqa: F401 - re-exported (the registry holds the list)
+
 #: Feature normalisations of DDS (``Q, D`` of the duality diagram), named as in the DDS code.
 FEATURE_NORMS = ("none", "centering", "znorm", "group_norm", "instance_norm", "layer_norm", "batch_norm")
 #: DDS kernels between images (similarities) ...
@@ -318,8 +320,6 @@ def dds_distance(features: Sequence, *, kernel: str = "laplacian", feature_norm:
     mats = dds_matrices(features, kernel=kernel, feature_norm=feature_norm, feature_shapes=feature_shapes)
     return 1.0 - cka_from_grams(mats, debiased=debiased)
 
-
-SET_METHODS = ("cka", "rsa", "dds")
 
 __all__ = [
     "DDS_KERNELS", "DDS_RDMS", "FEATURE_NORMS", "SET_METHODS", "center_gram", "check_features", "cka_distance",

@@ -35,7 +35,7 @@ import yaml
 from modelgif._atomic import atomic_path, write_text
 from modelgif.bootstrap import resample_indices
 from modelgif.errors import InputError, check_output_dir, check_seed
-from modelgif.methods import FIELD_METHODS, check_method, method_distances
+from modelgif.methods import REGISTRY, check_method, get_method, method_distances
 from modelgif.plots import matrix_csv
 from modelgif.provenance import check_fields
 from modelgif.settings import read_settings
@@ -52,7 +52,7 @@ def _read_params(params: Path, method: str) -> tuple[list[str], dict]:
     options = (p.get("method_options") or {}).get(method)
     if options is not None and not isinstance(options, dict):
         raise InputError(f"{params}: 'method_options.{method}' must be a mapping of options, got {options!r}")
-    if method == "ig":
+    if get_method(method).reads == "field_end_point":
         cumulative = (p.get("field") or {}).get("cumulative", True) if isinstance(p.get("field"), dict) else True
         if str(cumulative).strip().lower() in ("false", "0", "no"):
             raise InputError(f"method ig cannot run with field.cumulative: false ({params}): {IG_NEEDS_CUMULATIVE}")
@@ -64,22 +64,23 @@ FEATURE_RECORD_KEYS = ("reference_sha256", "shape")
 
 def _inputs(method: str, tasks: list[str], fields: Path, features: Path, attributions: Path):
     """The K per-model inputs of ``method`` and, for set methods, the features' (C, h, w)."""
-    if method in ("modelgif", "ig"):
+    reads = REGISTRY[method].reads  # what the registration says it reads (modelgif.registry)
+    if reads in ("fields", "field_end_point"):
         paths = {t: fields / f"{t}.npy" for t in tasks}
-    elif method in FIELD_METHODS:
+    elif reads == "attributions":
         paths = {t: attributions / method / f"{t}.npy" for t in tasks}
     else:
         paths = {t: features / f"{t}.npy" for t in tasks}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{method}: no input {', '.join(missing)}")
-    if method in ("modelgif", "ig"):
+    if reads in ("fields", "field_end_point"):
         shared = check_fields(paths)  # same reference set and settings, before reading any values
-        if method == "ig" and shared.get("cumulative") is False:
+        if reads == "field_end_point" and shared.get("cumulative") is False:
             raise InputError(f"method ig cannot run on the fields in {fields}: their records say field.cumulative: "
                              f"false; {IG_NEEDS_CUMULATIVE}")
         return list(paths.values()), None
-    if method in FIELD_METHODS:
+    if reads == "attributions":
         for p in paths.values():
             field_shape(open_field(p))
         return list(paths.values()), None
@@ -104,7 +105,7 @@ def _inputs(method: str, tasks: list[str], fields: Path, features: Path, attribu
 
 @clean_errors(outputs=("out",))
 def main(
-    method: str = typer.Argument(..., help="modelgif, ig, saliency, gradxinput, rsa, cka or dds"),
+    method: str = typer.Argument(..., help="a registered method (modelgif/registry.py): modelgif, ig, saliency, gradxinput, rsa, cka, dds"),
     params: Path = typer.Option(Path("params.yaml"), help="params file holding tasks and method_options"),
     metric: str = typer.Option("cosine", help="field methods: cosine or euclidean"),
     n_boot: int = typer.Option(1000, help="bootstrap resamples of the reference images"),
@@ -146,7 +147,7 @@ def main(
             with open(tmp, "wb") as f:
                 np.save(f, np.ascontiguousarray(array, dtype=np.float64))
     matrix_csv(out / "distance.csv", result.distance, tasks)
-    meta = {"method": method, "options": options, "metric": metric if method in FIELD_METHODS else None,
+    meta = {"method": method, "options": options, "metric": metric if REGISTRY[method].kind == "field" else None,
             "tasks": tasks, "n_images": n_images, "bootstrap": {"n": n_boot, "seed": seed},
             "resamples_sha256": hashlib.sha256(np.ascontiguousarray(indices, dtype=np.int64).tobytes()).hexdigest()}
     write_text(out / "meta.json", json.dumps(meta, indent=1) + "\n")

@@ -64,8 +64,7 @@ from modelgif.taskonomy import load_ground_truth
 from modelgif.zoos import load_zoo_encoder, random_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
-FIELD_METHODS = ("modelgif", "ig", "saliency", "gradxinput")
-SET_METHODS = ("cka", "rsa", "dds")
+from modelgif.registry import FIELD_METHODS, SET_METHODS  # noqa: E402
 TABLES = {"wins_vs_pixels": "lower", "losses": "higher"}
 #: The pre-registered reference set (``mini.reference`` of ``params.yaml`` at commit 1f3c02b).
 REFERENCE = {"n_images": 100, "size": 64, "first_seed": 1_000_000, "cutmix": True, "seed": 3}
