@@ -5,7 +5,7 @@ Typical use::
     import modelgif
     baselines = modelgif.make_baselines(images, "shuffled", seed=0)
     fields = [modelgif.gradient_field(m, images, baselines, target=1, n_steps=50) for m in models]
-    D = modelgif.affinity_matrix(fields, metric="cosine")
+    D = modelgif.distance_matrix(fields, metric="cosine")
 
 The names below are loaded on first use (PEP 562), so ``import modelgif.plots`` does not
 import torch, and a pipeline stage imports only the modules it uses (which is what its
@@ -22,9 +22,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "BASELINES": "baselines", "derangement": "baselines", "make_baselines": "baselines",
     "per_task_spearman": "correlation",
-    "METRICS": "distance", "affinity_matrix": "distance",
+    "METRICS": "distance", "distance_matrix": "distance", "affinity_matrix": "distance",
     "PRECISIONS": "field", "gradient_field": "field", "iter_gradient_field": "field", "write_chunks": "field",
-    "METHODS": "quadrature", "nodes_and_weights": "quadrature",
+    "RULES": "quadrature", "nodes_and_weights": "quadrature",
     "FieldWriter": "storage", "load_field": "storage", "open_field": "storage", "save_field": "storage",
     "TARGETS": "targets", "target_selector": "targets",
     "GROUND_TRUTH_TABLES": "taskonomy", "TASKS": "taskonomy", "load_encoder": "taskonomy",
@@ -39,7 +39,18 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
+#: Deprecated names (0.2): the old name → (its module, the new name).
+_RENAMED = {"METHODS": ("quadrature", "RULES")}
+
+
 def __getattr__(name: str):
+    if name in _RENAMED:  # not cached: every use warns (as modelgif._deprecated.warn words it)
+        import warnings
+
+        module, new = _RENAMED[name]
+        warnings.warn(f"modelgif.{name} is deprecated and will be removed in modelgif 0.2; use modelgif.{new}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(f".{module}", __name__), new)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'modelgif' has no attribute {name!r}")

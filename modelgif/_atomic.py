@@ -231,3 +231,13 @@ def write_text(dest: str | os.PathLike, text: str) -> Path:
     with atomic_path(dest) as tmp:
         tmp.write_text(text)
     return Path(dest)
+
+
+def save_npy(dest: str | os.PathLike, array) -> Path:
+    """Write ``array`` to ``dest`` as ``.npy`` atomically (``np.save``'s bytes, no pickle)."""
+    import numpy as np
+
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+    return Path(dest)

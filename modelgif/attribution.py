@@ -4,7 +4,7 @@
   transferability from attribution maps"): ``saliency`` is the input gradient ``∇_x t(x)`` of
   the field's target at the image itself (one pass per image), ``gradxinput`` that gradient
   times x. Reduced like a field (mean over colour channels, flattened to H·W) and returned as
-  a one-step field (N, 1, H·W), so :func:`modelgif.distance.affinity_matrix` and the
+  a one-step field (N, 1, H·W), so :func:`modelgif.distance.distance_matrix` and the
   bootstrap take it unchanged.
 - :func:`encoder_features`: a model's output f(x) flattened to (N, C·h·w), one forward pass,
   the input of the set-level methods (:mod:`modelgif.similarity`).
@@ -147,7 +147,7 @@ def field_end_point(field) -> np.ndarray:
 
     ``field`` is a path to a stored field (opened as a memory map; the result is a view of it,
     read on use: no copy, no new passes), or an array (N, S, H·W) in either storage form of
-    :mod:`modelgif.storage`. The result feeds :func:`modelgif.distance.affinity_matrix` and
+    :mod:`modelgif.storage`. The result feeds :func:`modelgif.distance.distance_matrix` and
     :func:`modelgif.bootstrap.image_contributions` like any field. Only a *cumulative* field's
     last step is IG; that of a ``cumulative: false`` field is the last path point's term alone.
     """

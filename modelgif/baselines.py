@@ -1,4 +1,4 @@
-"""Baselines x' for the path of each reference image (DESIGN §1.2)."""
+"""Baselines x' for the path of each reference image (docs/METHOD.md, step 2)."""
 
 from __future__ import annotations
 

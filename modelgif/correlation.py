@@ -1,4 +1,4 @@
-"""Correlation of a ModelGiF distance matrix with a ground-truth affinity (DESIGN §1.7)."""
+"""Correlation of a ModelGiF distance matrix with a ground-truth affinity (docs/METHOD.md, step 7)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def per_task_spearman(distance: np.ndarray, ground_truth: np.ndarray, diagonal: 
     """ρ_j = Spearman(T[:, j], D[:, j]) for every task j, diagonal included (the paper's protocol).
 
     Args:
-        distance: D (K, K), ModelGiF distances (e.g. :func:`modelgif.affinity_matrix`).
+        distance: D (K, K), ModelGiF distances (e.g. :func:`modelgif.distance_matrix`).
         ground_truth: T (K, K), in the same task order (e.g. :func:`modelgif.load_ground_truth`).
         diagonal: ``False`` leaves out each column's own entry (i = j) and ranks the other
             K − 1 sources only. The self-pair is usually the best source with distance 0, so

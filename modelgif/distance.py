@@ -1,4 +1,4 @@
-"""Functional distance between models from their gradient fields (DESIGN §1.6)."""
+"""Functional distance between models from their gradient fields (docs/METHOD.md, step 6)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._deprecated import renamed
 from .storage import decode, field_shape, open_field
 
 METRICS = ("cosine", "euclidean")
@@ -132,7 +133,7 @@ def image_distance_sums(
 ):
     """Per image, the sum over its S steps of the per-row distances between K fields, chunk by
     chunk: yields ``((N, S), start, stop, sums)`` with ``sums`` float64 (stop − start, K, K), for
-    images ``start … stop − 1`` (the metric and conventions of :func:`affinity_matrix`, whose
+    images ``start … stop − 1`` (the metric and conventions of :func:`distance_matrix`, whose
     arguments these are; ``caller`` names the function in error messages).
 
     Raises:
@@ -167,7 +168,7 @@ def image_distance_sums(
             bar.close()
 
 
-def affinity_matrix(
+def distance_matrix(
     fields: Sequence,
     metric: str = "cosine",
     *,
@@ -208,7 +209,11 @@ def affinity_matrix(
     check_metric(metric)
     acc, n, s = None, 0, 0
     for (n, s), _, _, sums in image_distance_sums(fields, metric, chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes,
-                                                  progress=progress, device=device, caller="affinity_matrix"):
+                                                  progress=progress, device=device, caller="distance_matrix"):
         acc = sums.sum(axis=0) if acc is None else acc + sums.sum(axis=0)
     d = acc / (n * s)
     return (d + d.T) / 2.0
+
+
+#: Deprecated (0.2): the old name of :func:`distance_matrix` (it gives distances, not affinities).
+affinity_matrix = renamed(distance_matrix, "modelgif.affinity_matrix", "modelgif.distance_matrix")

@@ -1,4 +1,4 @@
-"""ModelGiF gradient fields (Song et al., ICCV 2023; DESIGN §1.5).
+"""ModelGiF gradient fields (Song et al., ICCV 2023; docs/METHOD.md, step 5).
 
 For a model f, a reference image x with baseline x' and a target t (:mod:`modelgif.targets`),
 the field at path step k is
@@ -190,7 +190,7 @@ def gradient_field(
         baselines: x', same shape, dtype and device (:func:`modelgif.baselines.make_baselines`).
         target: 1, 5 or 6 (:mod:`modelgif.targets`), chosen at x and fixed along the path.
         n_steps: S, quadrature nodes on the path.
-        method: quadrature rule (:data:`modelgif.quadrature.METHODS`).
+        method: quadrature rule (:data:`modelgif.quadrature.RULES`).
         cumulative: field step k sums the weighted gradients of steps 1..k (True) or is step k's
             alone (False).
         batch_size: path points per forward/backward pass (default :func:`default_batch_size`:

@@ -7,7 +7,7 @@ every method is given the same indices, so the resamples pair across methods):
 ============  ==============================================  ===========================================
 method        input (per model)                               distance
 ============  ==============================================  ===========================================
-modelgif      the stored field (N, S, H·W)                    :func:`modelgif.distance.affinity_matrix`
+modelgif      the stored field (N, S, H·W)                    :func:`modelgif.distance.distance_matrix`
 ig            the field's last step (N, 1, H·W): plain IG     the same, on the end point only
 saliency      ∇_x t(x), channel mean (N, 1, H·W)              the same (:mod:`modelgif.attribution`)
 gradxinput    x ⊙ ∇_x t(x), channel mean (N, 1, H·W)          the same

@@ -16,13 +16,13 @@ another computation than its field's.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from ._atomic import write_text
+from .download import sha256_file
 from .errors import InputError
 from .storage import field_shape, open_field
 
@@ -32,13 +32,9 @@ RECORD_FORMAT = 1
 PER_FIELD_KEYS = ("task", "checkpoint_sha256")
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes (the reference set's ``images.npy``, a checkpoint)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+#: Hex sha256 of a file's bytes (the reference set's ``images.npy``, a checkpoint): the project's one
+#: implementation, :func:`modelgif.download.sha256_file`, under the name the records use.
+file_sha256 = sha256_file
 
 
 def record_path(field: str | os.PathLike) -> Path:

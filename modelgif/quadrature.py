@@ -2,7 +2,7 @@
 
 Kept apart from the method that uses them, as in captum's ``approximation_methods``.
 Every rule returns nodes ``alphas`` (the path coordinate α ∈ [0, 1]) and weights ``w``
-with ``sum(w) == 1``, so that ``∫₀¹ g(α) dα ≈ Σ_k w_k g(α_k)`` (DESIGN §1.4).
+with ``sum(w) == 1``, so that ``∫₀¹ g(α) dα ≈ Σ_k w_k g(α_k)`` (docs/METHOD.md, step 4).
 
 Note: captum's ``riemann_trapezoid`` weights sum to (S−1)/S; ours sum to 1.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-METHODS = (
+#: The quadrature rules, by name (``field.method`` in params.yaml).
+RULES = (
     "gausslegendre",
     "riemann_left",
     "riemann_right",
@@ -22,8 +23,8 @@ METHODS = (
 
 def check_method(method: str) -> str:
     """Return ``method`` if it names a rule, else raise ``ValueError`` listing the valid ones."""
-    if method not in METHODS:
-        raise ValueError(f"unknown quadrature method {method!r}; valid methods: {', '.join(METHODS)}")
+    if method not in RULES:
+        raise ValueError(f"unknown quadrature method {method!r}; valid methods: {', '.join(RULES)}")
     return method
 
 
@@ -42,7 +43,7 @@ def nodes_and_weights(method: str, n_steps: int) -> tuple[np.ndarray, np.ndarray
     """Nodes and weights of a quadrature rule on [0, 1].
 
     Args:
-        method: one of :data:`METHODS`.
+        method: one of :data:`RULES`.
         n_steps: S, the number of nodes (≥ 1; ≥ 2 for ``riemann_trapezoid``).
 
     Returns:
@@ -60,3 +61,12 @@ def nodes_and_weights(method: str, n_steps: int) -> tuple[np.ndarray, np.ndarray
         return k / (s - 1), w
     offset = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}[method]
     return (k + offset) / s, np.full(s, 1.0 / s)
+
+
+def __getattr__(name: str):
+    if name == "METHODS":  # deprecated (0.2): the rules were called methods, like the distance methods
+        from ._deprecated import warn
+
+        warn("modelgif.quadrature.METHODS", "modelgif.quadrature.RULES")
+        return RULES
+    raise AttributeError(f"module 'modelgif.quadrature' has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """Targets: the scalar t(z) of a model's output whose input gradient makes the field.
 
 A target is chosen once, at the end point x of the path, and held fixed along it
-(DESIGN §1.3). It is represented as a 0/1 *selector* ``M`` with the shape of the model's
+(docs/METHOD.md, step 3). It is represented as a 0/1 *selector* ``M`` with the shape of the model's
 output, so that ``t(z) = Σ M ⊙ f(z)`` for every z on the path of x.
 
 - ``1``: for each channel c, the spatial position p_c of its maximum in f(x).

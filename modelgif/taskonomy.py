@@ -134,7 +134,7 @@ def load_table(name: str, root: str | os.PathLike | None = None) -> dict[str, fl
 
 
 def load_ground_truth(name: str, tasks=TASKS, root: str | os.PathLike | None = None) -> np.ndarray:
-    """Ground truth ``T[i, j] = table[old(tasks[i]) + "__" + old(tasks[j])]`` (DESIGN §1.7).
+    """Ground truth ``T[i, j] = table[old(tasks[i]) + "__" + old(tasks[j])]`` (docs/METHOD.md, step 7).
 
     Args:
         name: one of :data:`GROUND_TRUTH_TABLES`, or a table of ``root``.

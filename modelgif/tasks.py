@@ -1,4 +1,4 @@
-"""The 17 Taskonomy tasks, in the seed's order, and their original names (DESIGN §1, "Tasks and
+"""The 17 Taskonomy tasks, in the seed's order, and their original names (docs/METHOD.md, "Tasks and
 names"): the one list every part of the project takes its tasks from (both zoos have these
 17; ``params.yaml``'s ``tasks`` and the mini renderer's ``TASK_LABELS``, which cannot import it
 without invalidating the mini build's lock, are checked against it by the tests)."""

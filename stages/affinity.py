@@ -18,7 +18,7 @@ from pathlib import Path
 import typer
 from _cli import clean_errors, read_tasks
 
-from modelgif.distance import affinity_matrix, check_metric
+from modelgif.distance import distance_matrix, check_metric
 from modelgif.errors import check_output_dir
 from modelgif.plots import matrix_csv, ranked_long_csv, similarity_tree
 from modelgif.provenance import check_fields
@@ -39,7 +39,7 @@ def main(
     check_output_dir(out)
     paths = {t: fields / f"{t}.npy" for t in tasks}
     check_fields(paths)  # same reference set and settings, before reading any values
-    d = affinity_matrix(list(paths.values()), metric, progress=True)
+    d = distance_matrix(list(paths.values()), metric, progress=True)
     matrix_csv(out / "distance.csv", d, tasks)
     ranked_long_csv(out / "distance_long.csv", d, tasks, f"ModelGiF {metric} distance (lower: closer)")
     similarity_tree(out / "similarity_tree.png", d, tasks, title=f"ModelGiF similarity tree ({metric})")

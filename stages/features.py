@@ -30,7 +30,7 @@ import torch
 import typer
 from _cli import READ_BYTES_PER_VALUE, check_reference_memory, clean_errors, resolve_device
 
-from modelgif._atomic import atomic_path, write_text
+from modelgif._atomic import save_npy, write_text
 from modelgif.attribution import ATTRIBUTIONS, attribution_maps, encoder_features
 from modelgif.errors import check_output_dir, check_output_file
 from modelgif.provenance import file_sha256
@@ -82,9 +82,7 @@ def main(
     else:
         maps = attribution_maps(model, images, ATTRIBUTIONS, target=target_n)
     features.mkdir(parents=True, exist_ok=True)
-    with atomic_path(features / f"{task}.npy") as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, feats)
+    save_npy(features / f"{task}.npy", feats)
     record = {"task": task, "zoo": zoo, "shape": shape, "reference_sha256": file_sha256(reference),
               "checkpoint_sha256": file_sha256(checkpoint)}
     write_text(features / f"{task}.json", json.dumps(record, indent=1) + "\n")

@@ -1,4 +1,4 @@
-"""Stage fetch_reference: build the reference set (DESIGN §1.1).
+"""Stage fetch_reference: build the reference set (docs/METHOD.md, step 1).
 
     python stages/fetch_reference.py --source zoo --zoo taskonomy --n-images 1000 --image-size 128 \
         --cutmix true --seed 3 --out data/reference

@@ -32,7 +32,7 @@ import typer
 from _cli import clean_errors, read_tasks, resolve_device
 import yaml
 
-from modelgif._atomic import atomic_path, write_text
+from modelgif._atomic import save_npy, write_text
 from modelgif.bootstrap import resample_indices
 from modelgif.errors import InputError, check_output_dir, check_seed
 from modelgif.methods import REGISTRY, check_method, get_method, method_distances
@@ -143,9 +143,7 @@ def main(
     if result.contributions is not None:
         arrays["contributions.npy"] = result.contributions
     for name, array in arrays.items():
-        with atomic_path(out / name) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, np.ascontiguousarray(array, dtype=np.float64))
+        save_npy(out / name, np.ascontiguousarray(array, dtype=np.float64))
     matrix_csv(out / "distance.csv", result.distance, tasks)
     meta = {"method": method, "options": options, "metric": metric if REGISTRY[method].kind == "field" else None,
             "tasks": tasks, "n_images": n_images, "bootstrap": {"n": n_boot, "seed": seed},

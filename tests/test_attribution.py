@@ -6,7 +6,7 @@ import torch
 from captum.attr import InputXGradient, Saliency
 
 from modelgif.attribution import attribution_map, encoder_features, field_end_point, gradxinput, saliency
-from modelgif.distance import affinity_matrix
+from modelgif.distance import distance_matrix
 from modelgif.field import gradient_field
 from modelgif.storage import save_field
 from modelgif.targets import target_selector
@@ -54,11 +54,11 @@ def test_gradxinput_matches_captum(target):
     assert not torch.allclose(ours, saliency(model, x, target=target), atol=1e-6)
 
 
-def test_batch_size_does_not_change_maps_and_maps_feed_affinity_matrix():
+def test_batch_size_does_not_change_maps_and_maps_feed_distance_matrix():
     x = _images(n=7)
     maps = [attribution_map(_model(s), x, "saliency", batch_size=b) for s, b in ((0, 1), (1, 7), (2, 3))]
     assert torch.allclose(maps[0], attribution_map(_model(0), x, "saliency", batch_size=64), atol=1e-14)
-    d = affinity_matrix(maps)
+    d = distance_matrix(maps)
     assert d.shape == (3, 3) and np.allclose(np.diag(d), 0, atol=1e-12) and (d[~np.eye(3, dtype=bool)] > 0.01).all()
 
 
@@ -94,12 +94,12 @@ def test_field_end_point_is_integrated_gradients_of_a_stored_field(tmp_path, dty
     others = [field_end_point(save_field(tmp_path / f"{s}.npy", gradient_field(_model(s).float(), x, baselines,
                                                                                n_steps=6), dtype=dtype))
               for s in (1, 2)]
-    d = affinity_matrix([end, *others])
-    exact = affinity_matrix([field[:, -1:].numpy()] + [np.asarray(
+    d = distance_matrix([end, *others])
+    exact = distance_matrix([field[:, -1:].numpy()] + [np.asarray(
         gradient_field(_model(s).float(), x, baselines, n_steps=6)[:, -1:]) for s in (1, 2)])
     assert np.allclose(d, exact, atol=2e-3)
     # the end point differs from the whole path's distance
-    assert not np.allclose(exact, affinity_matrix([field.numpy()] + [gradient_field(_model(s).float(), x, baselines,
+    assert not np.allclose(exact, distance_matrix([field.numpy()] + [gradient_field(_model(s).float(), x, baselines,
                                                                                     n_steps=6).numpy() for s in (1, 2)]),
                            atol=1e-3)
 

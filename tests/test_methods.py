@@ -14,7 +14,7 @@ from test_stages import run_stage
 
 from modelgif.attribution import attribution_map, encoder_features
 from modelgif.bootstrap import resample_indices
-from modelgif.distance import affinity_matrix
+from modelgif.distance import distance_matrix
 from modelgif.methods import DEFAULT_OPTIONS, METHODS, check_method, method_distances
 from modelgif.mini import zoo
 from modelgif.reference import load_reference_images
@@ -41,14 +41,14 @@ def test_field_methods_on_every_resample_equal_the_distance_of_the_resampled_ima
     fields = [load_field(p) for p in paths]
     for method, view in (("modelgif", lambda f: f), ("ig", lambda f: f[:, -1:])):
         got = method_distances(method, paths, idx)
-        np.testing.assert_allclose(got.distance, affinity_matrix([view(f) for f in fields]), atol=1e-12)
+        np.testing.assert_allclose(got.distance, distance_matrix([view(f) for f in fields]), atol=1e-12)
         np.testing.assert_allclose(got.contributions.mean(axis=0), got.distance, atol=1e-12)
         for b, rows in enumerate(idx):
-            np.testing.assert_allclose(got.samples[b], affinity_matrix([view(f)[rows] for f in fields]), atol=1e-12)
+            np.testing.assert_allclose(got.samples[b], distance_matrix([view(f)[rows] for f in fields]), atol=1e-12)
     # euclidean, and a method whose inputs are one-step maps (saliency / gradxinput)
     maps = [f[:, :1] for f in fields]
     got = method_distances("saliency", maps, idx, metric="euclidean")
-    np.testing.assert_allclose(got.distance, affinity_matrix(maps, "euclidean"), atol=1e-12)
+    np.testing.assert_allclose(got.distance, distance_matrix(maps, "euclidean"), atol=1e-12)
     assert not np.allclose(method_distances("modelgif", paths, idx).distance,
                            method_distances("ig", paths, idx).distance)
 

@@ -69,7 +69,7 @@ def test_readme_own_models_example_end_to_end(tmp_path, monkeypatch):
         model = load_zoo_encoder("mine", name, entry["checkpoint"], sha256=entry["sha256"])
         field = modelgif.gradient_field(model, images, baselines, target=1, n_steps=fp["n_steps"])
         paths.append(save_field(tmp_path / f"direct_{name}.npy", field))
-    direct = modelgif.affinity_matrix(paths, "cosine")
+    direct = modelgif.distance_matrix(paths, "cosine")
     d, labels = read_matrix_csv(project / "data/affinity/distance.csv")
     assert labels == MODELS
     np.testing.assert_allclose(d, direct, rtol=1e-4, atol=1e-6)

@@ -102,7 +102,7 @@ def test_pipeline_end_to_end(project):
         model = load_encoder(task, project / f"data/checkpoints/{task}.pth")
         field = modelgif.gradient_field(model, images, baselines, target=1, n_steps=N_STEPS, batch_size=128)
         paths.append(save_field(project.parent / f"direct_{task}.npy", field))
-    direct = modelgif.affinity_matrix(paths, "cosine")
+    direct = modelgif.distance_matrix(paths, "cosine")
     d, labels = read_matrix_csv(project / "data/affinity/distance.csv")
     assert labels == TASKS
     assert np.allclose(d, direct, rtol=1e-5, atol=1e-7)
@@ -159,6 +159,11 @@ def test_pipeline_end_to_end(project):
         with open(project / rel, "a") as f:
             f.write("\n# edited\n")
     assert _ran(_run(["dvc", "repro"], project, env).stdout) == {"settings"}
+    status = json.loads(_run(["dvc", "status", "--json"], project, env).stdout)
+    # only the mini zoo's own build (mini/dvc.yaml, `make mini-zoo`) is out of date: its trainer changed
+    assert {k for k in status if not k.startswith("mini/dvc.yaml:")} == {"settings"}
+    assert "mini/dvc.yaml:train@normal" in status
+    _run(["git", "checkout", "--", "modelgif/mini"], project, env)
     assert_up_to_date(project, env)
     # ... while editing the Taskonomy encoder's module reruns the stages that build its models,
     # whose outputs are the same bytes: nothing after them reruns

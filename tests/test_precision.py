@@ -128,8 +128,8 @@ def test_opt_in_modes_stay_close_to_float32_on_cpu(encoder, images):
 
 def test_bf16_distances_stay_within_five_percent_and_keep_the_ranking(family_fields):
     models, x, xb, exact_fields = family_fields  # 8 random-init encoders, 64 px, 16 images × 8 steps
-    exact = modelgif.affinity_matrix(exact_fields)
-    bf16 = modelgif.affinity_matrix([modelgif.gradient_field(m, x, xb, n_steps=8, precision="bf16") for m in models])
+    exact = modelgif.distance_matrix(exact_fields)
+    bf16 = modelgif.distance_matrix([modelgif.gradient_field(m, x, xb, n_steps=8, precision="bf16") for m in models])
     iu = np.triu_indices(len(models), 1)
     assert np.max(np.abs(bf16[iu] - exact[iu]) / exact[iu]) < 0.05
     assert spearmanr(exact[iu], bf16[iu])[0] >= 0.99

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from modelgif.quadrature import METHODS, nodes_and_weights
+from modelgif.quadrature import RULES, nodes_and_weights
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", RULES)
 @pytest.mark.parametrize("s", [2, 3, 7, 50])
 def test_weights_sum_to_one_and_nodes_in_unit_interval(method, s):
     a, w = nodes_and_weights(method, s)
@@ -48,3 +48,21 @@ def test_unknown_method_lists_valid_ones(bad):
 def test_bad_step_count(bad):
     with pytest.raises(ValueError, match="n_steps"):
         nodes_and_weights("riemann_left", bad)
+
+
+def test_old_names_keep_working_for_one_release_with_a_warning():
+    """Issue 21.5: the quadrature rules are RULES (``METHODS`` named the distance methods too);
+    ``affinity_matrix`` is ``distance_matrix``. The old names give the same, and warn."""
+    import numpy as np
+
+    import modelgif
+    import modelgif.quadrature as q
+
+    with pytest.warns(DeprecationWarning, match="modelgif.quadrature.METHODS is deprecated.*use modelgif.quadrature.RULES"):
+        assert q.METHODS == RULES
+    with pytest.warns(DeprecationWarning, match="modelgif.METHODS is deprecated.*modelgif.RULES"):
+        assert modelgif.METHODS == modelgif.RULES == RULES
+    fields = [np.random.default_rng(k).normal(size=(3, 2, 5)) for k in range(3)]
+    with pytest.warns(DeprecationWarning, match="modelgif.affinity_matrix is deprecated.*modelgif.distance_matrix"):
+        old = modelgif.affinity_matrix(fields)
+    assert np.array_equal(old, modelgif.distance_matrix(fields))

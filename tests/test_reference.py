@@ -1,4 +1,4 @@
-"""The reference set: sources, processing, CutMix, the [-1, 1] mapping (DESIGN §1.1)."""
+"""The reference set: sources, processing, CutMix, the [-1, 1] mapping (docs/METHOD.md, step 1)."""
 
 from __future__ import annotations
 

@@ -79,9 +79,9 @@ def test_bad_sketch_dims_are_refused():
 @pytest.mark.parametrize("sketch_dim", [1024, 256])
 def test_sketched_affinity_keeps_the_exact_ranking(family_fields, sketch_dim):
     _, _, _, fields = family_fields
-    exact = modelgif.affinity_matrix(fields)
+    exact = modelgif.distance_matrix(fields)
     sk = GaussianSketch(64 * 64, sketch_dim, seed=0)
-    sketched = modelgif.affinity_matrix([sk(f) for f in fields])
+    sketched = modelgif.distance_matrix([sk(f) for f in fields])
     iu = np.triu_indices(len(fields), 1)
     assert exact[iu].min() < 0.1 and exact[iu].max() > 0.8  # a real spread to rank
     rho = spearmanr(exact[iu], sketched[iu])[0]

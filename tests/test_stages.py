@@ -74,7 +74,7 @@ def test_affinity_and_correlate_write_what_the_library_computes(fields):
                   "--out", "affinity", cwd=fields)
     assert r.returncode == 0, r.stderr
     d, labels = read_matrix_csv(fields / "affinity" / "distance.csv")
-    expected = modelgif.affinity_matrix([fields / "fields" / f"{t}.npy" for t in TASKS], "euclidean")
+    expected = modelgif.distance_matrix([fields / "fields" / f"{t}.npy" for t in TASKS], "euclidean")
     assert labels == TASKS and np.allclose(d, expected, rtol=1e-12)
     long = (fields / "affinity" / "distance_long.csv").read_text().splitlines()
     assert long[0] == "source,target,value,rank,panel,order_source,order_target" and len(long) == 1 + 16

@@ -56,7 +56,7 @@ def mean_rho(images_u8: np.ndarray, n_steps: int = 50) -> dict:
     for task in TASKS:
         model = load_zoo_encoder("mini", task, ROOT / "data" / "mini" / "encoders" / f"{task}.pth")
         fields.append(modelgif.gradient_field(model, x, xb, target=1, n_steps=n_steps).numpy())
-    d = modelgif.affinity_matrix(fields, metric="cosine")
+    d = modelgif.distance_matrix(fields, metric="cosine")
     t = modelgif.load_ground_truth("wins_vs_pixels", TASKS, ground_truth_dir("mini"))
     rho = modelgif.per_task_spearman(d, t)
     off = modelgif.per_task_spearman(d, t, diagonal=False)

@@ -55,7 +55,7 @@ from modelgif.bootstrap import (
     resample_indices,
     summarize,
 )
-from modelgif.distance import affinity_matrix
+from modelgif.distance import distance_matrix
 from modelgif.field import gradient_field
 from modelgif.reference import rendered_reference_set
 from modelgif.similarity import cka_distance, dds_distance, rsa_distance
@@ -128,7 +128,7 @@ def main(argv=None) -> None:
                          "saliency": image_contributions(maps["saliency"]),
                          "gradxinput": image_contributions(maps["gradxinput"])}
         timing["contributions_s"] = time.perf_counter() - t0
-        check = affinity_matrix(paths)
+        check = distance_matrix(paths)
         assert np.allclose(contributions["modelgif"].mean(axis=0), check, atol=1e-10), "contributions != distance"
 
     distances = {m: c.mean(axis=0) for m, c in contributions.items()}

@@ -1,4 +1,4 @@
-"""The reference set: N RGB images every model is probed with (DESIGN §1.1).
+"""The reference set: N RGB images every model is probed with (docs/METHOD.md, step 1).
 
 A reference set is built once from a *source* and stored as ``images.npy``, uint8
 (N, 3, S, S). One module per concept:

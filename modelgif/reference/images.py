@@ -1,4 +1,4 @@
-"""Image decoding and resizing for the reference set (DESIGN §1.1).
+"""Image decoding and resizing for the reference set (docs/METHOD.md, step 1).
 
 Decoding (:func:`decode_image`) gives uint8 RGB at the file's own resolution:
 
