@@ -49,7 +49,9 @@ def per_task_spearman(distance: np.ndarray, ground_truth: np.ndarray, diagonal: 
 
 
 def higher_is_closer(table: str) -> bool:
-    """Orientation of a ground-truth table: ``True`` for affinities and win rates (higher:
-    the source transfers better, i.e. is closer), ``False`` for losses (``losses``, lower:
-    closer). Against a distance, ρ < 0 is agreement for the first kind, ρ > 0 for the second."""
+    """Deprecated (0.2): a table's orientation is its declaration's ``higher_is_closer``
+    (:class:`modelgif.zoo_spec.TableSpec`), not a rule on its name."""
+    from ._deprecated import warn
+
+    warn("modelgif.correlation.higher_is_closer", "the zoo declaration's TableSpec.higher_is_closer")
     return "loss" not in table.lower()

@@ -42,9 +42,12 @@ TABLES_DIR = taskonomy_tables_dir()
 
 
 def target_is_void(task: str, target: int) -> bool:
-    """True where the field is identically zero whatever the weights: target 6 (Σ f) on an
-    encoder with the output GroupNorm on, whose 8 single-channel groups each sum to zero.
-    Computed in floating point such a field is rounding noise, not a signal."""
+    """Deprecated (0.2): :func:`modelgif.zoos.target_is_void` (``void_targets`` of the zoo
+    declaration) says it for every zoo. True where the field is identically zero whatever the
+    weights: target 6 (Σ f) on an encoder with the output GroupNorm on."""
+    from ._deprecated import warn
+
+    warn("modelgif.taskonomy.target_is_void", "modelgif.zoos.target_is_void('taskonomy', task, target)")
     return int(target) == 6 and check_task(task) in NORMALIZED_OUTPUT_TASKS
 
 
