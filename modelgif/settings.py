@@ -238,7 +238,8 @@ def ground_truth_settings(params: Mapping, spec: ZooSpec) -> dict:
 
 def resolve_settings(params: Mapping) -> dict[str, dict]:
     """Every settings file, ``{file name: content}``: ``zoo.json`` (the sha256 of the code that
-    builds the zoo's models, :func:`zoo_code`), ``reference.json``, ``field.json``,
+    builds the zoo's models, :func:`zoo_code`), ``reference.json``, ``field.json``, ``features.json``
+    (zoo, target), ``affinity.json`` (tasks, distance),
     ``ground_truth.json``, ``checkpoint_<task>.json`` per listed task and ``method_<name>.json``
     per listed method."""
     zoo = params.get("zoo", "taskonomy")
@@ -249,6 +250,9 @@ def resolve_settings(params: Mapping) -> dict[str, dict]:
     tasks = params.get("tasks")
     if not tasks or not isinstance(tasks, list) or len(set(map(str, tasks))) != len(tasks):
         raise InputError(f"params.yaml: 'tasks' must be a non-empty list of distinct task names, got {tasks!r}")
+    # the encoder outputs and attribution maps (features@<task>) and the field distances (affinity)
+    out["features.json"] = {"zoo": spec.name, "target": params.get("target")}
+    out["affinity.json"] = {"tasks": tasks, "metric": params.get("distance")}
     for task in spec.check_models([str(t) for t in tasks]):  # an unknown task: ZooError naming the zoo's models
         out[f"checkpoint_{task}.json"] = checkpoint_settings(params, spec, task)
     methods = params.get("methods") or []

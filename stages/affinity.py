@@ -1,6 +1,6 @@
 """Stage affinity: the K×K ModelGiF distance matrix over the fields of the listed tasks.
 
-    python stages/affinity.py --params params.yaml --metric cosine --fields data/fields --out data/affinity
+    python stages/affinity.py --settings data/settings/affinity.json --fields data/fields --out data/affinity
 
 Reads ``tasks`` from the params file and only those tasks' fields (a stale field of a
 removed task is never read). Refuses, before reading any values, fields whose provenance
@@ -22,6 +22,7 @@ from modelgif.distance import distance_matrix, check_metric
 from modelgif.errors import check_output_dir
 from modelgif.plots import matrix_csv, ranked_long_csv, similarity_tree
 from modelgif.provenance import check_fields
+from modelgif.settings import read_settings
 
 
 @clean_errors(outputs=("out",))
@@ -30,8 +31,14 @@ def main(
     metric: str = typer.Option("cosine", help="cosine or euclidean"),
     fields: Path = typer.Option(Path("data/fields"), help="folder of <task>.npy fields"),
     out: Path = typer.Option(Path("data/affinity"), help="output folder"),
+    settings: Path = typer.Option(None, help="the settings stage's affinity.json: tasks and metric from it "
+                                             "instead of --params and --metric"),
 ) -> None:
-    tasks = read_tasks(params)
+    if settings is not None:  # what the pipeline passes (modelgif.settings.resolve_settings)
+        s = read_settings(settings)
+        tasks, metric = [str(t) for t in s["tasks"]], str(s["metric"])
+    else:
+        tasks = read_tasks(params)
     check_metric(metric)
     missing = [t for t in tasks if not (fields / f"{t}.npy").is_file()]
     if missing:

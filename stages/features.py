@@ -1,8 +1,10 @@
 """Stage features: one task's encoder outputs and attribution maps over the reference set.
 
     python stages/features.py normal --checkpoint data/checkpoints/normal.pth \
-        --reference data/reference/images.npy --target 1 --zoo taskonomy \
+        --reference data/reference/images.npy --settings data/settings/features.json \
         --features data/features --attributions data/attributions
+
+(``--target 1 --zoo taskonomy`` instead of ``--settings`` outside the pipeline.)
 
 The inputs of the methods other than ModelGiF (:mod:`modelgif.methods`), in one stage per task:
 
@@ -35,6 +37,7 @@ from modelgif.attribution import ATTRIBUTIONS, attribution_maps, encoder_feature
 from modelgif.errors import check_output_dir, check_output_file
 from modelgif.provenance import file_sha256
 from modelgif.reference import load_reference_images
+from modelgif.settings import read_settings
 from modelgif.storage import field_nbytes, reference_shape, save_field
 from modelgif.targets import check_target
 from modelgif.zoos import check_zoo, load_zoo_encoder, target_is_void
@@ -63,7 +66,12 @@ def main(
     features: Path = typer.Option(Path("data/features"), help="folder for <task>.npy and <task>.json"),
     attributions: Path = typer.Option(Path("data/attributions"), help="folder for <kind>/<task>.npy"),
     device: str = typer.Option("auto", envvar="MODELGIF_DEVICE", help="auto, cpu, cuda, cuda:N"),
+    settings: Path = typer.Option(None, help="the settings stage's features.json: zoo and target from it "
+                                             "instead of the flags"),
 ) -> None:
+    if settings is not None:  # what the pipeline passes (modelgif.settings.resolve_settings)
+        s = read_settings(settings)
+        zoo, target = s["zoo"], str(s["target"])
     target_n = check_target(target)
     check_zoo(zoo)
     for folder in (features, *(attributions / k for k in ATTRIBUTIONS)):

@@ -103,7 +103,7 @@ def test_a_local_checkpoint_file_is_fingerprinted(tmp_path):
 
 def test_resolve_settings_names_one_file_per_task_and_method():
     files = resolve_settings({**PARAMS, "zoo": "mini"})
-    assert set(files) == {"zoo.json", "reference.json", "field.json", "ground_truth.json",
+    assert set(files) == {"zoo.json", "reference.json", "field.json", "features.json", "affinity.json", "ground_truth.json",
                           *(f"checkpoint_{t}.json" for t in PARAMS["tasks"]),
                           *(f"method_{m}.json" for m in PARAMS["methods"])}
     tables = files["ground_truth.json"]["files"]
