@@ -63,11 +63,12 @@ mini-zoo: install
 	cp data/mini/build/tables/*.json data/mini/tables/
 	cp data/mini/build/mini_encoders.json data/manifests/mini_encoders.json
 
-## make test: the whole test suite, the end-to-end `dvc repro` test included
+## make test: the whole test suite, the slow tier (subprocess, dvc and pipeline tests) included
 test: install
 	python -m pytest -ra
 
-## make test-fast: the suite without the slow end-to-end pipeline tests
+## make test-fast: the unit tests of every module, in process (-m "not slow": no subprocess, dvc or pipeline
+## test; tests/conftest.py fails one that starts a process): about a minute on 2 cores (docs/testing.md)
 test-fast: install
 	python -m pytest -ra -m "not slow"
 
