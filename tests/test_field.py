@@ -59,10 +59,9 @@ def _captum_ig(model, x, xb, target, n_steps, method):
     return torch.stack(attributions)
 
 
-# the default rule and target in the fast tier; every other pair in the slow one (~3 s each)
-@pytest.mark.parametrize("target", [1, pytest.param(5, marks=pytest.mark.slow), pytest.param(6, marks=pytest.mark.slow)])
-@pytest.mark.parametrize("method", ["gausslegendre", pytest.param("riemann_left", marks=pytest.mark.slow),
-                                    pytest.param("riemann_middle", marks=pytest.mark.slow)])
+@pytest.mark.slow  # captum, one image at a time, in float64: 3 s (idle) to 20 s (busy 2-core machine) per case
+@pytest.mark.parametrize("target", [1, 5, 6])
+@pytest.mark.parametrize("method", ["gausslegendre", "riemann_left", "riemann_middle"])
 def test_last_step_equals_captum_integrated_gradients(encoder, images, target, method):
     x, xb = images
     n_steps = 6
