@@ -214,13 +214,12 @@ def demo_argv(argv: list[str]) -> list[str]:
 
 def demo(argv: list[str]) -> int:
     """``make demo``: :func:`main` on :func:`demo_argv`, params.yaml kept (:func:`params_kept`)."""
+    argv = demo_argv(argv)
+    print("demo: params.yaml is kept as it is; the demo's settings will be its experiment's (make show), its "
+          "results the workspace's (dvc metrics show, dvc plots show); dvc exp apply <name> applies its settings",
+          flush=True)
     with params_kept():
-        rc = main(demo_argv(argv))
-    if rc == 0:
-        print("params.yaml is as it was: the demo's settings are its experiment's (dvc exp show), its "
-              "results the workspace's (dvc metrics show, dvc plots show); dvc exp apply <name> applies "
-              "its settings", flush=True)
-    return rc
+        return main(argv)  # the summary line stays the last line
 
 
 #: ``make show``'s headline metrics, shown even where every experiment has the same value:
