@@ -36,21 +36,24 @@ repro: install
 	python tools/run.py repro
 
 ## make demo: the same pipeline on the project's own mini-Taskonomy zoo (offline, CPU, a few minutes):
-## 100 rendered reference scenes at 64 px (the mini encoders' size). `make demo DEMO_ZOO=mini_random`
-## runs the untrained control. Leaves these settings in params.yaml (`git checkout params.yaml` to go back).
+## `dvc exp run -S zoo=mini -S reference.n_images=100 -S reference.image_size=64` (100 rendered reference
+## scenes at the mini encoders' 64 px). `make demo DEMO_ZOO=mini_random` runs the untrained control.
+## Leaves params.yaml byte for byte as it was: the settings are the experiment's (`make show`), the
+## results the workspace's (`dvc metrics show`, `dvc plots show`); docs/pipeline.md says more.
 DEMO_ZOO ?= mini
 demo: install
-	python tools/run.py exp run -S zoo=$(DEMO_ZOO) -S reference.n_images=100 -S reference.image_size=64
+	python tools/run.py demo $(DEMO_ZOO)
 
 ## make status: what `dvc status` says of the main pipeline, in a few lines (stages never run, counted;
 ## changed stages and why)
 status: install
 	python tools/run.py status
 
-## make show: experiments side by side, only the params that differ and the headline metrics
-## (each method's mean rho per table and the noise ceiling; the rest: dvc metrics show)
+## make show: experiments side by side, never in a pager: the params that differ between them and the
+## headline metrics (every metric named mean_rho: each method's per table, the noise ceiling's, shown even
+## where equal), one row each, one column per experiment (tools/run.py show; the rest: dvc metrics show)
 show: install
-	dvc exp show --only-changed --drop 'Created|State|Executor|tasks|.*/.*|.*(delta|fraction|n_tasks|off_diagonal|replicate).*' --precision 4
+	python tools/run.py show
 
 ## make mini-zoo: rebuild the mini-Taskonomy zoo and its tables (mini/dvc.yaml; about an hour on one core),
 ## then publish its tables and encoder manifest where the main pipeline reads them
@@ -60,11 +63,12 @@ mini-zoo: install
 	cp data/mini/build/tables/*.json data/mini/tables/
 	cp data/mini/build/mini_encoders.json data/manifests/mini_encoders.json
 
-## make test: the whole test suite, the end-to-end `dvc repro` test included
+## make test: the whole test suite, the slow tier (subprocess, dvc and pipeline tests) included
 test: install
 	python -m pytest -ra
 
-## make test-fast: the suite without the slow end-to-end pipeline tests
+## make test-fast: the unit tests of every module, in process (-m "not slow": no subprocess, dvc or pipeline
+## test; tests/conftest.py fails one that starts a process): about a minute on 2 cores (docs/testing.md)
 test-fast: install
 	python -m pytest -ra -m "not slow"
 

@@ -1,8 +1,13 @@
-"""Shared fixtures: a local HTTP server standing in for the network (tests never go online)."""
+"""Shared fixtures: a local HTTP server standing in for the network (tests never go online); and
+the fast tier's rule (``pytest -m "not slow"``, ``make test-fast``): a test that starts a
+project process (a stage script, ``dvc``, ``git``, ``make``, ``torchrun``, another Python) is
+marked ``slow``, else it fails saying so (:func:`_fast_tier_starts_no_process`)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +86,42 @@ def faulty():
     yield start
     for stop in stops:
         stop()
+
+
+#: Programs whose start makes a test a slow one (the first word of the command, its file name).
+PROJECT_PROGRAMS = ("python", "dvc", "git", "make", "torchrun")
+
+
+def project_process(args) -> str | None:
+    """The command line of ``args`` (as given to :class:`subprocess.Popen`) if it starts one of
+    :data:`PROJECT_PROGRAMS` or this Python; None for other programs (``mount`` of a fixture)."""
+    argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+    if not argv:
+        return None
+    first = os.fsdecode(argv[0])
+    words = first.split() if len(argv) == 1 else [first]
+    program = Path(words[0]).name if words else ""
+    if first == sys.executable or program.startswith(PROJECT_PROGRAMS):
+        return " ".join(os.fsdecode(a) for a in argv)[:200]
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_starts_no_process(request, monkeypatch):
+    """Fail a test not marked ``slow`` that started a project process (module doc)."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    started = []
+    original = subprocess.Popen.__init__
+
+    def init(self, args, *a, **kw):
+        if (line := project_process(args)) is not None:
+            started.append(line)
+        original(self, args, *a, **kw)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", init)
+    yield
+    if started:
+        pytest.fail(f"this test is in the fast tier but started {len(started)} process(es), the first "
+                    f"`{started[0]}`: mark it @pytest.mark.slow (pyproject.toml)", pytrace=False)

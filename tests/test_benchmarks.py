@@ -72,6 +72,7 @@ def _bootstrap_section_checks(bt: dict, n_resamples: int) -> None:
         assert shape["all_methods_ratio_to_17_fields"] == pytest.approx(shape["all_methods_seconds"] / field["seconds"] / 17)
 
 
+@pytest.mark.slow  # runs benchmarks/run.py as a process
 def test_bootstrap_section_dry_run(tmp_path):
     """The bootstrap section's dry run (``--tiny``): the mini zoo's shape (17 mini encoders' outputs
     for 16 images, 20 resamples, measured whole) and Taskonomy's, shrunk (N = 50, a

@@ -60,6 +60,7 @@ def test_nproc_is_read_from_the_environment(monkeypatch):
         nproc_from_env()
 
 
+@pytest.mark.slow  # runs the field stage under torchrun
 def test_two_processes_write_the_single_process_field(project):
     r = run_field(project, "sharded/normal.npy", MODELGIF_NPROC="2")
     assert r.returncode == 0, r.stderr
@@ -87,6 +88,7 @@ if os.environ.get("RANK") == "1":
 """
 
 
+@pytest.mark.slow  # runs the field stage under torchrun
 def test_a_failing_rank_fails_the_stage_with_its_message_and_leaves_nothing(project, tmp_path):
     (tmp_path / "sitecustomize.py").write_text(_FAULT)
     r = run_field(project, "failed/normal.npy", MODELGIF_NPROC="2",

@@ -56,6 +56,7 @@ def serve_checkpoint(root: Path, data: bytes, name: str, sha: str) -> Path:
 # --------------------------------------------------------------------------- fetch_checkpoint
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_fetch_checkpoint_downloads_and_verifies(tmp_path, http_server, checkpoint):
     path, sha, name = checkpoint
     serve_checkpoint(tmp_path / "www", path.read_bytes(), name, sha)
@@ -70,6 +71,7 @@ def test_fetch_checkpoint_downloads_and_verifies(tmp_path, http_server, checkpoi
     assert f"{base}/{name}" in r.stdout
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_fetch_checkpoint_takes_a_verified_copy_from_the_torch_hub_folder(tmp_path, checkpoint):
     path, sha, name = checkpoint
     manifest = serve_checkpoint(tmp_path / "www", b"", name, sha)  # only the manifest matters here
@@ -85,6 +87,7 @@ def test_fetch_checkpoint_takes_a_verified_copy_from_the_torch_hub_folder(tmp_pa
     assert sha256_file(hub / name) == sha  # the hub copy is left as it was
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_fetch_checkpoint_ignores_a_corrupt_hub_copy_and_downloads(tmp_path, http_server, checkpoint):
     path, sha, name = checkpoint
     serve_checkpoint(tmp_path / "www", path.read_bytes(), name, sha)
@@ -100,6 +103,7 @@ def test_fetch_checkpoint_ignores_a_corrupt_hub_copy_and_downloads(tmp_path, htt
     assert sha256_file(out) == sha
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_fetch_checkpoint_refuses_a_corrupted_download_and_leaves_nothing(tmp_path, http_server, checkpoint):
     path, sha, name = checkpoint
     data = bytearray(path.read_bytes())
@@ -115,6 +119,7 @@ def test_fetch_checkpoint_refuses_a_corrupted_download_and_leaves_nothing(tmp_pa
     assert list(out_dir.iterdir()) == []  # no output and no temporary file
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_fetch_checkpoint_refuses_a_file_that_is_not_an_encoder(tmp_path, http_server):
     junk = b"this has the right sha256 but is not a checkpoint"
     sha = hashlib.sha256(junk).hexdigest()
@@ -128,6 +133,7 @@ def test_fetch_checkpoint_refuses_a_file_that_is_not_an_encoder(tmp_path, http_s
     assert list(out_dir.iterdir()) == []
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_fetch_checkpoint_unknown_task_lists_the_known_ones(tmp_path):
     r = run_stage("fetch_checkpoint.py", "colorization", "--out", tmp_path / "out" / "x.pth",
                   cwd=tmp_path, torch_home=tmp_path / "torch")
@@ -137,6 +143,7 @@ def test_fetch_checkpoint_unknown_task_lists_the_known_ones(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_fetch_checkpoint_unreachable_server_says_what_and_how(tmp_path, checkpoint):
     _, sha, name = checkpoint
     manifest = serve_checkpoint(tmp_path / "www", b"", name, sha)
@@ -163,6 +170,7 @@ def test_shipped_manifest_lists_the_17_official_encoders():
 # --------------------------------------------------------------------------- fetch_reference
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_fetch_reference_writes_images_manifest_and_sheet(tmp_path, http_server):
     points = write_sample_building(tmp_path / "www", 12, size=(20, 24), missing=(1,))
     base = http_server(tmp_path / "www")
@@ -182,6 +190,7 @@ def test_fetch_reference_writes_images_manifest_and_sheet(tmp_path, http_server)
     assert Image.open(out / "contact_sheet.png").size == (4 * 16, 3 * 16)  # 10 images: 4 columns, 3 rows
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 @pytest.mark.parametrize("off", [["--no-cutmix"], ["--cutmix", "false"]])
 def test_fetch_reference_from_a_local_folder_without_cutmix(tmp_path, off):
     src = tmp_path / "imgs"
@@ -197,6 +206,7 @@ def test_fetch_reference_from_a_local_folder_without_cutmix(tmp_path, off):
     assert json.loads((tmp_path / "ref" / "manifest.json").read_text())["cutmix"]["batches"] == []
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_fetch_reference_unreachable_says_how_to_use_a_mirror_or_local_files(tmp_path):
     base = f"http://127.0.0.1:{closed_port()}"
     r = run_stage("fetch_reference.py", "--base-url", base, "--n-images", 4, "--retries", 1,
@@ -207,6 +217,7 @@ def test_fetch_reference_unreachable_says_how_to_use_a_mirror_or_local_files(tmp
     assert not (tmp_path / "ref").exists()
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_fetch_reference_bad_source_fails_cleanly(tmp_path):
     src = tmp_path / "imgs"
     src.mkdir()
@@ -223,6 +234,7 @@ def test_fetch_reference_bad_source_fails_cleanly(tmp_path):
 
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_fetch_checkpoint_retries_a_dropped_connection(tmp_path, faulty, checkpoint):
     path, sha, name = checkpoint
     manifest = serve_checkpoint(tmp_path / "www", path.read_bytes(), name, sha)
@@ -235,6 +247,7 @@ def test_fetch_checkpoint_retries_a_dropped_connection(tmp_path, faulty, checkpo
     assert sha256_file(out) == sha and sorted(p.name for p in out.parent.iterdir()) == ["normal.pth"]
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_fetch_reference_retries_dropped_connections_of_the_sample_images(tmp_path, faulty):
     write_sample_building(tmp_path / "www", 4, size=(16, 16))
     base, requests = faulty(tmp_path / "www", "truncate_once")
@@ -251,6 +264,7 @@ def SAMPLE_FOLDER_SOURCE(www: Path) -> str:  # noqa: N802 - reads as a constant 
     return str(www / SAMPLE_COMMIT / "rgb")
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_fetch_reference_retries_a_dropped_connection_of_an_archive_url(tmp_path, faulty):
     src = tmp_path / "imgs"
     for i in range(3):
@@ -274,6 +288,7 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_ctrl_c_against_a_stalled_mirror_exits_within_seconds(tmp_path, faulty):
     write_sample_building(tmp_path / "www", 16, size=(16, 16))
     base, requests = faulty(tmp_path / "www", "stall")
@@ -320,6 +335,7 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_ctrl_c_delivered_to_a_fetch_thread_still_interrupts_the_wait():
     # The kernel may deliver a process's SIGINT to any thread; Python runs the handler only in the
     # main thread, which must therefore not sit in one long lock wait (the flaky-CI hang above).
@@ -328,6 +344,7 @@ def test_ctrl_c_delivered_to_a_fetch_thread_still_interrupts_the_wait():
     assert r.stdout.strip() == "interrupted; fetch done: False", r.stdout + r.stderr
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_fetch_reference_stalled_mirror_fails_within_its_timeout(tmp_path, faulty):
     write_sample_building(tmp_path / "www", 2, size=(16, 16))
     base, _ = faulty(tmp_path / "www", "stall")
@@ -382,6 +399,7 @@ def _bad_crc_zip(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 @pytest.mark.parametrize("make", ["tar", "tar.gz", "zip-crc"])
 def test_damaged_archives_fail_with_one_line_naming_the_file(tmp_path, make):
     if make == "tar":
@@ -398,6 +416,7 @@ def test_damaged_archives_fail_with_one_line_naming_the_file(tmp_path, make):
     assert not (tmp_path / "ref").exists()
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_an_archive_member_over_the_size_limit_is_refused_before_it_is_read(tmp_path):
     archive = tmp_path / "bomb.tar.gz"
     with tarfile.open(archive, "w:gz") as tf:
@@ -412,6 +431,7 @@ def test_an_archive_member_over_the_size_limit_is_refused_before_it_is_read(tmp_
                                 f"{1 << 20} bytes per image (max_member_bytes); is this archive what it claims to be?")
 
 
+@pytest.mark.slow  # runs a fetch stage as a process
 def test_fetch_reference_sha256_checks_the_written_images(tmp_path):
     src = tmp_path / "imgs"
     src.mkdir()

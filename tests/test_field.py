@@ -59,6 +59,7 @@ def _captum_ig(model, x, xb, target, n_steps, method):
     return torch.stack(attributions)
 
 
+@pytest.mark.slow  # captum, one image at a time, in float64: 3 s (idle) to 20 s (busy 2-core machine) per case
 @pytest.mark.parametrize("target", [1, 5, 6])
 @pytest.mark.parametrize("method", ["gausslegendre", "riemann_left", "riemann_middle"])
 def test_last_step_equals_captum_integrated_gradients(encoder, images, target, method):
@@ -72,6 +73,7 @@ def test_last_step_equals_captum_integrated_gradients(encoder, images, target, m
     assert rel < 1e-6, rel
 
 
+@pytest.mark.slow  # another captum run (~3 s)
 def test_riemann_right_also_matches_captum(encoder, images):
     x, xb = images
     field = modelgif.gradient_field(encoder, x[:1], xb[:1], target=1, n_steps=4, method="riemann_right")
@@ -106,6 +108,7 @@ def test_completeness(target):
     assert gap.abs().min() > 1e-3  # a real gap, not 0 = 0
 
 
+@pytest.mark.slow  # the field one image at a time, in float64 (~10 s)
 def test_batch_size_and_one_image_at_a_time_do_not_change_the_field(encoder, images):
     x, xb = images
     kw = dict(target=1, n_steps=5)
@@ -170,6 +173,7 @@ def test_bad_inputs_name_the_problem(encoder, images):
         modelgif.gradient_field(train_model, x, xb)
 
 
+@pytest.mark.slow  # fields at several batch sizes (~5 s)
 def test_float32_fields_do_not_depend_on_batch_size_beyond_rounding():
     torch.manual_seed(0)
     model = build_encoder("normal")
@@ -255,6 +259,7 @@ def test_write_chunks_raises_the_first_error_of_either_side(tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing half-written is left
 
 
+@pytest.mark.slow  # runs a Python process
 def test_keep_freed_cpu_memory_runs_in_its_own_process():
     import subprocess
     import sys

@@ -79,6 +79,7 @@ def _temps(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.glob(".*.tmp")) if folder.exists() else []
 
 
+@pytest.mark.slow  # starts and kills torchrun ranks
 def test_sigkill_of_the_launcher_stops_every_rank_and_publishes_nothing(tmp_path):
     proc, markers, out = _start(tmp_path)
     ranks = _wait_for_ranks(proc, markers)
@@ -98,6 +99,7 @@ def test_sigkill_of_the_launcher_stops_every_rank_and_publishes_nothing(tmp_path
     assert _temps(out.parent) == []  # rank 0 removed its temporary file on its way out
 
 
+@pytest.mark.slow  # starts and kills torchrun ranks
 def test_sigterm_of_the_launcher_gives_one_line_and_publishes_nothing(tmp_path):
     proc, markers, out = _start(tmp_path)
     ranks = _wait_for_ranks(proc, markers)

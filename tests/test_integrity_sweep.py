@@ -48,6 +48,7 @@ def _temp(dest: Path, pid: int, host: str | None = None) -> Path:
     return name
 
 
+@pytest.mark.slow  # starts and kills processes
 def test_sweep_stale_tree_removes_only_temporaries_of_dead_processes_of_this_host(tmp_path, live_pid):
     dead = _dead_pid()
     stale = [_temp(tmp_path / "data" / "fields" / "normal.npy", dead),
@@ -106,6 +107,7 @@ def _run_tool(cwd: Path, tmpdir: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # starts and kills processes
 def test_the_temporary_field_of_a_killed_run_is_swept_by_the_next_run_tool_call(tmp_path, live_pid):
     write_encoder_checkpoint(tmp_path / "normal.pth", seed=0)
     np.save(tmp_path / "images.npy", np.random.default_rng(0).integers(0, 256, (2, 3, 32, 32), dtype=np.uint8))
@@ -133,6 +135,7 @@ def _image_tar(path: Path, n: int = 3) -> Path:
     return path
 
 
+@pytest.mark.slow  # starts and kills processes
 def test_the_archive_scratch_of_a_killed_fetch_is_swept_and_a_live_one_kept(tmp_path, live_pid):
     archive = _image_tar(tmp_path / "set.tar.gz")
     tmpdir = tmp_path / "tmpdir"
@@ -153,6 +156,7 @@ def test_the_archive_scratch_of_a_killed_fetch_is_swept_and_a_live_one_kept(tmp_
     assert not left[0].exists() and live.exists() and unowned.exists()
 
 
+@pytest.mark.slow  # starts and kills processes
 def test_scratch_folders_name_their_owner_and_go_when_done(tmp_path):
     with archives.scratch_dir(tmp_path) as scratch:
         assert scratch.name.startswith(f"modelgif-archive-{_atomic._host()}.{os.getpid()}.")

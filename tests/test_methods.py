@@ -90,6 +90,7 @@ def test_check_method_names_what_is_wrong():
         check_method("dds", {"feature_norm": "zscore"})
 
 
+@pytest.mark.slow  # runs the features stage as a process
 def test_features_stage_writes_what_the_library_computes(tmp_path):
     from modelgif.mini import render_scenes
 

@@ -45,6 +45,7 @@ def project(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_fetch_reference_renders_the_mini_reference_scenes(project):
     r = run_stage("fetch_reference.py", "--zoo", "mini", "--n-images", 4, "--image-size", 32, "--first-scene", 77,
                   "--cutmix", "false", "--out", "ref", cwd=project)
@@ -54,6 +55,7 @@ def test_fetch_reference_renders_the_mini_reference_scenes(project):
     assert json.loads((project / "ref" / "manifest.json").read_text())["files"][0] == "scene_77"
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_fetch_checkpoint_mini_copies_the_verified_file(project, tmp_path):
     r = run_stage("fetch_checkpoint.py", "normal", "--zoo", "mini", "--mini-base-url", "encoders",
                   "--mini-manifest", "manifest.json", "--out", "ckpt/normal.pth", cwd=project)
@@ -76,6 +78,7 @@ def test_fetch_checkpoint_mini_copies_the_verified_file(project, tmp_path):
     assert r.returncode == 1 and "unknown zoo 'tiny'" in r.stderr
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_fetch_checkpoint_mini_random_writes_the_untrained_encoder(project):
     r = run_stage("fetch_checkpoint.py", "reshading", "--zoo", "mini_random", "--random-seed", 0,
                   "--out", "random/reshading.pth", cwd=project)
@@ -85,6 +88,7 @@ def test_fetch_checkpoint_mini_random_writes_the_untrained_encoder(project):
     assert all(torch.equal(got[k], want[k]) for k in want)
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_field_stage_mini_is_the_library_field(project):
     rendered = rendered_reference_set(4, 32, first_seed=5, use_cutmix=False)
     np.save(project / "images.npy", rendered.images)
@@ -104,6 +108,7 @@ def test_field_stage_mini_is_the_library_field(project):
     assert r.returncode == 1 and not (project / "fields" / "x.npy").exists()
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_correlate_mini_reads_the_mini_tables(project, tmp_path):
     rng = np.random.default_rng(0)
     tables = tmp_path / "tables"

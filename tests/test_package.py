@@ -10,6 +10,8 @@ import sysconfig
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from helpers import copy_project
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,6 +33,7 @@ CHECK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # builds and installs a wheel
 def test_the_built_wheel_installs_a_working_package_with_its_data(tmp_path):
     # build from a clean copy of the tracked files (a stale build/ folder could leak old modules)
     src = copy_project(REPO, tmp_path / "src")

@@ -308,6 +308,7 @@ def test_git_never_sees_data_after_experiments(project):
     assert "mean_rho" in diff.stdout
 
 
+@pytest.mark.slow  # runs git and dvc
 def test_fresh_clone_status_is_coherent(tmp_path):
     """A fresh clone: no warning (no frozen stage), the mini build up to date, and the main
     pipeline's stages listed only as not run yet (what the README says the first status means)."""

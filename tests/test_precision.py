@@ -62,6 +62,7 @@ def images():
     return x, modelgif.make_baselines(x, "shuffled", 0)
 
 
+@pytest.mark.slow  # two implementations' fields, twice each: 5 s (idle) to 30 s (busy 2-core machine) per case
 @pytest.mark.parametrize("batch_size", [9, 128])
 def test_default_mode_is_bit_identical_to_the_previous_implementation(encoder, images, batch_size):
     x, xb = images
@@ -126,6 +127,7 @@ def test_opt_in_modes_stay_close_to_float32_on_cpu(encoder, images):
     assert cos.min() > 0.9 and cos.mean() > 0.97, (cos.min(), cos.mean())
 
 
+@pytest.mark.slow  # 8 encoders' exact and bf16 fields: about 30 s on 2 cores
 def test_bf16_distances_stay_within_five_percent_and_keep_the_ranking(family_fields):
     models, x, xb, exact_fields = family_fields  # 8 random-init encoders, 64 px, 16 images × 8 steps
     exact = modelgif.distance_matrix(exact_fields)

@@ -206,6 +206,7 @@ def distance(root: Path, method: str, *args, params="params.yaml"):
                      "--features", "feat", "--attributions", "attr", "--out", f"methods/{method}", *args, cwd=root)
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_ig_is_refused_with_per_step_fields(tmp_path):
     stored_fields(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tasks": TASKS, "field": {"cumulative": False}}))
@@ -222,6 +223,7 @@ def test_ig_is_refused_with_per_step_fields(tmp_path):
     assert not (tmp_path / "methods" / "ig").exists()
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_a_reference_set_that_cannot_fit_in_memory_is_refused_before_any_work(project):
     huge_reference(project / "huge.npy")
     values = 1000 * 3 * 100_000 * 100_000
@@ -236,6 +238,7 @@ def test_a_reference_set_that_cannot_fit_in_memory_is_refused_before_any_work(pr
     assert not (project / "fields").exists() and not (project / "feat").exists() and not (project / "attr").exists()
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_a_field_that_cannot_fit_on_disk_is_refused_with_its_estimate(project, full_dir):
     out = full_dir / "one.npy"
     r = field(project, "--n-steps", 50, out=out)
@@ -251,6 +254,7 @@ def test_a_field_that_cannot_fit_on_disk_is_refused_with_its_estimate(project, f
     assert leftovers(full_dir) == []
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 @pytest.mark.parametrize("architecture, message", [
     ("usernets:one_image", "usernets:one_image cannot take a batch of more than one image: on a (2, 3, 16, 16) input "
                            "it fails with RuntimeError: shape '[1, 4, 14, 14]' is invalid"),
@@ -315,6 +319,7 @@ CORRUPT_METHOD = {
 }
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 @pytest.mark.parametrize("case", sorted(CORRUPT_METHOD))
 def test_correlate_refuses_a_corrupted_distance_output_in_one_line(tmp_path, case):
     name, damage, message = CORRUPT_METHOD[case]
@@ -357,6 +362,7 @@ CORRUPT_FEATURES = {
 }
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 @pytest.mark.parametrize("case", sorted(CORRUPT_FEATURES))
 def test_method_distance_refuses_corrupted_features_in_one_line(tmp_path, case):
     name, damage, message = CORRUPT_FEATURES[case]
@@ -366,6 +372,7 @@ def test_method_distance_refuses_corrupted_features_in_one_line(tmp_path, case):
     assert not (tmp_path / "methods").exists()
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_field_stage_reads_a_reference_header_and_refuses_a_damaged_one(project):
     damage_header(project / "images.npy")
     one_line_error(field(project), "images.npy is not a readable .npy file (reference image set): damaged header")
@@ -373,6 +380,7 @@ def test_field_stage_reads_a_reference_header_and_refuses_a_damaged_one(project)
     one_line_error(field(project), "images.npy holds float32 (2, 3, 16, 16); expected uint8 (N, 3, H, W)")
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_a_user_model_that_exits_is_an_error_naming_the_model(project):
     declare(project, "usernets:exits")
     r = field(project)
@@ -394,6 +402,7 @@ def test_a_user_model_that_exits_is_an_error_naming_the_model(project):
     assert not (project / "fields" / "one.npy").exists()
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_a_malicious_pickle_is_refused_saying_what_and_why(project):
     refused = f"refused to unpickle {os.system.__module__}.system from evil.pth: checkpoints load with weights_only=True"
     for r in (field(project, checkpoint="evil.pth"), features(project, checkpoint="evil.pth")):
@@ -411,6 +420,7 @@ def test_a_malicious_pickle_is_refused_saying_what_and_why(project):
         checkpoint.load_weights_only("garbage.pth")
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_a_negative_seed_is_refused_naming_its_param(project, tmp_path):
     one_line_error(field(project, "--seed", -1), "field.seed (--seed) must be an integer from 0 to 4294967295, got -1")
     one_line_error(field(project, "--sketch-seed", -2), "field.sketch_seed (--sketch-seed) must be an integer")
@@ -464,6 +474,7 @@ def test_intermediates_read_by_header_and_json(tmp_path):
 # --------------------------------------------------------------------------- item 11: a zoo that does not exist
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 @pytest.mark.parametrize("script, args", [
     ("field.py", ["one", "--checkpoint", "one.pth", "--reference", "images.npy", "--out", "fields/one.npy"]),
     ("features.py", ["one", "--checkpoint", "one.pth", "--reference", "images.npy"]),

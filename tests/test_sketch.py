@@ -76,6 +76,7 @@ def test_bad_sketch_dims_are_refused():
         GaussianSketch(64, 0)
 
 
+@pytest.mark.slow  # 8 encoders' exact fields (the family_fields fixture, ~20 s)
 @pytest.mark.parametrize("sketch_dim", [1024, 256])
 def test_sketched_affinity_keeps_the_exact_ranking(family_fields, sketch_dim):
     _, _, _, fields = family_fields
@@ -91,6 +92,7 @@ def test_sketched_affinity_keeps_the_exact_ranking(family_fields, sketch_dim):
     assert rel.max() < 0.15 * np.sqrt(256 / sketch_dim), rel.max()
 
 
+@pytest.mark.slow  # 8 encoders' exact fields (the family_fields fixture, ~20 s) and their sketches
 def test_gradient_field_sketch_dim_equals_sketching_the_exact_field(family_fields):
     models, x, xb, fields = family_fields
     f = modelgif.gradient_field(models[1], x[:3], xb[:3], n_steps=8, sketch_dim=128, sketch_seed=5)
@@ -104,6 +106,7 @@ def test_gradient_field_sketch_dim_equals_sketching_the_exact_field(family_field
         modelgif.gradient_field(models[1], x[:1], xb[:1], n_steps=2, sketch_dim=4096)
 
 
+@pytest.mark.slow  # runs the field stage as a process
 def test_field_stage_writes_a_sketched_field(tmp_path):
     from helpers import write_encoder_checkpoint
 

@@ -73,6 +73,7 @@ def test_the_import_reader_follows_project_imports():
     assert "modelgif/reference/store.py" in got and "modelgif/reference/build.py" not in got
 
 
+@pytest.mark.slow  # imports the package in fresh Python processes
 def test_lazy_package_keeps_its_api_and_imports_only_what_is_used():
     """``import modelgif`` loads no submodule (so no torch) until a name is used; every name of
     ``__all__`` resolves to its module's object."""

@@ -67,6 +67,7 @@ def fields(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_affinity_and_correlate_write_what_the_library_computes(fields):
     # a stale field of a task not in the list is never read, even if broken
     (fields / "fields" / "stale.npy").write_bytes(b"garbage")
@@ -105,6 +106,7 @@ def test_affinity_and_correlate_write_what_the_library_computes(fields):
             f"[{metrics['all_affinities']['modelgif']['mean_rho_ci95'][0]:+.4f}, ") in r.stdout
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_affinity_errors(fields, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"tasks": TASKS + ["room_layout"]}))
@@ -130,6 +132,7 @@ def _method_folder(folder: Path, text: str, n_boot: int = 2, **meta) -> Path:
     return folder
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_correlate_errors(fields, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"ground_truth": ["all_affinity"], "methods": ["modelgif"]}))
@@ -157,6 +160,7 @@ def test_correlate_errors(fields, tmp_path):
     assert not (tmp_path / "m.json").exists()
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_method_distance_errors(fields, tmp_path):
     params = tmp_path / "params.yaml"
     args = ["--params", params, "--fields", fields / "fields", "--out", tmp_path / "out"]
@@ -182,6 +186,7 @@ def test_method_distance_errors(fields, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_affinity_output_errors_come_before_any_work(fields, tmp_path, readonly_dir):
     (tmp_path / "file").write_text("x")
     args = ["--params", fields / "params.yaml", "--fields", fields / "fields", "--out"]
@@ -195,6 +200,7 @@ def test_affinity_output_errors_come_before_any_work(fields, tmp_path, readonly_
     assert leftovers(readonly_dir) == []
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_affinity_on_a_full_disk(fields, full_dir):
     out = full_dir / "affinity"
     r = run_stage("affinity.py", "--params", fields / "params.yaml", "--fields", fields / "fields", "--out", out,
@@ -203,6 +209,7 @@ def test_affinity_on_a_full_disk(fields, full_dir):
     assert leftovers(out) == [] and leftovers(full_dir) in ([], ["affinity"])  # no half-written or temporary file
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_affinity_refuses_fields_that_cannot_be_compared(fields, tmp_path):
     shutil.copytree(fields / "fields", tmp_path / "fields")
     args = ["--params", fields / "params.yaml", "--fields", tmp_path / "fields", "--out", tmp_path / "out"]
@@ -248,6 +255,7 @@ def _correlate(distance: Path, metrics: Path, plots: Path, cwd: Path):
                      "--metrics", metrics, "--plots", plots, cwd=cwd)
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_correlate_input_and_output_errors(fields, tmp_path, distance_csv, readonly_dir):
     (tmp_path / "file").write_text("x")
     (tmp_path / "folder").mkdir()
@@ -276,6 +284,7 @@ def test_correlate_input_and_output_errors(fields, tmp_path, distance_csv, reado
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_correlate_on_a_full_disk(fields, distance_csv, full_dir):
     r = _correlate(distance_csv, full_dir / "metrics" / "c.json", full_dir / "plots", distance_csv.parent)
     assert_one_line_error(r, "no space left on device", str(full_dir / "plots"))
@@ -294,6 +303,7 @@ def encoder_and_images(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_field_stage_writes_the_library_field(encoder_and_images):
     root = encoder_and_images
     r = run_stage("field.py", "normal", "--checkpoint", "normal.pth", "--reference", "images.npy", "--target", "5",
@@ -316,6 +326,7 @@ def test_field_stage_writes_the_library_field(encoder_and_images):
         "dtype": "float32", "precision": "float32", "sketch_dim": 0, "sketch_seed": None, "shape": [3, 3, 1024]}
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 @pytest.mark.parametrize("args, code, message", [
     (["colour"], 1, "unknown task 'colour'"),
     (["normal", "--target", "3"], 1, "valid targets: 1, 5, 6"),
@@ -349,6 +360,7 @@ def test_field_stage_errors_leave_no_output(encoder_and_images, args, code, mess
     assert (root / "a_file").read_text() == "x" and list((root / "a_folder").iterdir()) == []
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_field_stage_output_faults(encoder_and_images, readonly_dir, full_dir):
     root = encoder_and_images
     argv = ["normal", "--checkpoint", "normal.pth", "--reference", "images.npy", "--n-steps", "2"]
@@ -360,6 +372,7 @@ def test_field_stage_output_faults(encoder_and_images, readonly_dir, full_dir):
     assert leftovers(readonly_dir) == [] and leftovers(full_dir) == []
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_field_stage_removes_a_stale_record_first(encoder_and_images):
     root = encoder_and_images
     (root / "stale").mkdir(exist_ok=True)
@@ -370,6 +383,7 @@ def test_field_stage_removes_a_stale_record_first(encoder_and_images):
     assert list((root / "stale").iterdir()) == []
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_void_target_streams_a_zero_field_in_chunks(encoder_and_images):
     root = encoder_and_images
     r = run_stage("field.py", "room_layout", "--checkpoint", "normal.pth", "--reference", "images.npy",

@@ -167,6 +167,7 @@ def _dead_pid() -> int:
     return p.pid
 
 
+@pytest.mark.slow  # starts and kills writer processes
 def test_the_next_writer_sweeps_stale_temporaries_but_not_a_live_writers(tmp_path):
     dest = tmp_path / "f.npy"
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -194,6 +195,7 @@ with FieldWriter(sys.argv[1], 100, 2, 64) as w:
 """
 
 
+@pytest.mark.slow  # starts and kills writer processes
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_a_killed_writer_leaves_nothing_for_long(tmp_path, sig):
     dest = tmp_path / "fields" / "normal.npy"
@@ -225,6 +227,7 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", str(mnt)], check=False)
 
 
+@pytest.mark.slow  # starts and kills writer processes
 def test_a_full_disk_says_so_up_front_and_leaves_nothing(tiny_disk):
     # 40 images of 2 × 4096 float32 = 1.25 MiB > 1 MiB: refused before anything is computed
     with pytest.raises(OSError, match="no space left on device") as e:
@@ -237,6 +240,7 @@ def test_a_full_disk_says_so_up_front_and_leaves_nothing(tiny_disk):
     assert np.array_equal(load_field(tiny_disk / "f.npy"), f)
 
 
+@pytest.mark.slow  # starts and kills writer processes
 def test_temporary_files_are_ignored_by_dvc():
     tmp = _atomic.temp_name(ROOT / "data" / "fields" / "normal.npy")
     r = subprocess.run([str(Path(sys.executable).parent / "dvc"), "check-ignore", "-q",

@@ -162,6 +162,7 @@ def test_bad_layers_and_architectures_are_found_before_any_weights(tmp_path, mon
         check_zoo_models(spec)
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 @needs_torchvision
 def test_the_fetch_stage_refuses_a_bad_declaration_in_one_line_and_writes_nothing(tmp_path):
     ckpt = tmp_path / "a.pt"
@@ -327,6 +328,7 @@ def test_builtin_tables_read_through_the_declaration_equal_the_taskonomy_loader(
     assert a.matrix[0, 2] == raw[f"{OLD_NAMES['normal']}__{OLD_NAMES['class_object']}"]
 
 
+@pytest.mark.slow  # runs stage scripts as processes
 def test_correlate_on_a_zoo_without_ground_truth_says_so_and_writes_empty_metrics(tmp_path):
     _declare(tmp_path, "architecture: usernets:build\ninput_size: 16\nreference: mini-scenes\nmodels: [a, b, c]\n")
     from modelgif.plots import matrix_csv

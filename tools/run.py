@@ -2,6 +2,20 @@
 
     python tools/run.py repro
     python tools/run.py exp run -S zoo=mini -S reference.n_images=100 -S reference.image_size=64
+    python tools/run.py demo [ZOO] [-S key=value ...]   # make demo: the above, params.yaml left as it was
+    python tools/run.py show [dvc exp show options]     # make show: experiments side by side, no pager
+
+``demo`` is ``exp run`` with the demo's settings (:data:`DEMO_SETTINGS`, then the zoo, then any
+``-S`` given, a later value of a key replacing an earlier one), run with params.yaml kept
+byte for byte (:func:`params_kept`): ``dvc exp run -S`` rewrites params.yaml and drops its
+comments. The experiment records the settings it ran with (``dvc exp show``); its outputs are
+the workspace's (``dvc metrics show``, ``dvc plots show``); ``dvc exp apply <name>`` puts its
+settings into params.yaml.
+
+``show`` is ``dvc exp show --csv`` with the params that differ between the experiments and
+the headline metrics (:data:`SHOW_KEEP`, kept even where equal; :data:`SHOW_DROP` dropped),
+printed one row per param or metric and one column per experiment, in as many blocks of
+experiments as the terminal's width needs: never in a pager, never a cell cut to ``…``.
 
 DVC's output passes through unchanged; the last line says which stages ran, which came from
 the run cache, which were up to date, the wall time, and the headline ρ of
@@ -23,6 +37,7 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 METRICS = Path("metrics/correlation.json")
@@ -158,6 +173,109 @@ def requested_zoo(argv: list[str], params: Path = Path("params.yaml")) -> str | 
     return None if zoo is None else str(zoo)
 
 
+#: ``make demo``: the mini zoo's 100 rendered reference scenes at the mini encoders' 64 px.
+DEMO_ZOO = "mini"
+DEMO_SETTINGS = ("reference.n_images=100", "reference.image_size=64")
+
+
+@contextmanager
+def params_kept(path: Path = Path("params.yaml")):
+    """Put ``path`` back as it was, byte for byte, when the block ends (normally, on an error or
+    on Ctrl-C) if the block changed it; a file that was missing is left as the block left it."""
+    original = path.read_bytes() if path.is_file() else None
+    try:
+        yield
+    finally:
+        if original is not None and (not path.is_file() or path.read_bytes() != original):
+            from modelgif._atomic import atomic_path
+
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(original)
+
+
+def demo_argv(argv: list[str]) -> list[str]:
+    """The ``dvc exp run`` arguments of ``demo [ZOO] [-S key=value ...]`` (module doc)."""
+    settings: dict[str, str] = {}
+    for item in DEMO_SETTINGS:
+        settings[item.split("=", 1)[0]] = item
+    zoo, rest = DEMO_ZOO, list(argv)
+    if rest and not rest[0].startswith("-"):
+        zoo = rest.pop(0)
+    settings["zoo"] = f"zoo={zoo}"
+    while rest:
+        flag = rest.pop(0)
+        if flag not in ("-S", "--set-param") or not rest or "=" not in rest[0]:
+            raise SystemExit(f"usage: tools/run.py demo [ZOO] [-S key=value ...]; got {flag!r}")
+        item = rest.pop(0)
+        settings.pop(item.split("=", 1)[0], None)  # the later value of a key, in its new place
+        settings[item.split("=", 1)[0]] = item
+    return ["exp", "run", *(x for item in settings.values() for x in ("-S", item))]
+
+
+def demo(argv: list[str]) -> int:
+    """``make demo``: :func:`main` on :func:`demo_argv`, params.yaml kept (:func:`params_kept`)."""
+    argv = demo_argv(argv)
+    print("demo: params.yaml is kept as it is; the demo's settings will be its experiment's (make show), its "
+          "results the workspace's (dvc metrics show, dvc plots show); dvc exp apply <name> applies its settings",
+          flush=True)
+    with params_kept():
+        return main(argv)  # the summary line stays the last line
+
+
+#: ``make show``'s headline metrics, shown even where every experiment has the same value:
+#: every metric named ``mean_rho`` (per table, each method's and the noise ceiling's).
+SHOW_KEEP = r".*\.mean_rho$"
+#: ... and what it never shows: DVC's columns of no interest here, the task list, the deps'
+#: file hashes (their names are paths) and the metrics other than the headline.
+SHOW_DROP = (r"Created|State|Executor|parent|tasks|.*/.*"
+             r"|.*\.(mean_rho_.*|n_tasks|delta_.*|fraction_.*|replicate|per_task.*|.*_ci95|.*_bias)$")
+_META = ("Experiment", "rev", "typ")
+
+
+def show_table(csv_text: str, width: int = 120, keep: str = SHOW_KEEP) -> str:
+    """``dvc exp show --csv`` output as rows of params and metrics (the ones not matching
+    ``keep`` first: the changed params) by columns of experiments, in blocks of experiments
+    at most ``width`` characters wide."""
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    if not rows:
+        return "no experiments"
+    names = [c for c in rows[0] if c not in _META]
+    names = [c for c in names if not re.match(keep, c)] + [c for c in names if re.match(keep, c)]
+    labels = [f"{r['Experiment']} ({r['rev']})" if r.get("Experiment") and r.get("rev") else
+              r.get("Experiment") or r.get("rev", "") for r in rows]
+    first = max([len(n) for n in names] + [0])
+    cols = [max([len(labels[i])] + [len(rows[i][n] or "") for n in names]) for i in range(len(rows))]
+    blocks, block = [], []
+    for i in range(len(rows)):
+        if block and first + sum(cols[j] + 2 for j in block) + cols[i] + 2 > width:
+            blocks.append(block)
+            block = []
+        block.append(i)
+    blocks.append(block)
+    out = []
+    for block in blocks:
+        out.append(" " * first + "".join(f"  {labels[i]:>{cols[i]}}" for i in block))
+        out.extend(f"{n:<{first}}" + "".join(f"  {rows[i][n] or '':>{cols[i]}}" for i in block) for n in names)
+        out.append("")
+    return "\n".join(out).rstrip("\n")
+
+
+def show(argv: list[str]) -> int:
+    """``make show``: :func:`show_table` of ``dvc exp show`` (module doc)."""
+    import shutil
+
+    proc = subprocess.run(["dvc", "exp", "show", "--csv", "--only-changed", "--keep", SHOW_KEEP, "--drop", SHOW_DROP,
+                           "--precision", "4", *argv], capture_output=True, text=True)
+    if proc.returncode:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        return proc.returncode
+    print(show_table(proc.stdout, shutil.get_terminal_size((120, 24)).columns))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     zoo = requested_zoo(argv)
     if zoo is not None:  # DVC itself would say only "[Errno 2] No such file" of zoos/<zoo>.yaml
@@ -183,4 +301,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(status(sys.argv[2:]) if sys.argv[1:2] == ["status"] else main(sys.argv[1:]))
+    subcommands = {"status": status, "demo": demo, "show": show}
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    sys.exit(subcommands[command](sys.argv[2:]) if command in subcommands else main(sys.argv[1:]))
