@@ -30,6 +30,7 @@ _RUN = {
 }
 
 
+@pytest.mark.slow  # a fresh interpreter per module
 @pytest.mark.parametrize("module", sorted({*NAMED_ARCHITECTURES.values(), *SOURCE_MODULES.values()}))
 def test_the_reader_covers_every_project_file_python_imports(module):
     """Oracle: a fresh interpreter imports the module and runs it (building a model, rendering a
