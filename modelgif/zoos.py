@@ -127,6 +127,14 @@ def _torchvision():
     return torchvision, feature_extraction
 
 
+def import_torchvision():
+    """``torchvision``, imported as the zoos import it: where its compiled ops do not load beside
+    this torch (PyPI's CUDA wheel beside torch's CPU build), with their schemas declared so that
+    its models and feature extraction, which are pure Python, work (:func:`_declare_torchvision_ops`).
+    ``ValueError`` where it is missing or does not import at all."""
+    return _torchvision()[0]
+
+
 def _exited(e: SystemExit, architecture: str, doing: str) -> ValueError:
     """A user's module that calls ``sys.exit`` is an error (never a silent success of the stage)."""
     return ValueError(f"architecture {architecture} raised SystemExit({e.code!r}) while {doing}: a model's module "
@@ -392,5 +400,5 @@ def random_encoder(task: str, seed: int = 0) -> torch.nn.Module:
     return architecture_module("mini").random_encoder(task, seed)
 
 
-__all__ = ["ARCHITECTURES", "MINI_TABLES_DIR", "ZOOS", "architecture_module", "build_architecture", "check_zoo", "check_zoo_models", "encoder_from_spec",
+__all__ = ["ARCHITECTURES", "MINI_TABLES_DIR", "ZOOS", "architecture_module", "build_architecture", "check_zoo", "check_zoo_models", "encoder_from_spec", "import_torchvision",
            "ground_truth_dir", "load_zoo_encoder", "random_encoder", "target_is_void"]
