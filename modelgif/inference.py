@@ -379,7 +379,33 @@ def paired_wilcoxon(per_task_a, per_task_b) -> dict:
     return {**out, "statistic": float(res.statistic), "p": float(res.pvalue)}
 
 
+def primary_comparisons(per_task: dict, reference: str) -> dict:
+    """The primary family: ``reference`` vs each other entry of ``per_task`` ({name: per-target
+    values}), :func:`paired_wilcoxon` each (difference: other − reference), Holm-corrected
+    across the family (:func:`holm`).
+
+    Returns:
+        ``{name: {"median_difference", "mean_difference", "statistic", "p", "p_holm",
+        "n_tasks"}}`` in the order of ``per_task``, the reference left out.
+    """
+    if reference not in per_task:
+        raise ValueError(f"the primary method {reference!r} is not among {', '.join(per_task)}")
+    out = {m: paired_wilcoxon(v, per_task[reference]) for m, v in per_task.items() if m != reference}
+    adjusted = holm([r["p"] for r in out.values()]) if out else []
+    for r, p in zip(out.values(), adjusted):
+        r["p_holm"] = float(p)
+    return out
+
+
 # ----------------------------------------------------------------------------- one method, one table
+def _two_factor_or_nan(full, boot, draws, level) -> dict:
+    """:func:`two_factor_interval`, or NaN throughout where every per-target value is undefined
+    (a target-agnostic ranker's target-specific score: nothing left once the source effect is out)."""
+    if not np.isfinite(full).any():
+        return {"estimate": float("nan"), "ci": [float("nan")] * 2, "ci_percentile": [float("nan")] * 2}
+    return two_factor_interval(full, boot, draws, level)
+
+
 def _interval_keys(prefix: str, est: dict, out: dict) -> None:
     out[prefix + "_ci95"] = est["ci"]
     out[prefix + "_ci95_percentile"] = est["ci_percentile"]
@@ -426,7 +452,7 @@ def score_method(distance: np.ndarray, samples: np.ndarray, ground_truth: np.nda
             full = per_task_rho(d[None], t, diagonal=diagonal)[0]
             boot = per_task_rho(s, t, diagonal=diagonal)
             per[key] = (full, boot)
-            est = two_factor_interval(full, boot, draws, level)
+            est = _two_factor_or_nan(full, boot, draws, level)
             out[key] = est["estimate"]
             _interval_keys(key, est, out)
             null = mantel_null(d, t, permutations, diagonal=diagonal)
@@ -435,16 +461,16 @@ def score_method(distance: np.ndarray, samples: np.ndarray, ground_truth: np.nda
             out["chance_level" + suffix] = float(np.nanmean(null))
         if off:
             full, boot = target_specific_rho(d, t), target_specific_rho(s, t)
-            est = two_factor_interval(full, boot, draws, level)
+            est = _two_factor_or_nan(full, boot, draws, level)
             out["mean_rho_target_specific"] = est["estimate"]
             _interval_keys("mean_rho_target_specific", est, out)
             perm = np.asarray(permutations)
-            null = np.nanmean(target_specific_rho(d[perm[:, :, None], perm[:, None, :]], t), axis=1)
+            null = np.nanmean(target_specific_rho(d[perm[:, :, None], perm[:, None, :]], t), axis=1)  # NaN: all undefined
             out["p_perm_target_specific"] = permutation_p(est["estimate"], null, better)
             out["per_task_target_specific"] = [None if np.isnan(r) else float(r) for r in full]
             for key, fn in (("top1_regret", top1_regret), ("ndcg_at_3", ndcg_at)):
                 full, boot = fn(d, t, higher_is_closer), fn(s, t, higher_is_closer)
-                est = two_factor_interval(full, boot, draws, level)
+                est = _two_factor_or_nan(full, boot, draws, level)
                 out[key] = est["estimate"]
                 _interval_keys(key, est, out)
                 out["per_task_" + key] = [None if np.isnan(r) else float(r) for r in full]
@@ -456,7 +482,7 @@ def score_method(distance: np.ndarray, samples: np.ndarray, ground_truth: np.nda
                 full, boot = per[key]
                 rfull = per_task_rho(rd[None], t, diagonal=diagonal)[0]
                 rboot = per_task_rho(rs, t, diagonal=diagonal)
-                est = two_factor_interval(full - rfull, boot - rboot, draws, level)
+                est = _two_factor_or_nan(full - rfull, boot - rboot, draws, level)
                 name = f"delta_vs_{reference_name}" + ("" if diagonal else "_off_diagonal")
                 _interval_keys(name, est, out)
     return out
@@ -464,6 +490,7 @@ def score_method(distance: np.ndarray, samples: np.ndarray, ground_truth: np.nda
 
 __all__ = [
     "bca_interval", "hub_distance", "holm", "mantel_null", "ndcg_at", "paired_wilcoxon", "permutation_p",
+    "primary_comparisons",
     "score_method", "source_effect_removed", "static_distance", "target_draws", "target_specific_rho",
     "task_permutations", "top1_regret", "two_factor_interval",
 ]

@@ -18,6 +18,7 @@ from modelgif.inference import (
     ndcg_at,
     paired_wilcoxon,
     permutation_p,
+    primary_comparisons,
     score_method,
     source_effect_removed,
     static_distance,
@@ -237,3 +238,18 @@ def test_score_method_keys_and_consistency():
         lo, hi = out[key]
         assert lo <= hi
     assert 0 < out["p_perm"] < 0.05  # a real association is found
+
+
+def test_primary_comparisons_are_holm_corrected_wilcoxons():
+    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal(15)
+    per = {"modelgif": ref, "a": ref + 0.8 + 0.3 * rng.standard_normal(15), "b": ref + rng.standard_normal(15),
+           "c": ref - 0.2 + 0.5 * rng.standard_normal(15)}
+    got = primary_comparisons(per, "modelgif")
+    assert list(got) == ["a", "b", "c"]
+    raw = [stats.wilcoxon(per[m], ref).pvalue for m in "abc"]
+    assert [got[m]["p"] for m in "abc"] == pytest.approx(raw)
+    assert [got[m]["p_holm"] for m in "abc"] == pytest.approx(multipletests(raw, method="holm")[1])
+    with pytest.raises(ValueError, match="primary method 'x'"):
+        primary_comparisons(per, "x")
