@@ -172,6 +172,69 @@ def two_factor_interval(per_target: np.ndarray, per_target_samples: np.ndarray, 
             "ci_percentile": percentile_interval(boot, level), "replicates": boot}
 
 
+def task_resampled_rho(samples: np.ndarray, ground_truth: np.ndarray, draws: np.ndarray,
+                       diagonal: bool = True) -> np.ndarray:
+    """Mean ρ on each two-factor resample with the **tasks** resampled as sources and targets
+    together: (B,).
+
+    Resample b keeps image resample ``samples[b]`` and the task multiset r = ``draws[b]``; every
+    drawn task is a target (with its multiplicity) and its column is ranked over the drawn
+    sources, ``Spearman(T[r, j], D_b[r, j])`` (a task drawn twice is two tied sources). With
+    ``diagonal=False`` every copy of the target's own task is left out of its column. A column
+    with fewer than 3 sources left, or constant, is undefined (NaN) and left out of the mean.
+
+    Why sources too: the per-target ρ_j share their source rows, so a source whose distances are
+    all large and whose transfers are all poor moves every ρ_j alike; resampling targets with
+    the sources fixed treats those correlated ρ_j as independent and is too narrow (the
+    calibration benchmark, ``benchmarks/calibration.py``). Tasks are the unit, as conditions are
+    in rsatoolbox's bootstrap of RDMs.
+    """
+    s = _square(samples, "bootstrap distances")
+    t = _square(ground_truth, "ground truth")
+    d = np.asarray(draws)
+    k = t.shape[0]
+    if s.ndim != 3 or s.shape[1:] != t.shape or d.shape != (s.shape[0], k):
+        raise ValueError(f"samples (B, K, K), ground truth (K, K) and draws (B, K) must agree; got {s.shape}, "
+                         f"{t.shape}, {d.shape}")
+    if not np.issubdtype(d.dtype, np.integer) or d.min() < 0 or d.max() >= k:
+        raise ValueError(f"draws must be task indices below K = {k}")
+    out = np.empty(s.shape[0])
+    for b in range(s.shape[0]):
+        r = d[b]
+        sub_d, sub_t = s[b][np.ix_(r, r)], t[np.ix_(r, r)]
+        rho = np.full(k, np.nan)
+        for col in range(k):
+            keep = np.ones(k, bool) if diagonal else r != r[col]
+            if keep.sum() < 3:
+                continue
+            x, y = rankdata(sub_t[keep, col]), rankdata(sub_d[keep, col])
+            x -= x.mean()
+            y -= y.mean()
+            den = np.sqrt((x @ x) * (y @ y))
+            if den > 0:
+                rho[col] = x @ y / den
+        out[b] = np.nanmean(rho) if np.isfinite(rho).any() else np.nan
+    return out
+
+
+def task_jackknife_rho(distance: np.ndarray, ground_truth: np.ndarray, diagonal: bool = True) -> np.ndarray:
+    """(K,) mean ρ with task i left out as source and as target, for the BCa acceleration of
+    :func:`task_resampled_rho`'s bootstrap."""
+    d = _square(distance, "distance")
+    t = _square(ground_truth, "ground truth")
+    k = t.shape[0]
+    out = np.empty(k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for i in range(k):
+            rest = np.delete(np.arange(k), i)
+            if len(rest) < (3 if diagonal else 4):
+                out[i] = np.nan
+                continue
+            out[i] = np.nanmean(per_task_rho(d[np.ix_(rest, rest)][None], t[np.ix_(rest, rest)], diagonal)[0])
+    return out
+
+
 # ----------------------------------------------------------------------------- permutation null
 def mantel_null(distance: np.ndarray, ground_truth: np.ndarray, permutations: np.ndarray,
                 diagonal: bool = True) -> np.ndarray:
@@ -407,8 +470,11 @@ def _two_factor_or_nan(full, boot, draws, level) -> dict:
 
 
 def _interval_keys(prefix: str, est: dict, out: dict) -> None:
-    out[prefix + "_ci95"] = est["ci"]
-    out[prefix + "_ci95_percentile"] = est["ci_percentile"]
+    """``<prefix>_ci95``: the two-factor percentile interval (the primary one: calibrated on the
+    control zoo, benchmarks/README.md); ``<prefix>_ci95_bca``: the BCa interval of the same
+    replicates, whose bias correction reacts to the image resamples' duplicate bias."""
+    out[prefix + "_ci95"] = est["ci_percentile"]
+    out[prefix + "_ci95_bca"] = est["ci"]
 
 
 def score_method(distance: np.ndarray, samples: np.ndarray, ground_truth: np.ndarray, draws: np.ndarray,
@@ -422,12 +488,13 @@ def score_method(distance: np.ndarray, samples: np.ndarray, ground_truth: np.nda
         permutations: (n, K) task permutations (:func:`task_permutations`).
         higher_is_closer: the table's orientation (better ρ is lower when True).
         reference: ``(D (K, K), samples (B, K, K))`` of the reference method on the same
-            resamples, for the paired two-factor difference.
+            resamples, for the paired two-factor difference; a third item, the reference's own
+            ``score_method(...)["_replicates"]``, saves recomputing its per-target ρ.
 
     Returns (floats and lists; the images-only intervals stay in
     :func:`modelgif.bootstrap.summarize`):
-        ``mean_rho`` and ``mean_rho_off_diagonal`` (as ``summarize``), their two-factor BCa
-        intervals ``*_ci95`` (and ``*_ci95_percentile``), ``p_perm`` /
+        ``mean_rho`` and ``mean_rho_off_diagonal`` (as ``summarize``), their two-factor
+        percentile intervals ``*_ci95`` (and the BCa ``*_ci95_bca``: :func:`_interval_keys`), ``p_perm`` /
         ``p_perm_off_diagonal`` and ``chance_level`` / ``chance_level_off_diagonal``
         (:func:`mantel_null`), ``mean_rho_target_specific`` (+ ``_ci95``, ``p_perm``),
         ``top1_regret`` and ``ndcg_at_3`` (mean over targets, + ``_ci95``, and
@@ -447,14 +514,17 @@ def score_method(distance: np.ndarray, samples: np.ndarray, ground_truth: np.nda
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         variants = [("mean_rho", True)] + ([("mean_rho_off_diagonal", False)] if off else [])
-        per = {}
+        per, replicates = {}, {}
         for key, diagonal in variants:
             full = per_task_rho(d[None], t, diagonal=diagonal)[0]
+            if not np.isfinite(full).any():
+                raise ValueError("Spearman's rho is undefined for every task")
             boot = per_task_rho(s, t, diagonal=diagonal)
             per[key] = (full, boot)
-            est = _two_factor_or_nan(full, boot, draws, level)
+            est = two_factor_interval(full, boot, draws, level)
             out[key] = est["estimate"]
             _interval_keys(key, est, out)
+            replicates[key] = boot
             null = mantel_null(d, t, permutations, diagonal=diagonal)
             suffix = "" if diagonal else "_off_diagonal"
             out["p_perm" + suffix] = permutation_p(est["estimate"], null, better)
@@ -478,13 +548,15 @@ def score_method(distance: np.ndarray, samples: np.ndarray, ground_truth: np.nda
             rd, rs = _square(reference[0], "reference distance"), _square(reference[1], "reference samples")
             if rd.shape != d.shape or rs.shape != s.shape:
                 raise ValueError(f"reference {rd.shape}, {rs.shape} does not pair with the method's {d.shape}, {s.shape}")
+            known = reference[2] if len(reference) > 2 else {}
             for key, diagonal in variants:
                 full, boot = per[key]
                 rfull = per_task_rho(rd[None], t, diagonal=diagonal)[0]
-                rboot = per_task_rho(rs, t, diagonal=diagonal)
+                rboot = known[key] if key in known else per_task_rho(rs, t, diagonal=diagonal)
                 est = _two_factor_or_nan(full - rfull, boot - rboot, draws, level)
                 name = f"delta_vs_{reference_name}" + ("" if diagonal else "_off_diagonal")
                 _interval_keys(name, est, out)
+    out["_replicates"] = replicates  # per-target ρ on the image resamples, per score: pass as reference[2] to pair cheaply
     return out
 
 
@@ -492,5 +564,6 @@ __all__ = [
     "bca_interval", "hub_distance", "holm", "mantel_null", "ndcg_at", "paired_wilcoxon", "permutation_p",
     "primary_comparisons",
     "score_method", "source_effect_removed", "static_distance", "target_draws", "target_specific_rho",
+    "task_jackknife_rho", "task_resampled_rho",
     "task_permutations", "top1_regret", "two_factor_interval",
 ]

@@ -183,16 +183,21 @@ def main(
         rows["static"] = (stat, np.repeat(stat[None], n_boot, axis=0))  # no images: targets only
         if reference is not None:
             rows["hub"] = (hub_distance(reference[0]), hub_distance(reference[2]))
-        entry = {}
-        for m, (d, samples) in rows.items():
+        entry, ref_reps = {}, {}
+        order = sorted(rows, key=lambda m: m != REFERENCE)  # the reference first: its resamples pair the others
+        for m in order:
+            d, samples = rows[m]
             is_method = m in names
             try:
                 s = summarize(d, samples, table.matrix, better=better)
                 inf = score_method(d, samples, table.matrix, draws, perms, higher_is_closer=table.higher_is_closer,
                                    reference=None if (reference is None or m == REFERENCE or not is_method)
-                                   else (reference[0], reference[2]))
+                                   else (reference[0], reference[2], ref_reps))
             except ValueError as e:
                 raise ValueError(f"{table.name}, {m}: {e}") from e
+            if m == REFERENCE:
+                ref_reps = inf["_replicates"]
+            del inf["_replicates"]
             defined = [r for r in s["per_task"] if r is not None]
             if not defined:
                 raise ValueError(f"{table.name}, {m}: Spearman's rho is undefined for every task")
@@ -205,6 +210,7 @@ def main(
             row.update(n_tasks=len(defined), n_resamples=s["n_resamples"],
                        mean_rho_bootstrap_bias=s["mean_rho_bootstrap_bias"], per_task=s["per_task"])
             entry[m] = row
+        entry = {m: entry[m] for m in rows}  # the params' order, baselines last
         if reference is not None:
             for m in names:
                 if m != REFERENCE:

@@ -24,7 +24,9 @@ from modelgif.inference import (
     static_distance,
     target_draws,
     target_specific_rho,
+    task_jackknife_rho,
     task_permutations,
+    task_resampled_rho,
     top1_regret,
     two_factor_interval,
 )
@@ -233,7 +235,10 @@ def test_score_method_keys_and_consistency():
     diff = np.take_along_axis(a - r, draws, axis=1).mean(axis=1)
     full = per_task_spearman(d, t) - per_task_spearman(ref[0], t)
     jk = np.array([np.delete(full, i).mean() for i in range(7)])
-    assert out["delta_vs_modelgif_ci95"] == pytest.approx(bca_interval(diff, full.mean(), jk), abs=1e-12)
+    assert out["delta_vs_modelgif_ci95_bca"] == pytest.approx(bca_interval(diff, full.mean(), jk), abs=1e-12)
+    assert out["delta_vs_modelgif_ci95"] == pytest.approx(np.percentile(diff, [2.5, 97.5]), abs=1e-12)
+    own = np.take_along_axis(a, draws, axis=1).mean(axis=1)
+    assert out["mean_rho_ci95"] == pytest.approx(np.percentile(own, [2.5, 97.5]), abs=1e-12)
     for key in ("mean_rho_target_specific_ci95", "top1_regret_ci95", "ndcg_at_3_ci95", "mean_rho_off_diagonal_ci95"):
         lo, hi = out[key]
         assert lo <= hi
@@ -253,3 +258,23 @@ def test_primary_comparisons_are_holm_corrected_wilcoxons():
     assert [got[m]["p_holm"] for m in "abc"] == pytest.approx(multipletests(raw, method="holm")[1])
     with pytest.raises(ValueError, match="primary method 'x'"):
         primary_comparisons(per, "x")
+
+
+@pytest.mark.parametrize("diagonal", [True, False])
+def test_task_resampling_by_a_direct_loop(diagonal):
+    d, s, t = _problem(seed=8, k=6, b=12)
+    draws = target_draws(6, 12, seed=2)
+    got = task_resampled_rho(s, t, draws, diagonal)
+    for b in range(12):
+        r = draws[b]
+        rhos = []
+        for j in r:  # every drawn task a target, its column over the drawn sources (copies of j out if off-diagonal)
+            src = [i for i in r if diagonal or i != j]
+            if len(src) >= 3 and np.ptp(t[src, j]) > 0 and np.ptp(s[b][src, j]) > 0:
+                rhos.append(spearmanr(t[src, j], s[b][src, j]).statistic)
+        assert got[b] == pytest.approx(np.mean(rhos), abs=1e-12)
+    jk = task_jackknife_rho(d, t, diagonal)
+    for i in range(6):
+        rest = [x for x in range(6) if x != i]
+        assert jk[i] == pytest.approx(np.mean(per_task_spearman(d[np.ix_(rest, rest)], t[np.ix_(rest, rest)],
+                                                                 diagonal=diagonal)), abs=1e-12)

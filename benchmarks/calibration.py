@@ -1,0 +1,172 @@
+"""Calibration of the correlate stage's uncertainty on the control zoo (issue 22, "Must hold" 2).
+
+    python benchmarks/calibration.py [--draws 8] [--n-images 24] [--n-steps 3] [--n-boot 200]
+                                     [--permutations 1000] [--json benchmarks/results-calibration.json]
+
+``mini_random`` (random-init mini encoders, one zoo per ``mini.checkpoints.random_seed``) is
+exchangeable across tasks: off the diagonal, the true association between any method's distance
+and the mini ground truth is 0. For each draw of the zoo (random seeds 0 … draws − 1) this
+computes the 7 methods' distances and image-bootstrap resamples on the same reference images
+(the mini zoo's rendered scenes, 64 px), scores them against both mini tables
+(``wins_vs_pixels``, ``losses``) with the library the correlate stage uses, and counts, over the
+7 × 2 × draws off-diagonal scores:
+
+- how often the **old** interval (images only, percentile: ``mean_rho_off_diagonal_ci95_images``)
+  excludes 0,
+- how often the **new** interval (two-factor images × target tasks, percentile:
+  ``mean_rho_off_diagonal_ci95``) excludes 0, and the BCa interval of the same replicates
+  (``mean_rho_off_diagonal_ci95_bca``), and a percentile interval with the tasks resampled as
+  sources and targets together (:func:`modelgif.inference.task_resampled_rho`, not in the
+  metrics),
+- the share of ``p_perm_off_diagonal`` < 0.05 (Mantel permutation null),
+
+each of which should be about 5 % (one-sided p: the share of p < 0.05 should be ≤ 5 %; an
+interval that excludes 0 on either side counts). Small settings by default (24 images, 3
+Gauss–Legendre steps, 200 resamples): CPU time is scarce, and calibration concerns the
+variation over tasks, which does not shrink with images. Not part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from modelgif.attribution import attribution_map, encoder_features, field_end_point  # noqa: E402
+from modelgif.baselines import make_baselines  # noqa: E402
+from modelgif.bootstrap import (  # noqa: E402
+    bootstrap_field_distances,
+    bootstrap_set_distances,
+    image_contributions,
+    percentile_interval,
+    resample_indices,
+    summarize,
+)
+from modelgif.field import gradient_field  # noqa: E402
+from modelgif.inference import score_method, target_draws, task_permutations, task_resampled_rho  # noqa: E402
+from modelgif.reference import rendered_reference_set  # noqa: E402
+from modelgif.similarity import cka_distance, dds_distance, rsa_distance  # noqa: E402
+from modelgif.taskonomy import load_ground_truth  # noqa: E402
+from modelgif.zoos import random_encoder  # noqa: E402
+
+FIELD_METHODS = ("modelgif", "ig", "saliency", "gradxinput")
+SET_METHODS = ("cka", "rsa", "dds")
+TABLES = {"wins_vs_pixels": True, "losses": False}  # higher_is_closer
+
+
+def method_distances(models, images, n_steps: int, n_boot: int, seed: int) -> dict:
+    """{method: (D (K, K), samples (B, K, K))} on one zoo, as tools/methods_mini.py computes them
+    (fields kept in memory: they are small at these settings)."""
+    baselines = make_baselines(images, "shuffled", 0)
+    fields, maps = [], {"saliency": [], "gradxinput": []}
+    for model in models:
+        fields.append(gradient_field(model, images, baselines, target=1, n_steps=n_steps, method="gausslegendre",
+                                     cumulative=True, batch_size=500).numpy())
+        for kind in maps:
+            maps[kind].append(attribution_map(model, images, kind, target=1).numpy())
+    feats = [encoder_features(m, images) for m in models]
+    contributions = {"modelgif": image_contributions(fields, device="numpy"),
+                     "ig": image_contributions([f[:, -1:] for f in fields], device="numpy"),
+                     "saliency": image_contributions(maps["saliency"], device="numpy"),
+                     "gradxinput": image_contributions(maps["gradxinput"], device="numpy")}
+    idx = resample_indices(images.shape[0], n_boot, seed)
+    out = {m: (c.mean(axis=0), bootstrap_field_distances(c, idx)) for m, c in contributions.items()}
+    full = {"cka": cka_distance(feats), "rsa": rsa_distance(feats), "dds": dds_distance(feats)}
+    for m in SET_METHODS:
+        out[m] = (full[m], bootstrap_set_distances(m, feats, idx, device="cpu"))
+    return out
+
+
+def excludes_zero(interval) -> bool:
+    lo, hi = interval
+    return bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--draws", type=int, default=8, help="zoos: random seeds 0 .. draws-1")
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--n-images", type=int, default=24)
+    ap.add_argument("--n-steps", type=int, default=3)
+    ap.add_argument("--n-boot", type=int, default=200)
+    ap.add_argument("--permutations", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap.seed: image resamples, target draws, permutations")
+    ap.add_argument("--json", type=Path, help="write every interval and p-value here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    tasks = list(yaml.safe_load((ROOT / "params.yaml").read_text())["tasks"])
+    images_u8 = rendered_reference_set(args.n_images, 64, first_seed=1_000_000, use_cutmix=True, seed=3).images
+    images = torch.from_numpy(images_u8).float().div_(255).mul_(2).sub_(1)
+    truths = {t: load_ground_truth(t, tasks, ROOT / "data/mini/tables") for t in TABLES}
+    draws = target_draws(len(tasks), args.n_boot, seed=(args.seed, 1))
+    perms = task_permutations(len(tasks), args.permutations, seed=(args.seed, 2))
+    rows = []
+    for random_seed in range(args.first_seed, args.first_seed + args.draws):
+        t0 = time.perf_counter()
+        models = [random_encoder(t, random_seed) for t in tasks]
+        dist = method_distances(models, images, args.n_steps, args.n_boot, args.seed)
+        for table, closer in TABLES.items():
+            for m, (d, samples) in dist.items():
+                old = summarize(d, samples, truths[table], better="lower" if closer else "higher")
+                new = score_method(d, samples, truths[table], draws, perms, higher_is_closer=closer)
+                rows.append({"random_seed": random_seed, "table": table, "method": m,
+                             "mean_rho_off_diagonal": new["mean_rho_off_diagonal"],
+                             "old_ci95": old["mean_rho_off_diagonal_ci95"], "new_ci95": new["mean_rho_off_diagonal_ci95"],
+                             "new_bca_ci95": new["mean_rho_off_diagonal_ci95_bca"],
+                             "tasks_ci95": percentile_interval(task_resampled_rho(samples, truths[table], draws, False)),
+                             "p_perm_off_diagonal": new["p_perm_off_diagonal"],
+                             "chance_level": new["chance_level"], "mean_rho": new["mean_rho"],
+                             "p_perm": new["p_perm"]})
+        print(f"draw {random_seed}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    summary = summarize_rows(rows)
+    print(report(summary, args))
+    if args.json:
+        args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json)}, "summary": summary,
+                                         "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+def summarize_rows(rows: list[dict]) -> dict:
+    def share(sel):
+        sel = list(sel)
+        return {"n": len(sel), "old_excludes_0": sum(excludes_zero(r["old_ci95"]) for r in sel),
+                "new_excludes_0": sum(excludes_zero(r["new_ci95"]) for r in sel),
+                "new_bca_excludes_0": sum(excludes_zero(r["new_bca_ci95"]) for r in sel),
+                "tasks_excludes_0": sum(excludes_zero(r["tasks_ci95"]) for r in sel),
+                "p_perm_below_0.05": sum(r["p_perm_off_diagonal"] < 0.05 for r in sel)}
+
+    out = {"all": share(rows)}
+    out["field methods"] = share(r for r in rows if r["method"] in FIELD_METHODS)
+    out["set methods"] = share(r for r in rows if r["method"] in SET_METHODS)
+    for table in TABLES:
+        out[table] = share(r for r in rows if r["table"] == table)
+    return out
+
+
+def report(summary: dict, args) -> str:
+    lines = [f"mini_random, {args.draws} draws (random seeds {args.first_seed}..{args.first_seed + args.draws - 1}), "
+             f"{args.n_images} images, {args.n_steps} steps, {args.n_boot} resamples, {args.permutations} permutations",
+             "| scores | n | old: images only | new: images x targets (percentile, primary) | "
+             "same, BCa | images x tasks as sources and targets | p_perm_off_diagonal < 0.05 |",
+             "|---|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        n = s["n"]
+        lines.append(f"| {name} | {n} | {s['old_excludes_0']} ({s['old_excludes_0'] / n:.1%}) | "
+                     f"{s['new_excludes_0']} ({s['new_excludes_0'] / n:.1%}) | "
+                     f"{s['new_bca_excludes_0']} ({s['new_bca_excludes_0'] / n:.1%}) | "
+                     f"{s['tasks_excludes_0']} ({s['tasks_excludes_0'] / n:.1%}) | "
+                     f"{s['p_perm_below_0.05']} ({s['p_perm_below_0.05'] / n:.1%}) |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
