@@ -1,5 +1,6 @@
 """Stage correlate: every method's per-task Spearman ρ against the zoo's ground-truth tables,
-with bootstrap intervals, paired differences to ModelGiF and the noise ceiling.
+with two-factor bootstrap intervals, permutation nulls, baselines, paired differences to
+ModelGiF, the primary endpoint and the noise ceiling.
 
     python stages/correlate.py --params params.yaml --methods data/methods \
         --metrics metrics/correlation.json --plots data/correlate --zoo taskonomy
@@ -10,19 +11,20 @@ all were computed on the same tasks, images and resamples, and the table names (
 for zoo taskonomy, ``mini.ground_truth`` for the mini zoos: :func:`modelgif.ground_truth.ground_truth_tables`).
 Writes
 
-- the metrics JSON ``{table: {method: {...}, "noise_ceiling": {...}}}``; per method
-  (:func:`modelgif.bootstrap.summarize`): ``mean_rho`` (the paper's protocol, each task's own
-  entry included), ``mean_rho_ci95`` ([low, high], 95 % percentile bootstrap interval over
-  reference images), ``mean_rho_off_diagonal`` (+ ``_ci95``: each task's own entry left out),
-  ``n_tasks`` (tasks whose ρ is defined), ``per_task`` (list of ρ_j in the task order, null where
-  undefined) and, for every method but ``modelgif``, ``delta_vs_modelgif`` (mean ρ minus
-  modelgif's), ``delta_vs_modelgif_ci95`` and ``delta_vs_modelgif_off_diagonal_ci95`` (the
-  paired difference on the same resamples) and ``fraction_better_than_modelgif`` (share of
-  resamples where the method's mean ρ is on the better side of modelgif's). The
-  noise ceiling (where the zoo has a replicate of the table: Taskonomy's 1k for a 16k table,
-  the mini zoo's seed-1 build): ``mean_rho`` and ``mean_rho_off_diagonal`` of the per-column
-  Spearman ρ between the table and its replicate, and the replicate's name. DVC's ``metrics
-  show`` / ``exp show`` leave list values out, so they show the scalars only;
+- the metrics JSON ``{table: {method: {...}, "noise_ceiling": {"mean_rho"}}}``, the headline DVC
+  shows: per method ``mean_rho`` (the paper's protocol, each task's own entry included),
+  ``mean_rho_off_diagonal`` (each task's own entry left out), their 95 % two-factor intervals
+  ``mean_rho_ci95`` / ``mean_rho_off_diagonal_ci95`` (image resamples × target draws,
+  percentile: :func:`modelgif.inference.score_method`) and ``per_task`` (ρ_j in the task order,
+  null where undefined); DVC's ``metrics show`` / ``exp show`` leave the lists out;
+- the details JSON beside it (``correlation_details.json``, not a DVC metric): per table every
+  method and the baselines ``static`` and ``hub`` (``role``), with everything
+  :func:`modelgif.inference.score_method` and :func:`modelgif.bootstrap.summarize` give
+  (images-only and BCa intervals, ``p_perm`` and ``chance_level``, the target-specific score,
+  ``top1_regret``, ``ndcg_at_3``, ``n_tasks``, ``delta_vs_modelgif`` and its two-factor interval),
+  the ``noise_ceiling`` (where the zoo has a replicate of the table) and, at the top, ``primary``:
+  the params-declared primary endpoint's paired Wilcoxon tests over tasks, Holm-corrected
+  (docs/methods.md);
 - ``per_task_rho.csv`` beside it: ``task,table,method,rho`` (``rho`` empty where undefined);
 - ``methods_rho.csv`` beside it: ``method,table,protocol,mean_rho,low,high,bootstrap_bias`` (the
   interval chart; ``bootstrap_bias``: the resamples' mean of mean ρ minus the full-data value,
