@@ -101,6 +101,9 @@ def main(argv=None) -> int:
     ap.add_argument("--permutations", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0, help="bootstrap.seed: image resamples, target draws, permutations")
     ap.add_argument("--json", type=Path, help="write every interval and p-value here")
+    ap.add_argument("--mini-table", action="store_true",
+                    help="instead: the trained mini zoo's table with baselines, target-specific score and the "
+                         "primary endpoint, at the same settings")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     tasks = list(yaml.safe_load((ROOT / "params.yaml").read_text())["tasks"])
@@ -109,6 +112,9 @@ def main(argv=None) -> int:
     truths = {t: load_ground_truth(t, tasks, ROOT / "data/mini/tables") for t in TABLES}
     draws = target_draws(len(tasks), args.n_boot, seed=(args.seed, 1))
     perms = task_permutations(len(tasks), args.permutations, seed=(args.seed, 2))
+    if args.mini_table:
+        print(mini_table(tasks, images, truths, draws, perms, args))
+        return 0
     rows = []
     for random_seed in range(args.first_seed, args.first_seed + args.draws):
         t0 = time.perf_counter()
@@ -133,6 +139,49 @@ def main(argv=None) -> int:
         args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json)}, "summary": summary,
                                          "rows": rows}, indent=1) + "\n")
     return 0
+
+
+def mini_table(tasks, images, truths, draws, perms, args) -> str:
+    """The trained mini zoo's methods and baselines (static, hub of modelgif) per table, and the
+    primary family (modelgif vs each method, per-task ρ on the first table, Wilcoxon + Holm)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from methods_mini import load_models
+
+    from modelgif.inference import hub_distance, primary_comparisons, static_distance
+
+    dist = method_distances(load_models("mini", tasks, 0), images, args.n_steps, args.n_boot, args.seed)
+    lines = [f"mini (trained), {args.n_images} images, {args.n_steps} steps, {args.n_boot} resamples, "
+             f"{args.permutations} permutations"]
+    for table, closer in TABLES.items():
+        t = truths[table]
+        rows = dict(dist)
+        stat = static_distance(t, closer)
+        rows["static"] = (stat, np.repeat(stat[None], args.n_boot, axis=0))
+        rows["hub"] = (hub_distance(dist["modelgif"][0]), hub_distance(dist["modelgif"][1]))
+        lines += [f"\n{table} ({'lower' if closer else 'higher'} rho is better)",
+                  "| row | mean ρ [95 %] | chance | p_perm | off-diagonal [95 %] | p_perm | target-specific [95 %] "
+                  "| top-1 regret | NDCG@3 |", "|---|---|---|---|---|---|---|---|---|"]
+        per = {}
+        for m, (d, samples) in rows.items():
+            r = score_method(d, samples, t, draws, perms, higher_is_closer=closer)
+            per[m] = [per_task_spearman_list(d, t)]
+            f = lambda k: f"{r[k]:+.3f} [{r[k + '_ci95'][0]:+.3f}, {r[k + '_ci95'][1]:+.3f}]"  # noqa: E731
+            lines.append(f"| {m} | {f('mean_rho')} | {r['chance_level']:+.3f} | {r['p_perm']:.3g} | "
+                         f"{f('mean_rho_off_diagonal')} | {r['p_perm_off_diagonal']:.3g} | "
+                         f"{f('mean_rho_target_specific')} | {r['top1_regret']:.3f} | {r['ndcg_at_3']:.3f} |")
+        if table == next(iter(TABLES)):
+            family = primary_comparisons({m: per[m][0] for m in dist}, "modelgif")
+            lines += ["\nprimary: mean_rho on " + table + ", method − modelgif per task, Wilcoxon, Holm",
+                      "| method | median Δ | p | p_holm |", "|---|---|---|---|"]
+            lines += [f"| {m} | {c['median_difference']:+.3f} | {c['p']:.3g} | {c['p_holm']:.3g} |"
+                      for m, c in family.items()]
+    return "\n".join(lines)
+
+
+def per_task_spearman_list(d, t) -> list:
+    from modelgif.correlation import per_task_spearman
+
+    return [None if np.isnan(r) else float(r) for r in per_task_spearman(d, t)]
 
 
 def summarize_rows(rows: list[dict]) -> dict:
