@@ -4,15 +4,16 @@ A method's score is the mean over target tasks j of ρ_j = Spearman(T[:, j], D[:
 source tasks (:func:`modelgif.correlation.per_task_spearman`). This module says how sure that
 number is and what it should be compared with:
 
-- :func:`two_factor_interval`: a bootstrap over **both** units of the score, reference images
-  (the distance stages' ``bootstrap.npy``: B distance matrices on B image resamples) and target
-  tasks (:func:`target_draws`: B draws of the K targets with replacement, resample b of the
-  images paired with draw b of the targets, the same draws for every method so that
-  differences pair). Sources are *not* resampled: each target's ρ is computed over all K
-  sources, as in the full-data score (docs/methods.md, "Uncertainty"). The interval is BCa
-  (bias-corrected and accelerated; Efron & Tibshirani 1993, 14.3), the acceleration from a
-  jackknife over target tasks (:func:`bca_interval`, the same formulas as
-  ``scipy.stats.bootstrap(method="BCa")``).
+- Two-factor bootstraps over **both** units of the score: reference images (the distance
+  stages' ``bootstrap.npy``: B distance matrices on B image resamples) and tasks
+  (:func:`target_draws`: B draws of the K tasks with replacement, image resample b paired with
+  task draw b, the same draws for every method so that differences pair).
+  :func:`task_resampled_rho` draws the tasks as sources and targets together (the primary
+  interval of a mean ρ); :func:`two_factor_interval` draws the targets only, the sources fixed
+  (per-target metrics, and the ``*_ci95_targets`` comparison). Percentile intervals are
+  primary; :func:`bca_interval` (Efron & Tibshirani 1993, 14.3; the formulas of
+  ``scipy.stats.bootstrap(method="BCa")``) is reported beside them (docs/methods.md and the
+  calibration benchmark say why).
 - :func:`mantel_null` / :func:`permutation_p`: the permutation null of the score, the task
   labels of D permuted (rows and columns by one permutation, the Mantel scheme, so the
   diagonal stays on the diagonal), one-sided in the direction that is "better".
@@ -198,23 +199,19 @@ def task_resampled_rho(samples: np.ndarray, ground_truth: np.ndarray, draws: np.
                          f"{t.shape}, {d.shape}")
     if not np.issubdtype(d.dtype, np.integer) or d.min() < 0 or d.max() >= k:
         raise ValueError(f"draws must be task indices below K = {k}")
-    out = np.empty(s.shape[0])
-    for b in range(s.shape[0]):
-        r = d[b]
-        sub_d, sub_t = s[b][np.ix_(r, r)], t[np.ix_(r, r)]
-        rho = np.full(k, np.nan)
-        for col in range(k):
-            keep = np.ones(k, bool) if diagonal else r != r[col]
-            if keep.sum() < 3:
-                continue
-            x, y = rankdata(sub_t[keep, col]), rankdata(sub_d[keep, col])
-            x -= x.mean()
-            y -= y.mean()
-            den = np.sqrt((x @ x) * (y @ y))
-            if den > 0:
-                rho[col] = x @ y / den
-        out[b] = np.nanmean(rho) if np.isfinite(rho).any() else np.nan
-    return out
+    b = np.arange(s.shape[0])[:, None, None]
+    sub_d = s[b, d[:, :, None], d[:, None, :]]  # (B, K, K): resample b's sources × targets
+    sub_t = t[d[:, :, None], d[:, None, :]]
+    keep = np.ones(sub_t.shape, bool) if diagonal else d[:, :, None] != d[:, None, :]
+    x = rankdata(np.where(keep, sub_t, np.nan), axis=1, nan_policy="omit")
+    y = rankdata(np.where(keep, sub_d, np.nan), axis=1, nan_policy="omit")
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        x = x - np.nanmean(x, axis=1, keepdims=True)
+        y = y - np.nanmean(y, axis=1, keepdims=True)
+        den = np.sqrt(np.nansum(x * x, axis=1) * np.nansum(y * y, axis=1))
+        rho = np.where((keep.sum(axis=1) >= 3) & (den > 0), np.nansum(x * y, axis=1) / np.where(den > 0, den, 1), np.nan)
+        return np.nanmean(rho, axis=1)
 
 
 def task_jackknife_rho(distance: np.ndarray, ground_truth: np.ndarray, diagonal: bool = True) -> np.ndarray:
@@ -469,10 +466,18 @@ def _two_factor_or_nan(full, boot, draws, level) -> dict:
     return two_factor_interval(full, boot, draws, level)
 
 
+def _task_interval_keys(prefix: str, estimate: float, reps: np.ndarray, jackknife: np.ndarray, out: dict,
+                        level: float) -> None:
+    """``<prefix>_ci95``: the percentile interval of the task-resampled replicates (images ×
+    tasks as sources and targets: the primary interval of a mean ρ, calibrated on the control
+    zoo, benchmarks/README.md); ``<prefix>_ci95_bca``: their BCa interval (jackknife over tasks)."""
+    out[prefix + "_ci95"] = percentile_interval(reps, level)
+    out[prefix + "_ci95_bca"] = bca_interval(reps, estimate, jackknife, level)
+
+
 def _interval_keys(prefix: str, est: dict, out: dict) -> None:
-    """``<prefix>_ci95``: the two-factor percentile interval (the primary one: calibrated on the
-    control zoo, benchmarks/README.md); ``<prefix>_ci95_bca``: the BCa interval of the same
-    replicates, whose bias correction reacts to the image resamples' duplicate bias."""
+    """``<prefix>_ci95``: the two-factor (images × targets, sources fixed) percentile interval
+    of a per-target metric; ``<prefix>_ci95_bca``: the BCa interval of the same replicates."""
     out[prefix + "_ci95"] = est["ci_percentile"]
     out[prefix + "_ci95_bca"] = est["ci"]
 
@@ -493,12 +498,14 @@ def score_method(distance: np.ndarray, samples: np.ndarray, ground_truth: np.nda
 
     Returns (floats and lists; the images-only intervals stay in
     :func:`modelgif.bootstrap.summarize`):
-        ``mean_rho`` and ``mean_rho_off_diagonal`` (as ``summarize``), their two-factor
-        percentile intervals ``*_ci95`` (and the BCa ``*_ci95_bca``: :func:`_interval_keys`), ``p_perm`` /
+        ``mean_rho`` and ``mean_rho_off_diagonal`` (as ``summarize``), their intervals
+        ``*_ci95``: percentile, images × tasks resampled as sources and targets together
+        (:func:`task_resampled_rho`), with ``*_ci95_bca`` (BCa, jackknife over tasks) and
+        ``*_ci95_targets`` (images × targets, sources fixed: :func:`two_factor_interval`), ``p_perm`` /
         ``p_perm_off_diagonal`` and ``chance_level`` / ``chance_level_off_diagonal``
         (:func:`mantel_null`), ``mean_rho_target_specific`` (+ ``_ci95``, ``p_perm``),
         ``top1_regret`` and ``ndcg_at_3`` (mean over targets, + ``_ci95``, and
-        ``per_task_*``), and with ``reference``: ``delta_vs_<name>_ci95`` (+
+        ``per_task_*``; their ``_ci95`` resample images × targets, sources fixed), and with ``reference``: ``delta_vs_<name>_ci95`` (+
         ``_off_diagonal_ci95``), the two-factor interval of the paired difference.
         Off-diagonal, target-specific and decision keys need K ≥ 4.
     """
@@ -520,14 +527,16 @@ def score_method(distance: np.ndarray, samples: np.ndarray, ground_truth: np.nda
             if not np.isfinite(full).any():
                 raise ValueError("Spearman's rho is undefined for every task")
             boot = per_task_rho(s, t, diagonal=diagonal)
-            per[key] = (full, boot)
-            est = two_factor_interval(full, boot, draws, level)
-            out[key] = est["estimate"]
-            _interval_keys(key, est, out)
-            replicates[key] = boot
+            reps, jk = task_resampled_rho(s, t, draws, diagonal), task_jackknife_rho(d, t, diagonal)
+            per[key] = (full, boot, reps, jk)
+            replicates[key] = (boot, reps, jk)
+            est = float(np.nanmean(full))
+            out[key] = est
+            _task_interval_keys(key, est, reps, jk, out, level)
+            out[key + "_ci95_targets"] = two_factor_interval(full, boot, draws, level)["ci_percentile"]
             null = mantel_null(d, t, permutations, diagonal=diagonal)
             suffix = "" if diagonal else "_off_diagonal"
-            out["p_perm" + suffix] = permutation_p(est["estimate"], null, better)
+            out["p_perm" + suffix] = permutation_p(est, null, better)
             out["chance_level" + suffix] = float(np.nanmean(null))
         if off:
             full, boot = target_specific_rho(d, t), target_specific_rho(s, t)
@@ -550,12 +559,17 @@ def score_method(distance: np.ndarray, samples: np.ndarray, ground_truth: np.nda
                 raise ValueError(f"reference {rd.shape}, {rs.shape} does not pair with the method's {d.shape}, {s.shape}")
             known = reference[2] if len(reference) > 2 else {}
             for key, diagonal in variants:
-                full, boot = per[key]
+                full, boot, reps, jk = per[key]
                 rfull = per_task_rho(rd[None], t, diagonal=diagonal)[0]
-                rboot = known[key] if key in known else per_task_rho(rs, t, diagonal=diagonal)
-                est = _two_factor_or_nan(full - rfull, boot - rboot, draws, level)
+                if key in known:
+                    rboot, rreps, rjk = known[key]
+                else:
+                    rboot, rreps = per_task_rho(rs, t, diagonal=diagonal), task_resampled_rho(rs, t, draws, diagonal)
+                    rjk = task_jackknife_rho(rd, t, diagonal)
                 name = f"delta_vs_{reference_name}" + ("" if diagonal else "_off_diagonal")
-                _interval_keys(name, est, out)
+                _task_interval_keys(name, float(np.nanmean(full) - np.nanmean(rfull)), reps - rreps, jk - rjk, out,
+                                    level)
+                out[name + "_ci95_targets"] = _two_factor_or_nan(full - rfull, boot - rboot, draws, level)["ci_percentile"]
     out["_replicates"] = replicates  # per-target ρ on the image resamples, per score: pass as reference[2] to pair cheaply
     return out
 

@@ -14,9 +14,9 @@ Writes
 - the metrics JSON ``{table: {method: {...}, "noise_ceiling": {"mean_rho"}}}``, the headline DVC
   shows: per method ``mean_rho`` (the paper's protocol, each task's own entry included),
   ``mean_rho_off_diagonal`` (each task's own entry left out), their 95 % two-factor intervals
-  ``mean_rho_ci95`` / ``mean_rho_off_diagonal_ci95`` (image resamples × target draws,
-  percentile: :func:`modelgif.inference.score_method`) and ``per_task`` (ρ_j in the task order,
-  null where undefined); DVC's ``metrics show`` / ``exp show`` leave the lists out;
+  ``mean_rho_ci95`` / ``mean_rho_off_diagonal_ci95`` (image resamples × task draws, the tasks
+  as sources and targets, percentile: :func:`modelgif.inference.score_method`) and
+  ``per_task`` (ρ_j in the task order, null where undefined); DVC's ``metrics show`` / ``exp show`` leave the lists out;
 - the details JSON beside it (``correlation_details.json``, not a DVC metric): per table every
   method and the baselines ``static`` and ``hub`` (``role``), with everything
   :func:`modelgif.inference.score_method` and :func:`modelgif.bootstrap.summarize` give

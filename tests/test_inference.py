@@ -229,16 +229,32 @@ def test_score_method_keys_and_consistency():
     null = mantel_null(d, t, perms)
     assert out["p_perm"] == pytest.approx((1 + np.sum(null <= out["mean_rho"] + 1e-12)) / 201)
     assert out["chance_level"] == pytest.approx(null.mean())
-    # the paired difference pairs image resample and target draw b of both methods
-    a = np.array([per_task_spearman(m, t) for m in s])
-    r = np.array([per_task_spearman(m, t) for m in ref[1]])
-    diff = np.take_along_axis(a - r, draws, axis=1).mean(axis=1)
+    # the paired difference pairs image resample and task draw b of both methods (a direct loop:
+    # tasks drawn as sources and targets, as in test_task_resampling_by_a_direct_loop)
+    def task_loop(stack, diagonal=True):
+        out = []
+        for bi, r in enumerate(draws):
+            rhos = [spearmanr(t[[i for i in r if diagonal or i != j], j],
+                              stack[bi][[i for i in r if diagonal or i != j], j]).statistic for j in r]
+            out.append(np.nanmean(rhos))
+        return np.array(out)
+
+    mine, theirs = task_loop(s), task_loop(ref[1])
+    assert out["mean_rho_ci95"] == pytest.approx(np.percentile(mine, [2.5, 97.5]), abs=1e-12)
+    assert out["delta_vs_modelgif_ci95"] == pytest.approx(np.percentile(mine - theirs, [2.5, 97.5]), abs=1e-12)
     full = per_task_spearman(d, t) - per_task_spearman(ref[0], t)
-    jk = np.array([np.delete(full, i).mean() for i in range(7)])
-    assert out["delta_vs_modelgif_ci95_bca"] == pytest.approx(bca_interval(diff, full.mean(), jk), abs=1e-12)
-    assert out["delta_vs_modelgif_ci95"] == pytest.approx(np.percentile(diff, [2.5, 97.5]), abs=1e-12)
+    jk = np.array([np.mean(per_task_spearman(d[np.ix_(rest, rest)], t[np.ix_(rest, rest)]))
+                   - np.mean(per_task_spearman(ref[0][np.ix_(rest, rest)], t[np.ix_(rest, rest)]))
+                   for rest in ([x for x in range(7) if x != i] for i in range(7))])
+    assert out["delta_vs_modelgif_ci95_bca"] == pytest.approx(bca_interval(mine - theirs, full.mean(), jk), abs=1e-12)
+    # the targets-only interval: image resample b with target draw b, sources fixed
+    a = np.array([per_task_spearman(m, t) for m in s])
     own = np.take_along_axis(a, draws, axis=1).mean(axis=1)
-    assert out["mean_rho_ci95"] == pytest.approx(np.percentile(own, [2.5, 97.5]), abs=1e-12)
+    assert out["mean_rho_ci95_targets"] == pytest.approx(np.percentile(own, [2.5, 97.5]), abs=1e-12)
+    # passing the reference's replicates gives the same numbers
+    ref_out = score_method(ref[0], ref[1], t, draws, perms, higher_is_closer=True)
+    again = score_method(d, s, t, draws, perms, higher_is_closer=True, reference=(*ref, ref_out["_replicates"]))
+    assert again["delta_vs_modelgif_ci95"] == out["delta_vs_modelgif_ci95"]
     for key in ("mean_rho_target_specific_ci95", "top1_regret_ci95", "ndcg_at_3_ci95", "mean_rho_off_diagonal_ci95"):
         lo, hi = out[key]
         assert lo <= hi

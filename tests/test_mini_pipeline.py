@@ -128,12 +128,13 @@ def test_mini_zoo_end_to_end(tmp_path):
             off = modelgif.per_task_spearman(got[method], truth, diagonal=False)
             assert m["mean_rho_off_diagonal"] == pytest.approx(float(np.nanmean(off)), abs=1e-12)
             assert len(m["per_task"]) == 17
-            # the primary interval: two-factor BCa, image resample b paired with target draw b
+            # the primary interval: image resample b with task draw b (tasks as sources and targets), percentile
             per = modelgif.bootstrap.per_task_rho(boot[method], truth)
-            jk = [np.nanmean(np.delete(np.array(rho), i)) for i in range(17)]
-            replicates = np.nanmean(np.take_along_axis(per, draws, axis=1), axis=1)
-            assert m["mean_rho_ci95"] == pytest.approx(
-                modelgif.inference.bca_interval(replicates, float(np.nanmean(rho)), np.array(jk)), abs=1e-9)
+            assert m["mean_rho_ci95"] == pytest.approx(modelgif.bootstrap.percentile_interval(
+                modelgif.inference.task_resampled_rho(boot[method], truth, draws)), abs=1e-12)
+            replicates = np.nanmean(np.take_along_axis(per, draws, axis=1), axis=1)  # sources fixed
+            assert full["mean_rho_ci95_targets"] == pytest.approx(
+                modelgif.bootstrap.percentile_interval(replicates), abs=1e-12)
             assert full["mean_rho_ci95_images"] == pytest.approx(
                 modelgif.bootstrap.percentile_interval(np.nanmean(per, axis=1)), abs=1e-12)
             assert 0 < full["p_perm"] <= 1 and 0 < full["p_perm_off_diagonal"] <= 1
