@@ -180,8 +180,10 @@ def task_resampled_rho(samples: np.ndarray, ground_truth: np.ndarray, draws: np.
 
     Resample b keeps image resample ``samples[b]`` and the task multiset r = ``draws[b]``; every
     drawn task is a target (with its multiplicity) and its column is ranked over the drawn
-    sources, ``Spearman(T[r, j], D_b[r, j])`` (a task drawn twice is two tied sources). With
-    ``diagonal=False`` every copy of the target's own task is left out of its column. A column
+    sources, ``Spearman(T[r, j], D_b[r, j])`` (a task drawn twice is two tied sources). The
+    target's own task is a source once with ``diagonal=True`` (as in the full data: copies of
+    the self-pair, the nearest source at distance 0, would pull ρ towards −1) and not at all
+    with ``diagonal=False``. A column
     with fewer than 3 sources left, or constant, is undefined (NaN) and left out of the mean.
 
     Why sources too: the per-target ρ_j share their source rows, so a source whose distances are
@@ -202,7 +204,12 @@ def task_resampled_rho(samples: np.ndarray, ground_truth: np.ndarray, draws: np.
     b = np.arange(s.shape[0])[:, None, None]
     sub_d = s[b, d[:, :, None], d[:, None, :]]  # (B, K, K): resample b's sources × targets
     sub_t = t[d[:, :, None], d[:, None, :]]
-    keep = np.ones(sub_t.shape, bool) if diagonal else d[:, :, None] != d[:, None, :]
+    same = d[:, :, None] == d[:, None, :]  # (B, source p, target c): the same task
+    keep = ~same
+    if diagonal:  # the target's own task once among its sources, as in the full data
+        earlier = np.tril(np.ones((k, k), bool), -1)  # q < p
+        first = ~(same & earlier[None]).any(axis=2)  # (B, p): no earlier copy of the same task
+        keep |= same & first[:, :, None]
     x = rankdata(np.where(keep, sub_t, np.nan), axis=1, nan_policy="omit")
     y = rankdata(np.where(keep, sub_d, np.nan), axis=1, nan_policy="omit")
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
