@@ -172,6 +172,15 @@ def test_correlate_errors(fields, tmp_path):
     r = run_stage("correlate.py", *args, cwd=tmp_path)
     assert_one_line_error(r, "'methods' must be a non-empty list of distinct method names")
     assert not (tmp_path / "m.json").exists()
+    # the primary endpoint and the permutations, named when wrong
+    for extra, message in (({"primary": {"table": "losses"}}, "primary.table 'losses' is not one of the zoo's tables"),
+                           ({"primary": {"score": "mean_rho_target_specific"}}, "primary.score must be one of"),
+                           ({"primary": {"method": "modelgif", "endpoint": 1}}, "'primary' must be a mapping"),
+                           ({"permutation": {"n": 0}}, "permutation.n must be a positive integer")):
+        params.write_text(yaml.safe_dump({"ground_truth": ["all_affinities"], "methods": ["modelgif"], **extra}))
+        r = run_stage("correlate.py", *args, cwd=tmp_path)
+        assert_one_line_error(r, message)
+        assert not (tmp_path / "m.json").exists() and not (tmp_path / "m_details.json").exists()
 
 
 def test_method_distance_errors(fields, tmp_path):
