@@ -179,8 +179,9 @@ def main(
     seed = (p.get("bootstrap") or {}).get("seed", 0)
     n_boot = loaded[first][2].shape[0]
     # the same target draws (paired with image resample b) and permutations for every method and table
-    draws = target_draws(len(tasks), n_boot, seed=(seed, 1))
-    perms = task_permutations(len(tasks), n_perm, seed=(seed, 2))
+    if tables:  # (a zoo without ground truth may have fewer tasks than a permutation test needs)
+        draws = target_draws(len(tasks), n_boot, seed=(seed, 1))
+        perms = task_permutations(len(tasks), n_perm, seed=(seed, 2))
     result, details, per_task_rows, interval_rows = {}, {}, [], []
     for table in tables:
         better = "lower" if table.higher_is_closer else "higher"
