@@ -484,8 +484,9 @@ def summarize(
         ``reference``,
         ``delta_vs_<name>`` (mean ρ minus the reference's, on all images),
         ``delta_vs_<name>_ci95`` (percentile interval of the per-resample differences),
-        ``delta_vs_<name>_off_diagonal`` (+ ``_ci95``) and ``fraction_better_than_<name>``
-        (share of resamples where the difference has the better sign). Means over tasks leave
+        ``delta_vs_<name>_off_diagonal`` (+ ``_ci95``) and ``share_of_resamples_better_than_<name>``
+        (share of image resamples where the difference has the better sign: descriptive, not a
+        p-value; :func:`modelgif.inference.primary_comparisons` is the test). Means over tasks leave
         out undefined (NaN) ρ; with K < 4 tasks the off-diagonal keys are left out (a column
         without its own entry needs 3 sources). ``mean_rho_bootstrap_bias`` is the resamples' mean of mean ρ
         minus the full-data mean ρ: a resample holds about 63 % distinct images (duplicates
@@ -531,7 +532,7 @@ def summarize(
             result[f"delta_vs_{name}_off_diagonal_ci95"] = percentile_interval(boot_off - ref_off, level)
         sign = -1.0 if better == "lower" else 1.0
         finite = np.isfinite(delta)
-        result[f"fraction_better_than_{name}"] = float(np.mean(sign * delta[finite] > 0)) if finite.any() else None
+        result[f"share_of_resamples_better_than_{name}"] = float(np.mean(sign * delta[finite] > 0)) if finite.any() else None
     return result
 
 

@@ -1,5 +1,6 @@
 """Stage correlate: every method's per-task Spearman ρ against the zoo's ground-truth tables,
-with bootstrap intervals, paired differences to ModelGiF and the noise ceiling.
+with two-factor bootstrap intervals, permutation nulls, baselines, paired differences to
+ModelGiF, the primary endpoint and the noise ceiling.
 
     python stages/correlate.py --params params.yaml --methods data/methods \
         --metrics metrics/correlation.json --plots data/correlate --zoo taskonomy
@@ -10,19 +11,24 @@ all were computed on the same tasks, images and resamples, and the table names (
 for zoo taskonomy, ``mini.ground_truth`` for the mini zoos: :func:`modelgif.ground_truth.ground_truth_tables`).
 Writes
 
-- the metrics JSON ``{table: {method: {...}, "noise_ceiling": {...}}}``; per method
-  (:func:`modelgif.bootstrap.summarize`): ``mean_rho`` (the paper's protocol, each task's own
-  entry included), ``mean_rho_ci95`` ([low, high], 95 % percentile bootstrap interval over
-  reference images), ``mean_rho_off_diagonal`` (+ ``_ci95``: each task's own entry left out),
-  ``n_tasks`` (tasks whose ρ is defined), ``per_task`` (list of ρ_j in the task order, null where
-  undefined) and, for every method but ``modelgif``, ``delta_vs_modelgif`` (mean ρ minus
-  modelgif's), ``delta_vs_modelgif_ci95`` and ``delta_vs_modelgif_off_diagonal_ci95`` (the
-  paired difference on the same resamples) and ``fraction_better_than_modelgif`` (share of
-  resamples where the method's mean ρ is on the better side of modelgif's). The
-  noise ceiling (where the zoo has a replicate of the table: Taskonomy's 1k for a 16k table,
-  the mini zoo's seed-1 build): ``mean_rho`` and ``mean_rho_off_diagonal`` of the per-column
-  Spearman ρ between the table and its replicate, and the replicate's name. DVC's ``metrics
-  show`` / ``exp show`` leave list values out, so they show the scalars only;
+- the metrics JSON ``{table: {method: {...}, "noise_ceiling": {...}}}``, the headline DVC
+  shows: per method ``mean_rho`` (the paper's protocol, each task's own entry included),
+  ``mean_rho_off_diagonal`` (each task's own entry left out), their 95 % two-factor intervals
+  ``mean_rho_ci95`` / ``mean_rho_off_diagonal_ci95`` (image resamples × task draws, the tasks
+  as sources and targets, percentile: :func:`modelgif.inference.score_method`) and
+  ``per_task`` (ρ_j in the task order, null where undefined); per table the ``noise_ceiling``
+  (where the zoo has a replicate of the table: Taskonomy's 1k for a 16k table, the mini zoo's
+  seed-1 build): ``mean_rho`` and ``mean_rho_off_diagonal`` of the per-column Spearman ρ
+  between the table and its replicate, the replicate's name and ``per_task``. DVC's
+  ``metrics show`` / ``exp show`` leave the lists out;
+- the details JSON beside it (``correlation_details.json``, not a DVC metric): per table every
+  method and the baselines ``static`` and ``hub`` (``role``), with everything
+  :func:`modelgif.inference.score_method` and :func:`modelgif.bootstrap.summarize` give
+  (images-only and BCa intervals, ``p_perm`` and ``chance_level``, the target-specific score,
+  ``top1_regret``, ``ndcg_at_3``, ``n_tasks``, ``delta_vs_modelgif`` and its two-factor interval),
+  the ``noise_ceiling`` again and, at the top, ``primary``:
+  the params-declared primary endpoint's paired Wilcoxon tests over tasks, Holm-corrected
+  (docs/methods.md);
 - ``per_task_rho.csv`` beside it: ``task,table,method,rho`` (``rho`` empty where undefined);
 - ``methods_rho.csv`` beside it: ``method,table,protocol,mean_rho,low,high,bootstrap_bias`` (the
   interval chart; ``bootstrap_bias``: the resamples' mean of mean ρ minus the full-data value,
@@ -44,6 +50,9 @@ import yaml
 
 from modelgif._atomic import write_text
 from modelgif.bootstrap import add_full_delta, noise_ceiling, summarize
+from modelgif.inference import (hub_distance, primary_comparisons, score_method, static_distance, target_draws,
+                                task_permutations)
+from modelgif.correlation import per_task_spearman
 from modelgif.errors import InputError, check_output_dir, check_output_file
 from modelgif.ground_truth import ground_truth_tables
 from modelgif.plots import ranked_long_csv, read_matrix_csv
@@ -54,11 +63,40 @@ from modelgif.zoo_spec import load_zoo_spec
 REFERENCE = "modelgif"
 #: Key of the metrics JSON beside the tables: what the run's settings warned of (absent when nothing).
 PROVENANCE = "provenance"
-#: What the metrics JSON keeps per method and table, in this order: the scalars DVC shows
-#: (kept few, so that `dvc metrics show` stays readable), then the lists it leaves out.
-METRIC_KEYS = ("mean_rho", "mean_rho_off_diagonal", "n_tasks", f"delta_vs_{REFERENCE}",
-               f"fraction_better_than_{REFERENCE}", "mean_rho_ci95", "mean_rho_off_diagonal_ci95",
-               f"delta_vs_{REFERENCE}_ci95", f"delta_vs_{REFERENCE}_off_diagonal_ci95", "per_task")
+#: What the metrics JSON keeps per method and table, in this order (the rest is in the details JSON):
+#: the two scalars DVC shows, the primary (two-factor) intervals and the per-task ρ, lists DVC leaves out.
+METRIC_KEYS = ("mean_rho", "mean_rho_off_diagonal", "mean_rho_ci95", "mean_rho_off_diagonal_ci95", "per_task")
+#: The baselines, rows of every table beside the methods: ``static`` (the leave-one-target-out
+#: source-quality ranker, from the ground truth alone) and ``hub`` (ModelGiF's distance made
+#: target-agnostic: each source's mean distance to the zoo).
+BASELINES = ("static", "hub")
+#: The primary endpoint's scores (params ``primary.score``).
+PRIMARY_SCORES = ("mean_rho", "mean_rho_off_diagonal")
+
+
+def read_primary(params: dict, source: Path, tables: list[str], methods: list[str]) -> dict:
+    """params ``primary: {table, method, score}`` checked: ``table`` is ``first`` or one of the
+    zoo's tables, ``score`` one of :data:`PRIMARY_SCORES`; a method not among ``methods`` leaves
+    the primary family out (a note says so)."""
+    spec = params.get("primary") or {"table": "first", "method": REFERENCE, "score": "mean_rho"}
+    if not isinstance(spec, dict) or set(spec) - {"table", "method", "score"}:
+        raise InputError(f"{source}: 'primary' must be a mapping with keys table, method, score; got {spec!r}")
+    table = spec.get("table", "first")
+    table = tables[0] if table == "first" and tables else table
+    if tables and table not in tables:
+        raise InputError(f"{source}: primary.table {table!r} is not one of the zoo's tables ({', '.join(tables)}) "
+                         "or 'first'")
+    score = spec.get("score", "mean_rho")
+    if score not in PRIMARY_SCORES:
+        raise InputError(f"{source}: primary.score must be one of {', '.join(PRIMARY_SCORES)}, got {score!r}")
+    return {"table": table, "method": str(spec.get("method", REFERENCE)), "score": score}
+
+
+def read_permutations(params: dict, source: Path) -> int:
+    n = (params.get("permutation") or {}).get("n", 1000)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"{source}: permutation.n must be a positive integer, got {n!r}")
+    return n
 
 
 def read_methods(params: dict, source: Path) -> list[str]:
@@ -88,6 +126,11 @@ def load_method(folder: Path, keys=PAIRING) -> tuple[np.ndarray, list[str], np.n
     return d, tasks, samples, meta
 
 
+def details_path(metrics: Path) -> Path:
+    """The details JSON beside the metrics JSON: ``correlation.json`` → ``correlation_details.json``."""
+    return metrics.with_name(metrics.stem + "_details.json")
+
+
 def _json_safe(node):
     """NaN (an interval over resamples whose ρ are all undefined) as null: JSON has no NaN."""
     if isinstance(node, dict):
@@ -110,7 +153,7 @@ def main(
                                                        "go into the metrics as provenance.warnings"),
 ) -> None:
     load_zoo_spec(zoo)  # an unknown zoo or a bad declaration: refused before anything is read
-    for out in (metrics, metrics.parent / "per_task_rho.csv", metrics.parent / "methods_rho.csv"):
+    for out in (metrics, details_path(metrics), metrics.parent / "per_task_rho.csv", metrics.parent / "methods_rho.csv"):
         check_output_file(out)
     check_output_dir(plots)
     p = yaml.safe_load(params.read_text()) or {}
@@ -128,57 +171,111 @@ def main(
     if not tables:  # the pipeline stops at distances, the similarity tree and the plots
         plots.mkdir(parents=True, exist_ok=True)
         typer.echo(f"zoo {zoo} declares no ground truth: nothing to correlate; {metrics} is empty ({{}})")
-    reference = loaded[REFERENCE][2] if REFERENCE in loaded else None
+    reference = loaded[REFERENCE] if REFERENCE in loaded else None
     if reference is None:
-        typer.echo(f"note: {REFERENCE} is not among the methods: no paired differences", err=True)
-    result, per_task_rows, interval_rows = {}, [], []
+        typer.echo(f"note: {REFERENCE} is not among the methods: no paired differences, no hub baseline", err=True)
+    primary = read_primary(p, params, [t.name for t in tables], names)
+    n_perm = read_permutations(p, params)
+    seed = (p.get("bootstrap") or {}).get("seed", 0)
+    n_boot = loaded[first][2].shape[0]
+    # the same target draws (paired with image resample b) and permutations for every method and table
+    if tables:  # (a zoo without ground truth may have fewer tasks than a permutation test needs)
+        draws = target_draws(len(tasks), n_boot, seed=(seed, 1))
+        perms = task_permutations(len(tasks), n_perm, seed=(seed, 2))
+    result, details, per_task_rows, interval_rows = {}, {}, [], []
     for table in tables:
         better = "lower" if table.higher_is_closer else "higher"
-        entry = {}
-        for m in names:
-            d, _, samples, _ = loaded[m]
+        rows = {m: loaded[m][::2] for m in names}  # (D, samples)
+        stat = static_distance(table.matrix, table.higher_is_closer)
+        rows["static"] = (stat, np.repeat(stat[None], n_boot, axis=0))  # no images: targets only
+        if reference is not None:
+            rows["hub"] = (hub_distance(reference[0]), hub_distance(reference[2]))
+        entry, ref_reps = {}, {}
+        order = sorted(rows, key=lambda m: m != REFERENCE)  # the reference first: its resamples pair the others
+        for m in order:
+            d, samples = rows[m]
+            is_method = m in names
             try:
-                s = summarize(d, samples, table.matrix, better=better,
-                              reference=None if m == REFERENCE else reference)
+                s = summarize(d, samples, table.matrix, better=better)
+                inf = score_method(d, samples, table.matrix, draws, perms, higher_is_closer=table.higher_is_closer,
+                                   reference=None if (reference is None or m == REFERENCE or not is_method)
+                                   else (reference[0], reference[2], ref_reps))
             except ValueError as e:
                 raise ValueError(f"{table.name}, {m}: {e}") from e
+            if m == REFERENCE:
+                ref_reps = inf["_replicates"]
+            del inf["_replicates"]
             defined = [r for r in s["per_task"] if r is not None]
             if not defined:
                 raise ValueError(f"{table.name}, {m}: Spearman's rho is undefined for every task")
-            s["n_tasks"] = len(defined)
-            entry[m] = s
+            row = {"role": "method" if is_method else "baseline"}
+            for key in ("mean_rho", "mean_rho_off_diagonal"):  # the images-only interval, under its own name
+                if key in s:
+                    row[key] = s[key]
+                    inf[key + "_ci95_images"] = s[key + "_ci95"]
+            row.update({k: v for k, v in inf.items() if k not in row})
+            row.update(n_tasks=len(defined), n_resamples=s["n_resamples"],
+                       mean_rho_bootstrap_bias=s["mean_rho_bootstrap_bias"], per_task=s["per_task"])
+            entry[m] = row
+        entry = {m: entry[m] for m in rows}  # the params' order, baselines last
         if reference is not None:
             for m in names:
                 if m != REFERENCE:
                     add_full_delta(entry[m], entry[REFERENCE])
-        for m in names:  # a stable, readable key order: headline first, lists last
-            s = entry[m]
-            entry[m] = {k: s[k] for k in METRIC_KEYS if k in s}
-            per_task_rows += [(task, table.name, m, "" if r is None else repr(r)) for task, r in zip(tasks, s["per_task"])]
-            interval_rows.append((m, table.name, "all sources", s["mean_rho"], *s["mean_rho_ci95"],
-                                  s["mean_rho_bootstrap_bias"]))
-            if "mean_rho_off_diagonal" in s:
-                interval_rows.append((m, table.name, "own task left out", s["mean_rho_off_diagonal"],
-                                      *s["mean_rho_off_diagonal_ci95"], np.nan))
+        for m, row in entry.items():
+            per_task_rows += [(task, table.name, m, "" if r is None else repr(r)) for task, r in zip(tasks, row["per_task"])]
+            interval_rows.append((m, table.name, "all sources", row["mean_rho"], *row["mean_rho_ci95"],
+                                  row["mean_rho_bootstrap_bias"]))
+            if "mean_rho_off_diagonal" in row:
+                interval_rows.append((m, table.name, "own task left out", row["mean_rho_off_diagonal"],
+                                      *row["mean_rho_off_diagonal_ci95"], np.nan))
+        result[table.name] = {m: {k: row[k] for k in METRIC_KEYS if k in row} for m, row in entry.items()
+                              if m in names}
+        details[table.name] = dict(entry)
         if table.replicate is not None:
             ceiling = noise_ceiling(table.matrix, table.replicate)
-            entry["noise_ceiling"] = {"mean_rho": ceiling["mean_rho"]}
+            nc = {"mean_rho": ceiling["mean_rho"]}
             if len(tasks) >= 4:
-                entry["noise_ceiling"]["mean_rho_off_diagonal"] = noise_ceiling(
-                    table.matrix, table.replicate, diagonal=False)["mean_rho"]
-            entry["noise_ceiling"]["replicate"] = table.replicate_name
-            entry["noise_ceiling"]["per_task"] = ceiling["per_task"]
-        result[table.name] = entry
+                nc["mean_rho_off_diagonal"] = noise_ceiling(table.matrix, table.replicate, diagonal=False)["mean_rho"]
+            nc = {**nc, "replicate": table.replicate_name, "per_task": ceiling["per_task"]}
+            result[table.name]["noise_ceiling"] = nc  # unchanged from before issue 22: users read it
+            details[table.name]["noise_ceiling"] = nc
         closer = "higher" if table.higher_is_closer else "lower"
         ranked_long_csv(plots / f"{table.name}_long.csv", table.matrix, tasks,
                         f"ground truth: {table.name} ({closer}: closer)", table.higher_is_closer)
-        ceiling_note = (f"; noise ceiling {entry['noise_ceiling']['mean_rho']:+.4f}" if "noise_ceiling" in entry else "")
+        ceiling_note = (f"; noise ceiling {details[table.name]['noise_ceiling']['mean_rho']:+.4f}"
+                        if "noise_ceiling" in details[table.name] else "")
         typer.echo(f"{table.name} ({better} rho is better){ceiling_note}:")
-        for m in names:
-            s = entry[m]
-            lo, hi = s["mean_rho_ci95"]
-            delta = f", delta vs {REFERENCE} {s[f'delta_vs_{REFERENCE}']:+.4f}" if f"delta_vs_{REFERENCE}" in s else ""
-            typer.echo(f"  {m}: mean rho {s['mean_rho']:+.4f} [{lo:+.4f}, {hi:+.4f}] over {s['n_tasks']} tasks{delta}")
+        for m, row in entry.items():
+            lo, hi = row["mean_rho_ci95"]
+            delta = f", delta vs {REFERENCE} {row[f'delta_vs_{REFERENCE}']:+.4f}" if f"delta_vs_{REFERENCE}" in row else ""
+            label = m if row["role"] == "method" else f"{m} (baseline)"
+            typer.echo(f"  {label}: mean rho {row['mean_rho']:+.4f} [{lo:+.4f}, {hi:+.4f}] over {row['n_tasks']} tasks, "
+                       f"chance {row['chance_level']:+.4f}, p_perm {row['p_perm']:.3g}{delta}")
+    if tables and primary["method"] in names and len(names) > 1:
+        key = "per_task" if primary["score"] == "mean_rho" else "per_task_off_diagonal"
+        if key == "per_task_off_diagonal":  # the off-diagonal per-task ρ: recomputed from the table's distances
+            table = next(t for t in tables if t.name == primary["table"])
+            per = {m: [None if np.isnan(r) else float(r) for r in per_task_spearman(loaded[m][0], table.matrix,
+                                                                                   diagonal=False)] for m in names}
+        else:
+            per = {m: details[primary["table"]][m]["per_task"] for m in names}
+        try:
+            family = primary_comparisons(per, primary["method"])
+        except ValueError as e:
+            raise ValueError(f"primary endpoint ({primary['table']}, {primary['score']}): {e}") from e
+        details["primary"] = {**primary, "test": "paired Wilcoxon signed-rank over target tasks (two-sided), "
+                                                 "Holm-corrected across the family",
+                              "comparisons": family,
+                              "note": "everything else in this file is secondary (no multiplicity control)"}
+        typer.echo(f"primary endpoint: {primary['score']} on {primary['table']}, {primary['method']} vs each method "
+                   "(Wilcoxon over tasks, Holm):")
+        for m, r in family.items():
+            typer.echo(f"  {m} - {primary['method']}: median {r['median_difference']:+.4f}, p {r['p']:.3g}, "
+                       f"Holm {r['p_holm']:.3g}")
+    elif tables:
+        typer.echo(f"note: primary method {primary['method']} is not among the methods (or alone): no primary family",
+                   err=True)
     for name, header, rows in (("per_task_rho.csv", ("task", "table", "method", "rho"), per_task_rows),
                                ("methods_rho.csv", ("method", "table", "protocol", "mean_rho", "low", "high", "bootstrap_bias"),
                                 [(*r[:3], *(repr(float(v)) for v in r[3:])) for r in interval_rows])):
@@ -188,8 +285,10 @@ def main(
     warnings = read_settings(reference_settings)["warnings"] if reference_settings is not None else []
     if warnings:  # e.g. a reference size other than the zoo's declared input_size
         result[PROVENANCE] = {"warnings": "; ".join(warnings)}
+        details[PROVENANCE] = result[PROVENANCE]
         for warning in warnings:
             typer.echo(f"warning: {warning}", err=True)
+    write_text(details_path(metrics), json.dumps(_json_safe(details), indent=2) + "\n")
     write_text(metrics, json.dumps(_json_safe(result), indent=2) + "\n")
 
 

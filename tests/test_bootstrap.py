@@ -247,17 +247,17 @@ def test_summarize_scores_a_method_against_a_reference_on_the_same_resamples():
     lo, hi = r["mean_rho_ci95"]
     assert -1.0 <= lo <= hi <= -0.9
     assert r["mean_rho_off_diagonal"] == pytest.approx(np.mean(per_task_spearman(good, t, diagonal=False)))
-    assert r["fraction_better_than_modelgif"] == 1.0
+    assert r["share_of_resamples_better_than_modelgif"] == 1.0
     assert r["mean_rho_bootstrap_bias"] == pytest.approx(np.mean(per_task_rho(good_s, t)) - (-1.0))
     assert r["mean_rho_bootstrap_bias"] == 0.0  # this little noise never changes a rank
     assert r["delta_vs_modelgif_ci95"][1] < 0
     # against itself: zero difference, never better
     same = summarize(noisy, noisy_s, t, reference=noisy_s)
-    assert same["delta_vs_modelgif_ci95"] == [0.0, 0.0] and same["fraction_better_than_modelgif"] == 0.0
+    assert same["delta_vs_modelgif_ci95"] == [0.0, 0.0] and same["share_of_resamples_better_than_modelgif"] == 0.0
     assert same["mean_rho_bootstrap_bias"] > 0.05  # resamples noisier than the full data: ρ nearer 0
     # against a loss table, higher is better: the same comparison flips
     flipped = summarize(good, good_s, t, reference=noisy_s, better="higher")
-    assert flipped["fraction_better_than_modelgif"] == 0.0
+    assert flipped["share_of_resamples_better_than_modelgif"] == 0.0
     with pytest.raises(ValueError, match="pair"):
         summarize(good, good_s, t, reference=noisy_s[:10])
 

@@ -13,6 +13,8 @@ from helpers import copy_project, pipeline_env
 from test_pipeline import ROOT, _ran, _run, assert_up_to_date
 
 import modelgif
+import modelgif.bootstrap
+import modelgif.inference
 from modelgif.download import sha256_file
 from modelgif.methods import METHODS
 from modelgif.mini import TASK_LABELS
@@ -112,27 +114,53 @@ def test_mini_zoo_end_to_end(tmp_path):
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(boot["cka"][7], modelgif.cka_distance([x[rows] for x in feats]), rtol=1e-4, atol=1e-5)
     metrics = json.loads((project / "metrics/correlation.json").read_text())
+    details = json.loads((project / "metrics/correlation_details.json").read_text())
     assert list(metrics) == params["mini"]["ground_truth"]
+    draws = modelgif.inference.target_draws(17, b["n"], seed=(b["seed"], 1))
     for table in metrics:
         truth = modelgif.load_ground_truth(table, TASK_LABELS, ROOT / "data/mini/tables")
+        higher = table != "losses"
         for method in METHODS:
-            m = metrics[table][method]
+            m, full = metrics[table][method], details[table][method]
             rho = modelgif.per_task_spearman(got[method], truth)
-            assert m["n_tasks"] == int(np.isfinite(rho).sum())
+            assert full["n_tasks"] == int(np.isfinite(rho).sum())
             assert m["mean_rho"] == pytest.approx(float(np.nanmean(rho)), abs=1e-12)
             off = modelgif.per_task_spearman(got[method], truth, diagonal=False)
             assert m["mean_rho_off_diagonal"] == pytest.approx(float(np.nanmean(off)), abs=1e-12)
-            lo, hi = m["mean_rho_ci95"]
-            assert lo < hi and len(m["per_task"]) == 17
+            assert len(m["per_task"]) == 17
+            # the primary interval: image resample b with task draw b (tasks as sources and targets), percentile
+            per = modelgif.bootstrap.per_task_rho(boot[method], truth)
+            assert m["mean_rho_ci95"] == pytest.approx(modelgif.bootstrap.percentile_interval(
+                modelgif.inference.task_resampled_rho(boot[method], truth, draws)), abs=1e-12)
+            replicates = np.nanmean(np.take_along_axis(per, draws, axis=1), axis=1)  # sources fixed
+            assert full["mean_rho_ci95_targets"] == pytest.approx(
+                modelgif.bootstrap.percentile_interval(replicates), abs=1e-12)
+            assert full["mean_rho_ci95_images"] == pytest.approx(
+                modelgif.bootstrap.percentile_interval(np.nanmean(per, axis=1)), abs=1e-12)
+            assert 0 < full["p_perm"] <= 1 and 0 < full["p_perm_off_diagonal"] <= 1
             if method != "modelgif":
-                assert m["delta_vs_modelgif"] == pytest.approx(m["mean_rho"] - metrics[table]["modelgif"]["mean_rho"])
-                assert 0 <= m["fraction_better_than_modelgif"] <= 1
-                assert len(m["delta_vs_modelgif_ci95"]) == 2
+                assert full["delta_vs_modelgif"] == pytest.approx(m["mean_rho"] - metrics[table]["modelgif"]["mean_rho"])
+                assert len(full["delta_vs_modelgif_ci95"]) == 2
+        static = modelgif.inference.static_distance(truth, higher)
+        assert details[table]["static"]["mean_rho"] == pytest.approx(
+            float(np.nanmean(modelgif.per_task_spearman(static, truth))), abs=1e-12)
+        hub = modelgif.inference.hub_distance(got["modelgif"])
+        assert details[table]["hub"]["mean_rho"] == pytest.approx(
+            float(np.nanmean(modelgif.per_task_spearman(hub, truth))), abs=1e-6)
         seed1 = modelgif.load_ground_truth(table, TASK_LABELS, ROOT / "data/mini/tables_seed1")
         assert metrics[table]["noise_ceiling"]["mean_rho"] == pytest.approx(
             float(np.nanmean(modelgif.per_task_spearman(seed1, truth))), abs=1e-12)
+    primary = details["primary"]
+    assert (primary["table"], primary["method"], primary["score"]) == (params["mini"]["ground_truth"][0], "modelgif",
+                                                                      "mean_rho")
+    first = primary["table"]
+    family = modelgif.inference.primary_comparisons({m: details[first][m]["per_task"] for m in METHODS}, "modelgif")
+    assert list(primary["comparisons"]) == list(family)
+    for m, c in family.items():
+        assert primary["comparisons"][m] == pytest.approx(c)
     shown = _run(["dvc", "metrics", "show"], project, env).stdout
     assert "wins_vs_pixels.modelgif.mean_rho" in shown and "ci95" not in shown  # DVC leaves lists out
+    assert "p_perm" not in shown and "static" not in shown  # the details are not a DVC metric
     assert_up_to_date(project, env)
 
 

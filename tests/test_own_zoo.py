@@ -83,7 +83,8 @@ def test_readme_own_models_example_end_to_end(tmp_path, monkeypatch):
     metrics = json.loads((project / "metrics/correlation.json").read_text())
     assert list(metrics) == ["transfer"] and set(metrics["transfer"]) == set(methods)  # no replicate: no ceiling
     score = metrics["transfer"]["modelgif"]
-    assert score["n_tasks"] == 3 and score["mean_rho"] == pytest.approx(float(np.mean(rho)), abs=1e-12)
+    details = json.loads((project / "metrics/correlation_details.json").read_text())
+    assert details["transfer"]["modelgif"]["n_tasks"] == 3 and score["mean_rho"] == pytest.approx(float(np.mean(rho)), abs=1e-12)
     assert f"modelgif: mean rho {score['mean_rho']:+.4f}" in proc.stdout
 
     # a model the zoo lacks: one line naming the zoo file, from the first stage that reads it

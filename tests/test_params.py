@@ -299,7 +299,8 @@ def test_git_never_sees_data_after_experiments(project):
     status = _run(["git", "status", "--porcelain", "--untracked-files=all"], project, env).stdout.splitlines()
     changed = {line[3:] for line in status}
     assert not [line for line in status if line.startswith("??")], status
-    assert changed <= {"params.yaml", "dvc.lock", "metrics/correlation.json", "metrics/per_task_rho.csv",
+    assert changed <= {"params.yaml", "dvc.lock", "metrics/correlation.json", "metrics/correlation_details.json",
+                       "metrics/per_task_rho.csv",
                        "metrics/methods_rho.csv"}, changed
     for folder in ("data/reference", "data/checkpoints", "data/fields", "data/affinity", "data/correlate",
                    "data/features", "data/attributions", "data/methods"):

@@ -110,7 +110,7 @@ def test_pipeline_end_to_end(project):
     for table in ("all_affinities", "wins_vs_pixels_16k"):
         rho = modelgif.per_task_spearman(direct, modelgif.load_ground_truth(table, TASKS))
         got = metrics[table]["modelgif"]
-        assert got["n_tasks"] == 3 and np.isfinite(got["mean_rho"])
+        assert len(got["per_task"]) == 3 and None not in got["per_task"] and np.isfinite(got["mean_rho"])
         assert got["mean_rho"] == pytest.approx(rho.mean())
         assert "mean_rho_off_diagonal" not in got  # 3 tasks: a column without its own entry has 2 sources
         assert set(metrics[table]) == set(METHODS) | {"noise_ceiling"}  # Taskonomy's 1k replicate of the 16k table
@@ -184,9 +184,9 @@ def test_pipeline_end_to_end(project):
     assert exp_metrics, "dvc exp show does not list the target=6 experiment"
     m6 = exp_metrics[0]["metrics"]["metrics/correlation.json"]["data"]["all_affinities"]["modelgif"]
     # target 6 on room_layout (output GroupNorm) is the documented void case: rho undefined there
-    assert m6["n_tasks"] == 2  # room_layout's rho is undefined
+    assert sum(r is not None for r in m6["per_task"]) == 2  # room_layout's rho is undefined (n_tasks: the details)
     # the experiment's own metrics, not the workspace's (with 3 tasks both means can be exactly -1)
-    assert m6 != metrics["all_affinities"]["modelgif"] and metrics["all_affinities"]["modelgif"]["n_tasks"] == 3
+    assert m6 != metrics["all_affinities"]["modelgif"] and None not in metrics["all_affinities"]["modelgif"]["per_task"]
 
     # 5. a corrupted checkpoint is refused by hash, leaving nothing behind
     ckpt = mirror / "checkpoints" / "reshading_encoder-random1.pth"

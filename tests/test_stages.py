@@ -92,16 +92,33 @@ def test_affinity_and_correlate_write_what_the_library_computes(fields):
                   "--metrics", "metrics/correlation.json", "--plots", "plots", cwd=fields)
     assert r.returncode == 0, r.stderr
     metrics = json.loads((fields / "metrics" / "correlation.json").read_text())
+    details = json.loads((fields / "metrics" / "correlation_details.json").read_text())
+    from modelgif.inference import mantel_null, permutation_p, static_distance, task_permutations
+
     for table in ("all_affinities", "wins_vs_pixels"):
-        rho = modelgif.per_task_spearman(d, modelgif.load_ground_truth(table, TASKS))
+        truth = modelgif.load_ground_truth(table, TASKS)
+        rho = modelgif.per_task_spearman(d, truth)
         got = metrics[table]["modelgif"]
-        assert got["mean_rho"] == pytest.approx(rho.mean()) and got["n_tasks"] == 4
+        assert set(got) == {"mean_rho", "mean_rho_off_diagonal", "mean_rho_ci95", "mean_rho_off_diagonal_ci95",
+                            "per_task"}
+        assert got["mean_rho"] == pytest.approx(rho.mean()) and details[table]["modelgif"]["n_tasks"] == 4
         assert got["per_task"] == pytest.approx(rho.tolist())
+        # the details: the Mantel null with the params' seed, the static baseline from the table alone
+        full = details[table]["modelgif"]
+        null = mantel_null(d, truth, task_permutations(4, 1000, seed=(0, 2)))
+        assert full["p_perm"] == pytest.approx(permutation_p(rho.mean(), null, "lower"))
+        assert full["chance_level"] == pytest.approx(null.mean())
+        assert full["mean_rho_ci95_images"] != full["mean_rho_ci95"]
+        static = modelgif.per_task_spearman(static_distance(truth, True), truth)
+        assert details[table]["static"]["mean_rho"] == pytest.approx(static.mean())
+        assert details[table]["static"]["role"] == details[table]["hub"]["role"] == "baseline"
         per_task = [r.split(",") for r in (fields / "metrics" / "per_task_rho.csv").read_text().splitlines()[1:]]
-        assert {t: float(v) for t, name, m, v in per_task if name == table} == dict(zip(TASKS, rho.tolist()))
+        assert ({t: float(v) for t, name, m, v in per_task if name == table and m == "modelgif"}
+                == dict(zip(TASKS, rho.tolist())))
         assert (fields / "plots" / f"{table}_long.csv").is_file()
+    assert "primary" not in details  # one method: no family
     rows = (fields / "metrics" / "per_task_rho.csv").read_text().splitlines()
-    assert rows[0] == "task,table,method,rho" and len(rows) == 1 + 8
+    assert rows[0] == "task,table,method,rho" and len(rows) == 1 + 4 * 2 * 3  # modelgif, static, hub
     assert (f"modelgif: mean rho {metrics['all_affinities']['modelgif']['mean_rho']:+.4f} "
             f"[{metrics['all_affinities']['modelgif']['mean_rho_ci95'][0]:+.4f}, ") in r.stdout
 
@@ -158,6 +175,15 @@ def test_correlate_errors(fields, tmp_path):
     r = run_stage("correlate.py", *args, cwd=tmp_path)
     assert_one_line_error(r, "'methods' must be a non-empty list of distinct method names")
     assert not (tmp_path / "m.json").exists()
+    # the primary endpoint and the permutations, named when wrong
+    for extra, message in (({"primary": {"table": "losses"}}, "primary.table 'losses' is not one of the zoo's tables"),
+                           ({"primary": {"score": "mean_rho_target_specific"}}, "primary.score must be one of"),
+                           ({"primary": {"method": "modelgif", "endpoint": 1}}, "'primary' must be a mapping"),
+                           ({"permutation": {"n": 0}}, "permutation.n must be a positive integer")):
+        params.write_text(yaml.safe_dump({"ground_truth": ["all_affinities"], "methods": ["modelgif"], **extra}))
+        r = run_stage("correlate.py", *args, cwd=tmp_path)
+        assert_one_line_error(r, message)
+        assert not (tmp_path / "m.json").exists() and not (tmp_path / "m_details.json").exists()
 
 
 @pytest.mark.slow  # runs stage scripts as processes

@@ -174,7 +174,7 @@ def main(argv=None) -> None:
             dlo, dhi = s["delta_vs_modelgif_ci95"]
             print(f"| {m} | {s['mean_rho']:+.3f} | [{lo:+.3f}, {hi:+.3f}] | {s['mean_rho_off_diagonal']:+.3f} | "
                   f"[{olo:+.3f}, {ohi:+.3f}] | {s['delta_vs_modelgif']:+.3f} | [{dlo:+.3f}, {dhi:+.3f}] | "
-                  f"{s['fraction_better_than_modelgif']:.1%} |")
+                  f"{s['share_of_resamples_better_than_modelgif']:.1%} |")
     print("\ntiming (s): " + ", ".join(f"{k} {v:.2f}" for k, v in timing.items()))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")

@@ -1,0 +1,219 @@
+"""Calibration of the correlate stage's uncertainty on the control zoo (issue 22, "Must hold" 2).
+
+    python benchmarks/calibration.py [--draws 8] [--n-images 24] [--n-steps 3] [--n-boot 200]
+                                     [--permutations 1000] [--json benchmarks/results-calibration.json]
+
+``mini_random`` (random-init mini encoders, one zoo per ``mini.checkpoints.random_seed``) is
+exchangeable across tasks: off the diagonal, the true association between any method's distance
+and the mini ground truth is 0. For each draw of the zoo (random seeds 0 … draws − 1) this
+computes the 7 methods' distances and image-bootstrap resamples on the same reference images
+(the mini zoo's rendered scenes, 64 px), scores them against both mini tables
+(``wins_vs_pixels``, ``losses``) with the library the correlate stage uses, and counts, over the
+7 × 2 × draws off-diagonal scores:
+
+- how often the **old** interval (images only, percentile: ``mean_rho_off_diagonal_ci95_images``)
+  excludes 0,
+- how often the **new** interval (two-factor: images × tasks, the tasks drawn as sources and
+  targets together, percentile: ``mean_rho_off_diagonal_ci95``) excludes 0, and the BCa interval
+  of the same replicates (``mean_rho_off_diagonal_ci95_bca``), and the images × targets interval
+  with the sources fixed (``mean_rho_off_diagonal_ci95_targets``),
+- the share of ``p_perm_off_diagonal`` < 0.05 (Mantel permutation null),
+
+each of which should be about 5 % (one-sided p: the share of p < 0.05 should be ≤ 5 %; an
+interval that excludes 0 on either side counts). Small settings by default (24 images, 3
+Gauss–Legendre steps, 200 resamples): CPU time is scarce, and calibration concerns the
+variation over tasks, which does not shrink with images. Not part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from modelgif.attribution import attribution_map, encoder_features, field_end_point  # noqa: E402
+from modelgif.baselines import make_baselines  # noqa: E402
+from modelgif.bootstrap import (  # noqa: E402
+    bootstrap_field_distances,
+    bootstrap_set_distances,
+    image_contributions,
+    resample_indices,
+    summarize,
+)
+from modelgif.field import gradient_field  # noqa: E402
+from modelgif.inference import score_method, target_draws, task_permutations  # noqa: E402
+from modelgif.reference import rendered_reference_set  # noqa: E402
+from modelgif.similarity import cka_distance, dds_distance, rsa_distance  # noqa: E402
+from modelgif.taskonomy import load_ground_truth  # noqa: E402
+from modelgif.zoos import random_encoder  # noqa: E402
+
+FIELD_METHODS = ("modelgif", "ig", "saliency", "gradxinput")
+SET_METHODS = ("cka", "rsa", "dds")
+TABLES = {"wins_vs_pixels": True, "losses": False}  # higher_is_closer
+
+
+def method_distances(models, images, n_steps: int, n_boot: int, seed: int) -> dict:
+    """{method: (D (K, K), samples (B, K, K))} on one zoo, as tools/methods_mini.py computes them
+    (fields kept in memory: they are small at these settings)."""
+    baselines = make_baselines(images, "shuffled", 0)
+    fields, maps = [], {"saliency": [], "gradxinput": []}
+    for model in models:
+        fields.append(gradient_field(model, images, baselines, target=1, n_steps=n_steps, method="gausslegendre",
+                                     cumulative=True, batch_size=500).numpy())
+        for kind in maps:
+            maps[kind].append(attribution_map(model, images, kind, target=1).numpy())
+    feats = [encoder_features(m, images) for m in models]
+    contributions = {"modelgif": image_contributions(fields, device="numpy"),
+                     "ig": image_contributions([f[:, -1:] for f in fields], device="numpy"),
+                     "saliency": image_contributions(maps["saliency"], device="numpy"),
+                     "gradxinput": image_contributions(maps["gradxinput"], device="numpy")}
+    idx = resample_indices(images.shape[0], n_boot, seed)
+    out = {m: (c.mean(axis=0), bootstrap_field_distances(c, idx)) for m, c in contributions.items()}
+    full = {"cka": cka_distance(feats), "rsa": rsa_distance(feats), "dds": dds_distance(feats)}
+    for m in SET_METHODS:
+        out[m] = (full[m], bootstrap_set_distances(m, feats, idx, device="cpu"))
+    return out
+
+
+def excludes_zero(interval) -> bool:
+    lo, hi = interval
+    return bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--draws", type=int, default=8, help="zoos: random seeds 0 .. draws-1")
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--n-images", type=int, default=24)
+    ap.add_argument("--n-steps", type=int, default=3)
+    ap.add_argument("--n-boot", type=int, default=200)
+    ap.add_argument("--permutations", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap.seed: image resamples, target draws, permutations")
+    ap.add_argument("--json", type=Path, help="write every interval and p-value here")
+    ap.add_argument("--mini-table", action="store_true",
+                    help="instead: the trained mini zoo's table with baselines, target-specific score and the "
+                         "primary endpoint, at the same settings")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    tasks = list(yaml.safe_load((ROOT / "params.yaml").read_text())["tasks"])
+    images_u8 = rendered_reference_set(args.n_images, 64, first_seed=1_000_000, use_cutmix=True, seed=3).images
+    images = torch.from_numpy(images_u8).float().div_(255).mul_(2).sub_(1)
+    truths = {t: load_ground_truth(t, tasks, ROOT / "data/mini/tables") for t in TABLES}
+    draws = target_draws(len(tasks), args.n_boot, seed=(args.seed, 1))
+    perms = task_permutations(len(tasks), args.permutations, seed=(args.seed, 2))
+    if args.mini_table:
+        print(mini_table(tasks, images, truths, draws, perms, args))
+        return 0
+    rows = []
+    for random_seed in range(args.first_seed, args.first_seed + args.draws):
+        t0 = time.perf_counter()
+        models = [random_encoder(t, random_seed) for t in tasks]
+        dist = method_distances(models, images, args.n_steps, args.n_boot, args.seed)
+        for table, closer in TABLES.items():
+            for m, (d, samples) in dist.items():
+                old = summarize(d, samples, truths[table], better="lower" if closer else "higher")
+                new = score_method(d, samples, truths[table], draws, perms, higher_is_closer=closer)
+                rows.append({"random_seed": random_seed, "table": table, "method": m,
+                             "mean_rho_off_diagonal": new["mean_rho_off_diagonal"],
+                             "old_ci95": old["mean_rho_off_diagonal_ci95"], "new_ci95": new["mean_rho_off_diagonal_ci95"],
+                             "new_bca_ci95": new["mean_rho_off_diagonal_ci95_bca"],
+                             "targets_ci95": new["mean_rho_off_diagonal_ci95_targets"],
+                             "p_perm_off_diagonal": new["p_perm_off_diagonal"],
+                             "chance_level": new["chance_level"], "mean_rho": new["mean_rho"],
+                             "p_perm": new["p_perm"]})
+        print(f"draw {random_seed}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    summary = summarize_rows(rows)
+    print(report(summary, args))
+    if args.json:
+        args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json)}, "summary": summary,
+                                         "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+def mini_table(tasks, images, truths, draws, perms, args) -> str:
+    """The trained mini zoo's methods and baselines (static, hub of modelgif) per table, and the
+    primary family (modelgif vs each method, per-task ρ on the first table, Wilcoxon + Holm)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from methods_mini import load_models
+
+    from modelgif.inference import hub_distance, primary_comparisons, static_distance
+
+    dist = method_distances(load_models("mini", tasks, 0), images, args.n_steps, args.n_boot, args.seed)
+    lines = [f"mini (trained), {args.n_images} images, {args.n_steps} steps, {args.n_boot} resamples, "
+             f"{args.permutations} permutations"]
+    for table, closer in TABLES.items():
+        t = truths[table]
+        rows = dict(dist)
+        stat = static_distance(t, closer)
+        rows["static"] = (stat, np.repeat(stat[None], args.n_boot, axis=0))
+        rows["hub"] = (hub_distance(dist["modelgif"][0]), hub_distance(dist["modelgif"][1]))
+        lines += [f"\n{table} ({'lower' if closer else 'higher'} rho is better)",
+                  "| row | mean ρ [95 %] | chance | p_perm | off-diagonal [95 %] | p_perm | target-specific [95 %] "
+                  "| top-1 regret | NDCG@3 |", "|---|---|---|---|---|---|---|---|---|"]
+        per = {}
+        for m, (d, samples) in rows.items():
+            r = score_method(d, samples, t, draws, perms, higher_is_closer=closer)
+            per[m] = [per_task_spearman_list(d, t)]
+            f = lambda k: f"{r[k]:+.3f} [{r[k + '_ci95'][0]:+.3f}, {r[k + '_ci95'][1]:+.3f}]"  # noqa: E731
+            lines.append(f"| {m} | {f('mean_rho')} | {r['chance_level']:+.3f} | {r['p_perm']:.3g} | "
+                         f"{f('mean_rho_off_diagonal')} | {r['p_perm_off_diagonal']:.3g} | "
+                         f"{f('mean_rho_target_specific')} | {r['top1_regret']:.3f} | {r['ndcg_at_3']:.3f} |")
+        if table == next(iter(TABLES)):
+            family = primary_comparisons({m: per[m][0] for m in dist}, "modelgif")
+            lines += ["\nprimary: mean_rho on " + table + ", method − modelgif per task, Wilcoxon, Holm",
+                      "| method | median Δ | p | p_holm |", "|---|---|---|---|"]
+            lines += [f"| {m} | {c['median_difference']:+.3f} | {c['p']:.3g} | {c['p_holm']:.3g} |"
+                      for m, c in family.items()]
+    return "\n".join(lines)
+
+
+def per_task_spearman_list(d, t) -> list:
+    from modelgif.correlation import per_task_spearman
+
+    return [None if np.isnan(r) else float(r) for r in per_task_spearman(d, t)]
+
+
+def summarize_rows(rows: list[dict]) -> dict:
+    def share(sel):
+        sel = list(sel)
+        return {"n": len(sel), "old_excludes_0": sum(excludes_zero(r["old_ci95"]) for r in sel),
+                "new_excludes_0": sum(excludes_zero(r["new_ci95"]) for r in sel),
+                "new_bca_excludes_0": sum(excludes_zero(r["new_bca_ci95"]) for r in sel),
+                "targets_excludes_0": sum(excludes_zero(r["targets_ci95"]) for r in sel),
+                "p_perm_below_0.05": sum(r["p_perm_off_diagonal"] < 0.05 for r in sel)}
+
+    out = {"all": share(rows)}
+    out["field methods"] = share(r for r in rows if r["method"] in FIELD_METHODS)
+    out["set methods"] = share(r for r in rows if r["method"] in SET_METHODS)
+    for table in TABLES:
+        out[table] = share(r for r in rows if r["table"] == table)
+    return out
+
+
+def report(summary: dict, args) -> str:
+    lines = [f"mini_random, {args.draws} draws (random seeds {args.first_seed}..{args.first_seed + args.draws - 1}), "
+             f"{args.n_images} images, {args.n_steps} steps, {args.n_boot} resamples, {args.permutations} permutations",
+             "| scores | n | old: images only | new: images x tasks (percentile, primary) | "
+             "same, BCa | images x targets, sources fixed | p_perm_off_diagonal < 0.05 |",
+             "|---|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        n = s["n"]
+        lines.append(f"| {name} | {n} | {s['old_excludes_0']} ({s['old_excludes_0'] / n:.1%}) | "
+                     f"{s['new_excludes_0']} ({s['new_excludes_0'] / n:.1%}) | "
+                     f"{s['new_bca_excludes_0']} ({s['new_bca_excludes_0'] / n:.1%}) | "
+                     f"{s['targets_excludes_0']} ({s['targets_excludes_0'] / n:.1%}) | "
+                     f"{s['p_perm_below_0.05']} ({s['p_perm_below_0.05'] / n:.1%}) |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
