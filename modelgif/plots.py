@@ -94,13 +94,21 @@ def ranked_long_csv(path: str | os.PathLike, matrix: np.ndarray, labels: Sequenc
     ``rank`` from :func:`closeness_ranks`, empty on the diagonal; ``panel`` names the matrix and
     its orientation, the heatmap's header; the orders keep the axes in ``labels``' order),
     atomically."""
-    ranks = closeness_ranks(matrix, higher_is_closer)
+    ranked_long_panels_csv(path, [(matrix, labels, panel, higher_is_closer)])
+
+
+def ranked_long_panels_csv(path: str | os.PathLike, panels) -> None:
+    """:func:`ranked_long_csv` of several matrices in one file, one ``panel`` each (``panels``:
+    ``(matrix, labels, panel, higher_is_closer)`` tuples): the ``ranks`` template draws them as
+    the rows of one figure (the ground-truth tables side by side in ``dvc plots show``)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["source", "target", "value", "rank", "panel", "order_source", "order_target"])
-    for i, a in enumerate(labels):
-        for j, b in enumerate(labels):
-            w.writerow([a, b, repr(float(matrix[i, j])), "" if i == j else repr(float(ranks[i, j])), panel, i, j])
+    for matrix, labels, panel, higher_is_closer in panels:
+        ranks = closeness_ranks(matrix, higher_is_closer)
+        for i, a in enumerate(labels):
+            for j, b in enumerate(labels):
+                w.writerow([a, b, repr(float(matrix[i, j])), "" if i == j else repr(float(ranks[i, j])), panel, i, j])
     write_text(path, buf.getvalue())
 
 

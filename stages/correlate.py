@@ -33,7 +33,8 @@ Writes
 - ``methods_rho.csv`` beside it: ``method,table,protocol,mean_rho,low,high,bootstrap_bias`` (the
   interval chart; ``bootstrap_bias``: the resamples' mean of mean ρ minus the full-data value,
   :func:`modelgif.bootstrap.summarize`: large where the interval sits beside the estimate);
-- per table, ``<plots>/<table>_long.csv`` (the table's closeness ranks, for the heatmap).
+- ``<plots>/ground_truth_long.csv``: every table's closeness ranks, one panel each, the
+  heatmaps of one figure.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from modelgif.inference import (hub_distance, primary_comparisons, score_method,
 from modelgif.correlation import per_task_spearman
 from modelgif.errors import InputError, check_output_dir, check_output_file
 from modelgif.ground_truth import ground_truth_tables
-from modelgif.plots import ranked_long_csv, read_matrix_csv
+from modelgif.plots import ranked_long_panels_csv, read_matrix_csv
 from modelgif.settings import read_settings
 from modelgif.storage import load_array, read_json_record
 from modelgif.zoo_spec import load_zoo_spec
@@ -182,7 +183,7 @@ def main(
     if tables:  # (a zoo without ground truth may have fewer tasks than a permutation test needs)
         draws = target_draws(len(tasks), n_boot, seed=(seed, 1))
         perms = task_permutations(len(tasks), n_perm, seed=(seed, 2))
-    result, details, per_task_rows, interval_rows = {}, {}, [], []
+    result, details, per_task_rows, interval_rows, heatmaps = {}, {}, [], [], []
     for table in tables:
         better = "lower" if table.higher_is_closer else "higher"
         rows = {m: loaded[m][::2] for m in names}  # (D, samples)
@@ -241,8 +242,7 @@ def main(
             result[table.name]["noise_ceiling"] = nc  # unchanged from before issue 22: users read it
             details[table.name]["noise_ceiling"] = nc
         closer = "higher" if table.higher_is_closer else "lower"
-        ranked_long_csv(plots / f"{table.name}_long.csv", table.matrix, tasks,
-                        f"ground truth: {table.name} ({closer}: closer)", table.higher_is_closer)
+        heatmaps.append((table.matrix, tasks, f"ground truth: {table.name} ({closer}: closer)", table.higher_is_closer))
         ceiling_note = (f"; noise ceiling {details[table.name]['noise_ceiling']['mean_rho']:+.4f}"
                         if "noise_ceiling" in details[table.name] else "")
         typer.echo(f"{table.name} ({better} rho is better){ceiling_note}:")
@@ -276,6 +276,8 @@ def main(
     elif tables:
         typer.echo(f"note: primary method {primary['method']} is not among the methods (or alone): no primary family",
                    err=True)
+    if heatmaps:
+        ranked_long_panels_csv(plots / "ground_truth_long.csv", heatmaps)
     for name, header, rows in (("per_task_rho.csv", ("task", "table", "method", "rho"), per_task_rows),
                                ("methods_rho.csv", ("method", "table", "protocol", "mean_rho", "low", "high", "bootstrap_bias"),
                                 [(*r[:3], *(repr(float(v)) for v in r[3:])) for r in interval_rows])):

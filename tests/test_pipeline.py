@@ -116,7 +116,9 @@ def test_pipeline_end_to_end(project):
         assert set(metrics[table]) == set(METHODS) | {"noise_ceiling"}  # Taskonomy's 1k replicate of the 16k table
         rows = [r.split(",") for r in (project / "metrics/per_task_rho.csv").read_text().splitlines()[1:]]
         assert np.allclose([float(v) for t, name, m, v in rows if name == table and m == "modelgif"], rho)
-    for plot in ("data/affinity/distance_long.csv", "data/correlate/all_affinities_long.csv",
+    panels = {r.split(",")[4] for r in (project / "data/correlate/ground_truth_long.csv").read_text().splitlines()[1:]}
+    assert panels == {f"ground truth: {t} (higher: closer)" for t in ("all_affinities", "wins_vs_pixels_16k")}
+    for plot in ("data/affinity/distance_long.csv", "data/correlate/ground_truth_long.csv",
                  "metrics/per_task_rho.csv", "data/affinity/similarity_tree.png",
                  "data/reference/contact_sheet.png"):
         assert (project / plot).stat().st_size > 0, plot

@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import pearsonr
 
 from modelgif.correlation import higher_is_closer, per_task_spearman
-from modelgif.plots import closeness_ranks, ranked_long_csv, similarity_tree
+from modelgif.plots import closeness_ranks, ranked_long_csv, ranked_long_panels_csv, similarity_tree
 
 
 def test_ranks_are_what_spearman_compares():
@@ -46,6 +46,14 @@ def test_ranked_long_csv_and_tree(tmp_path):
     cell = {(r["source"], r["target"]): r for r in rows}
     assert cell["a", "a"]["rank"] == "" and float(cell["b", "a"]["rank"]) == 1 and float(cell["c", "a"]["rank"]) == 2
     assert float(cell["c", "a"]["value"]) == 0.9 and (cell["c", "a"]["order_source"], cell["c", "a"]["order_target"]) == ("2", "0")
+    # several matrices in one file, one panel each (the ground-truth heatmaps of one figure):
+    # each panel's rows are exactly its own file's
+    t = np.array([[1.0, 0.2, 0.7], [0.4, 1.0, 0.1], [0.6, 0.3, 1.0]])
+    ranked_long_panels_csv(tmp_path / "both.csv", [(m, ["a", "b", "c"], "D", False), (t, ["a", "b", "c"], "T", True)])
+    ranked_long_csv(tmp_path / "t.csv", t, ["a", "b", "c"], "T", True)
+    both = (tmp_path / "both.csv").read_text().splitlines()
+    assert both[:10] == (tmp_path / "d.csv").read_text().replace("distance (lower: closer)", "D").splitlines()
+    assert both[10:] == (tmp_path / "t.csv").read_text().splitlines()[1:]
     # distances packed near 1 (as for pretrained encoders) still give a tree
     similarity_tree(tmp_path / "t.png", 0.98 + 0.02 * m, ["a", "b", "c"])
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"

@@ -115,7 +115,7 @@ def test_affinity_and_correlate_write_what_the_library_computes(fields):
         per_task = [r.split(",") for r in (fields / "metrics" / "per_task_rho.csv").read_text().splitlines()[1:]]
         assert ({t: float(v) for t, name, m, v in per_task if name == table and m == "modelgif"}
                 == dict(zip(TASKS, rho.tolist())))
-        assert (fields / "plots" / f"{table}_long.csv").is_file()
+        assert f"ground truth: {table} (" in (fields / "plots" / "ground_truth_long.csv").read_text()
     assert "primary" not in details  # one method: no family
     rows = (fields / "metrics" / "per_task_rho.csv").read_text().splitlines()
     assert rows[0] == "task,table,method,rho" and len(rows) == 1 + 4 * 2 * 3  # modelgif, static, hub
