@@ -252,7 +252,11 @@ def main(
             label = m if row["role"] == "method" else f"{m} (baseline)"
             typer.echo(f"  {label}: mean rho {row['mean_rho']:+.4f} [{lo:+.4f}, {hi:+.4f}] over {row['n_tasks']} tasks, "
                        f"chance {row['chance_level']:+.4f}, p_perm {row['p_perm']:.3g}{delta}")
-    if tables and primary["method"] in names and len(names) > 1:
+    too_few = primary["score"] == "mean_rho_off_diagonal" and len(tasks) < 4
+    if too_few and tables:
+        typer.echo(f"note: primary score {primary['score']} needs at least 4 tasks (got {len(tasks)}): no primary family",
+                   err=True)
+    if tables and primary["method"] in names and len(names) > 1 and not too_few:
         key = "per_task" if primary["score"] == "mean_rho" else "per_task_off_diagonal"
         if key == "per_task_off_diagonal":  # the off-diagonal per-task ρ: recomputed from the table's distances
             table = next(t for t in tables if t.name == primary["table"])
@@ -273,7 +277,7 @@ def main(
         for m, r in family.items():
             typer.echo(f"  {m} - {primary['method']}: median {r['median_difference']:+.4f}, p {r['p']:.3g}, "
                        f"Holm {r['p_holm']:.3g}")
-    elif tables:
+    elif tables and not too_few:
         typer.echo(f"note: primary method {primary['method']} is not among the methods (or alone): no primary family",
                    err=True)
     if heatmaps:

@@ -219,6 +219,11 @@ def _edits(ctx) -> dict[str, tuple[dict, object, set[str]]]:
         "mini.checkpoints.manifest": ({}, "mini_swapped.json", {"fetch_checkpoint"}),
         "mini.checkpoints.random_seed": ({"zoo": "mini_random"}, 1, {"fetch_checkpoint"}),
         "mini.ground_truth": ({}, ["losses"], {"correlate"}),
+        "permutation.n": ({}, 50, {"correlate"}),  # the p-values' floor moves (details JSON)
+        "primary.table": ({}, "losses", {"correlate"}),
+        "primary.method": ({}, "cka", {"correlate"}),
+        # off the diagonal needs 4 tasks: with these 3 the primary family is left out, a note says so
+        "primary.score": ({}, "mean_rho_off_diagonal", {"correlate"}),
     }
 
 
