@@ -177,7 +177,9 @@ def main(
         typer.echo(f"note: {REFERENCE} is not among the methods: no paired differences, no hub baseline", err=True)
     primary = read_primary(p, params, [t.name for t in tables], names)
     n_perm = read_permutations(p, params)
-    seed = (p.get("bootstrap") or {}).get("seed", 0)
+    # the seed the distance stages drew their image resamples with (their meta.json; checked to
+    # pair above): so correlate depends on it through its inputs, not on a param of its own
+    seed = (loaded[first][3].get("bootstrap") or {}).get("seed", (p.get("bootstrap") or {}).get("seed", 0))
     n_boot = loaded[first][2].shape[0]
     # the same target draws (paired with image resample b) and permutations for every method and table
     if tables:  # (a zoo without ground truth may have fewer tasks than a permutation test needs)
