@@ -40,21 +40,21 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from modelgif.attribution import attribution_map, encoder_features, field_end_point  # noqa: E402
-from modelgif.baselines import make_baselines  # noqa: E402
-from modelgif.bootstrap import (  # noqa: E402
+from modelgif.field.attribution import attribution_map, encoder_features, field_end_point  # noqa: E402
+from modelgif.field.baselines import make_baselines  # noqa: E402
+from modelgif.score.bootstrap import (  # noqa: E402
     bootstrap_field_distances,
     bootstrap_set_distances,
     image_contributions,
     resample_indices,
     summarize,
 )
-from modelgif.field import gradient_field  # noqa: E402
-from modelgif.inference import score_method, target_draws, task_permutations  # noqa: E402
+from modelgif.field.gradients import gradient_field  # noqa: E402
+from modelgif.score.inference import score_method, target_draws, task_permutations  # noqa: E402
 from modelgif.reference import rendered_reference_set  # noqa: E402
-from modelgif.similarity import cka_distance, dds_distance, rsa_distance  # noqa: E402
-from modelgif.taskonomy import load_ground_truth  # noqa: E402
-from modelgif.zoos import random_encoder  # noqa: E402
+from modelgif.compare.similarity import cka_distance, dds_distance, rsa_distance  # noqa: E402
+from modelgif.zoo.taskonomy import load_ground_truth  # noqa: E402
+from modelgif.zoo.models import random_encoder  # noqa: E402
 
 FIELD_METHODS = ("modelgif", "ig", "saliency", "gradxinput")
 SET_METHODS = ("cka", "rsa", "dds")
@@ -145,7 +145,7 @@ def mini_table(tasks, images, truths, draws, perms, args) -> str:
     sys.path.insert(0, str(ROOT / "tools"))
     from methods_mini import load_models
 
-    from modelgif.inference import hub_distance, primary_comparisons, static_distance
+    from modelgif.score.inference import hub_distance, primary_comparisons, static_distance
 
     dist = method_distances(load_models("mini", tasks, 0), images, args.n_steps, args.n_boot, args.seed)
     lines = [f"mini (trained), {args.n_images} images, {args.n_steps} steps, {args.n_boot} resamples, "
@@ -177,7 +177,7 @@ def mini_table(tasks, images, truths, draws, perms, args) -> str:
 
 
 def per_task_spearman_list(d, t) -> list:
-    from modelgif.correlation import per_task_spearman
+    from modelgif.score.correlation import per_task_spearman
 
     return [None if np.isnan(r) else float(r) for r in per_task_spearman(d, t)]
 

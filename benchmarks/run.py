@@ -13,17 +13,17 @@ Prints markdown tables and writes them, with every number and the machine, to
    (ResNet-50 trunk) at 64 and 128 px, 50 path steps, for each precision: float32, tf32 (on
    the CPU: float32 arithmetic in channels_last, as TF32 exists only on CUDA) and bf16:
    - ``field``: :func:`modelgif.gradient_field` at its default batching
-     (:func:`modelgif.field.default_batch_size`: 128 path points per pass on the CPU, i.e. two
+     (:func:`modelgif.field.gradients.default_batch_size`: 128 path points per pass on the CPU, i.e. two
      images' 50 points = 100; 1024 on CUDA, i.e. 1000), target selection included;
-   - ``field→file``: the field stage's path: :func:`modelgif.field.iter_gradient_field` and
-     :func:`modelgif.field.write_chunks` into a float16 :class:`modelgif.storage.FieldWriter`;
+   - ``field→file``: the field stage's path: :func:`modelgif.field.gradients.iter_gradient_field` and
+     :func:`modelgif.field.gradients.write_chunks` into a float16 :class:`modelgif.io.storage.FieldWriter`;
    - ``loop``: shaped like the original research code: one image at a time, its target chosen
      by its own forward pass, its 50 path points in one pass, its field copied to the host;
    - ``ceiling``: the encoder's plain forward plus input-gradient pass on a batch of the
      field's pass size, nothing else.
    Measurements are interleaved (ceiling, field, field→file, loop) and repeated; ratios are
    medians of the per-repeat ratios, so a slow phase of the machine hits all four alike. On
-   the CPU the process first calls :func:`modelgif.field.keep_freed_cpu_memory`, as the field
+   the CPU the process first calls :func:`modelgif.field.gradients.keep_freed_cpu_memory`, as the field
    stage does; it speeds up all four alike.
    GFLOP/s come from ``torch.utils.flop_counter.FlopCounterMode`` counts (convolutions and
    matrix products of the passes; the field adds its target-selection forward passes)
@@ -45,7 +45,7 @@ Prints markdown tables and writes them, with every number and the machine, to
    one-image loop of section 1; then the 17-field affinity on that field. ``--tiny`` shrinks
    it to 4 images × 4 steps at 32 px: a dry run of the GPU script on a CPU.
 7. ``bootstrap``: the set-level methods' bootstrap (CKA, RSA, DDS as the pipeline runs them,
-   1000 resamples, :func:`modelgif.bootstrap.bootstrap_set_distances` on the device) beside one
+   1000 resamples, :func:`modelgif.score.bootstrap.bootstrap_set_distances` on the device) beside one
    field of the same shape in the same run, as a ratio: the mini zoo's shape (17 × 100 images,
    128 features, a 64 px field) and Taskonomy's (17 × 1000 images, 512 features, a 1000 × 50
    field at 128 px, extrapolated from 4 images on the CPU; see :func:`bootstrap_cost`);
@@ -75,12 +75,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import modelgif  # noqa: E402
-from modelgif.field import (default_batch_size, iter_gradient_field, keep_freed_cpu_memory,  # noqa: E402
+from modelgif.field.gradients import (default_batch_size, iter_gradient_field, keep_freed_cpu_memory,  # noqa: E402
                             precision_mode, write_chunks)
-from modelgif.sketch import GaussianSketch  # noqa: E402
-from modelgif.storage import FieldWriter, save_field  # noqa: E402
-from modelgif.targets import target_selector  # noqa: E402
-from modelgif.taskonomy import build_encoder  # noqa: E402
+from modelgif.field.sketch import GaussianSketch  # noqa: E402
+from modelgif.io.storage import FieldWriter, save_field  # noqa: E402
+from modelgif.field.targets import target_selector  # noqa: E402
+from modelgif.zoo.taskonomy import build_encoder  # noqa: E402
 
 N_STEPS = 50
 
@@ -336,7 +336,7 @@ def _affinity_child(mode: str, folder: str) -> None:
 
 
 def load_field_whole(path):
-    from modelgif.storage import decode
+    from modelgif.io.storage import decode
 
     return decode(np.load(path, allow_pickle=False), np.float32)
 
@@ -526,7 +526,7 @@ def affinity_17(tmp: Path, device: torch.device, n_images: int = 8, n_steps: int
     ``distance@modelgif`` stage: the same distances kept per image) over 17 fields of
     ``n_images`` × 50 × 128·128 (float16 storage, the pipeline's), timed per backend, and
     extrapolated linearly to the real N = 1000 (their work and reads are linear in N)."""
-    from modelgif.bootstrap import image_contributions
+    from modelgif.score.bootstrap import image_contributions
 
     folder = tmp / "aff17"
     paths = _write_real_size_fields(folder, k, n_images, n_steps, n_pixels)
@@ -620,7 +620,7 @@ BOOT_MEASURED_AT = (2, 6)
 
 def _set_level_bootstrap(feats, n_boot: int, device: torch.device, extra_measured_at=None,
                          seed: int = 0) -> list[dict]:
-    """Per method: the time of :func:`modelgif.bootstrap.bootstrap_set_distances` over
+    """Per method: the time of :func:`modelgif.score.bootstrap.bootstrap_set_distances` over
     ``n_boot`` resamples of the N images of ``feats`` (K arrays (N, D)) on ``device``, set-up
     (Gram, kernel and RDM matrices) included, after an untimed call on one resample (BLAS and
     CUDA warm-up). :data:`BOOT_METHODS` are timed whole. :data:`BOOT_EXTRA` too, unless
@@ -630,8 +630,8 @@ def _set_level_bootstrap(feats, n_boot: int, device: torch.device, extra_measure
     timed: a permutation of the images as the resample gives the method's distance on all images
     (``max_abs_diff_permutation``), and where the method is exact on the resampled rows (CKA,
     DDS refitted) so does the first resample (``max_abs_diff_resample``)."""
-    from modelgif.bootstrap import bootstrap_set_distances, resample_indices
-    from modelgif.similarity import cka_distance, dds_distance, rsa_distance
+    from modelgif.score.bootstrap import bootstrap_set_distances, resample_indices
+    from modelgif.compare.similarity import cka_distance, dds_distance, rsa_distance
 
     direct = {"cka": cka_distance, "rsa": rsa_distance, "dds": dds_distance}
     n = feats[0].shape[0]
@@ -699,7 +699,7 @@ def bootstrap_cost(tmp: Path, device: torch.device, *, quick: bool, tiny: bool,
     of all field time).
 
     - ``mini``: the mini zoo's shape: K = 17 :class:`~modelgif.mini.zoo.MiniEncoder` (initial
-      weights, :func:`modelgif.zoos.random_encoder`), N = 100 images at 64 px, their outputs
+      weights, :func:`modelgif.zoo.models.random_encoder`), N = 100 images at 64 px, their outputs
       (8·4·4 = 128 values per image) as features; the field: one of them, 50 steps. All
       measured (``quick``: N = 16, 20 resamples, 8 steps).
     - ``taskonomy`` (not with ``quick``): Taskonomy's shape: K = 17, N = 1000, D = a
@@ -714,9 +714,9 @@ def bootstrap_cost(tmp: Path, device: torch.device, *, quick: bool, tiny: bool,
 
     Rows of :data:`BOOT_EXTRA` are timed beside them but not counted in ``all_methods_*``.
     """
-    from modelgif.attribution import encoder_features
-    from modelgif.tasks import TASKS
-    from modelgif.zoos import random_encoder
+    from modelgif.field.attribution import encoder_features
+    from modelgif.zoo.tasks import TASKS
+    from modelgif.zoo.models import random_encoder
 
     tasks = list(TASKS)
     small = quick or tiny

@@ -1,6 +1,6 @@
 """Which source files a Python file imports, read from its code (``ast``), never run.
 
-Two users: a zoo's code fingerprint (:func:`modelgif.zoos.zoo_code`: the files an architecture's
+Two users: a zoo's code fingerprint (:func:`modelgif.zoo.models.zoo_code`: the files an architecture's
 module reaches, whose sha256 the ``settings`` stage writes to ``data/settings/zoo.json``, the
 dependency that stands for them in every stage that builds a model), and
 ``tests/test_stage_deps.py`` (every file a stage's script imports is among its DVC deps).

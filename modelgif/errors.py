@@ -40,8 +40,8 @@ class MissingEntry(InputError, KeyError):
 #: The exceptions that mean bad input or a refusing file system, never a bug.
 USER_ERRORS = (ValueError, OSError)
 
-# A temporary file of modelgif._atomic (also storage.FieldWriter's) beside <name>:
-# ".<name>.<host>.<pid>.<random>.tmp" (modelgif._atomic.temp_name).
+# A temporary file of modelgif.io.atomic (also storage.FieldWriter's) beside <name>:
+# ".<name>.<host>.<pid>.<random>.tmp" (modelgif.io.atomic.temp_name).
 _TMP = re.compile(r"\.(?P<name>.+)\.[^./]+\.\d+\.[0-9a-f]+\.tmp")
 # The same inside a message: a path component (after a separator or the start of a word).
 _TMP_IN_TEXT = re.compile(r"(?<![^\s/'\"(\[=:,])\.(?P<name>[^\s/'\"]+?)\.[^\s./'\"]+\.\d+\.[0-9a-f]+\.tmp(?![\w.])")

@@ -18,7 +18,7 @@ JSON files under ``data/settings/``, and each stage depends on its own file inst
   zoo`` is the zoo's ``input_size``; an explicit size that differs from it is kept, with a
   warning that the settings file, the reference set's manifest and the metrics carry;
 - **a zoo's own code is fingerprinted, for that zoo only** (``zoo.json``,
-  :func:`modelgif.zoos.zoo_code`): the files the zoo's architecture module reaches. Every stage
+  :func:`modelgif.zoo.models.zoo_code`): the files the zoo's architecture module reaches. Every stage
   that builds a model depends on it, so editing the mini zoo's encoder reruns the mini fields
   and no Taskonomy field, and a user's ``module:function`` is a dependency of its zoo's stages.
 
@@ -34,10 +34,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ._imports import module_files
-from .download import sha256_file
+from .io.download import sha256_file
 from .errors import InputError, check_memory, check_seed
-from .registry import REGISTRY
-from .zoo_spec import NAMED_ARCHITECTURES, SOURCE_MODULES, ZooSpec, load_zoo_spec, params_section
+from .compare.registry import REGISTRY
+from .zoo.spec import NAMED_ARCHITECTURES, SOURCE_MODULES, ZooSpec, load_zoo_spec, params_section
 
 #: ``reference.source`` values that name a built-in source rather than a path or URL.
 BUILTIN_SOURCES = ("zoo", "taskonomy-sample", "mini-scenes")
@@ -103,7 +103,7 @@ def code_fingerprint(module: str, root: str | os.PathLike = PROJECT) -> dict[str
 
 def zoo_code(spec: ZooSpec) -> dict[str, str]:
     """The code that builds ``spec``'s models, fingerprinted (``zoo.json``): for each distinct
-    architecture, a built-in's module (:data:`modelgif.zoo_spec.NAMED_ARCHITECTURES`) under the
+    architecture, a built-in's module (:data:`modelgif.zoo.spec.NAMED_ARCHITECTURES`) under the
     project, or a user's ``package.module:function`` under the current folder (the project root,
     where DVC runs the stages); ``torchvision:<name>`` is an installed package: nothing."""
     out: dict[str, str] = {}

@@ -4,7 +4,7 @@
 
 Reads ``tasks`` from the params file and only those tasks' fields (a stale field of a
 removed task is never read). Refuses, before reading any values, fields whose provenance
-records (``<task>.json`` beside ``<task>.npy``, :mod:`modelgif.provenance`) show another
+records (``<task>.json`` beside ``<task>.npy``, :mod:`modelgif.io.provenance`) show another
 reference set or other settings, naming the fields that differ. Writes ``distance.csv``
 (labelled matrix), ``distance_long.csv`` (``source,target,value,rank,panel,…`` for the heatmap:
 the distance and, per target, each source's closeness rank, 1 = closest) and
@@ -18,10 +18,10 @@ from pathlib import Path
 import typer
 from _cli import clean_errors, read_tasks
 
-from modelgif.distance import distance_matrix, check_metric
+from modelgif.compare.distance import distance_matrix, check_metric
 from modelgif.errors import check_output_dir
-from modelgif.plots import matrix_csv, ranked_long_csv, similarity_tree
-from modelgif.provenance import check_fields
+from modelgif.score.plots import matrix_csv, ranked_long_csv, similarity_tree
+from modelgif.io.provenance import check_fields
 from modelgif.settings import read_settings
 
 

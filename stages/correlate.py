@@ -8,14 +8,14 @@ ModelGiF, the primary endpoint and the noise ceiling.
 Reads ``methods`` from the params file and each one's ``<methods>/<method>/`` (the
 ``distance@<method>`` stage: ``distance.csv``, ``bootstrap.npy``, ``meta.json``), checks that
 all were computed on the same tasks, images and resamples, and the table names (``ground_truth``
-for zoo taskonomy, ``mini.ground_truth`` for the mini zoos: :func:`modelgif.ground_truth.ground_truth_tables`).
+for zoo taskonomy, ``mini.ground_truth`` for the mini zoos: :func:`modelgif.score.ground_truth.ground_truth_tables`).
 Writes
 
 - the metrics JSON ``{table: {method: {...}, "noise_ceiling": {...}}}``, the headline DVC
   shows: per method ``mean_rho`` (the paper's protocol, each task's own entry included),
   ``mean_rho_off_diagonal`` (each task's own entry left out), their 95 % two-factor intervals
   ``mean_rho_ci95`` / ``mean_rho_off_diagonal_ci95`` (image resamples × task draws, the tasks
-  as sources and targets, percentile: :func:`modelgif.inference.score_method`) and
+  as sources and targets, percentile: :func:`modelgif.score.inference.score_method`) and
   ``per_task`` (ρ_j in the task order, null where undefined); per table the ``noise_ceiling``
   (where the zoo has a replicate of the table: Taskonomy's 1k for a 16k table, the mini zoo's
   seed-1 build): ``mean_rho`` and ``mean_rho_off_diagonal`` of the per-column Spearman ρ
@@ -23,7 +23,7 @@ Writes
   ``metrics show`` / ``exp show`` leave the lists out;
 - the details JSON beside it (``correlation_details.json``, not a DVC metric): per table every
   method and the baselines ``static`` and ``hub`` (``role``), with everything
-  :func:`modelgif.inference.score_method` and :func:`modelgif.bootstrap.summarize` give
+  :func:`modelgif.score.inference.score_method` and :func:`modelgif.score.bootstrap.summarize` give
   (images-only and BCa intervals, ``p_perm`` and ``chance_level``, the target-specific score,
   ``top1_regret``, ``ndcg_at_3``, ``n_tasks``, ``delta_vs_modelgif`` and its two-factor interval),
   the ``noise_ceiling`` again and, at the top, ``primary``:
@@ -32,7 +32,7 @@ Writes
 - ``per_task_rho.csv`` beside it: ``task,table,method,rho`` (``rho`` empty where undefined);
 - ``methods_rho.csv`` beside it: ``method,table,protocol,mean_rho,low,high,bootstrap_bias`` (the
   interval chart; ``bootstrap_bias``: the resamples' mean of mean ρ minus the full-data value,
-  :func:`modelgif.bootstrap.summarize`: large where the interval sits beside the estimate);
+  :func:`modelgif.score.bootstrap.summarize`: large where the interval sits beside the estimate);
 - ``<plots>/ground_truth_long.csv``: every table's closeness ranks, one panel each, the
   heatmaps of one figure.
 """
@@ -49,17 +49,17 @@ import typer
 from _cli import clean_errors
 import yaml
 
-from modelgif._atomic import write_text
-from modelgif.bootstrap import add_full_delta, noise_ceiling, summarize
-from modelgif.inference import (hub_distance, primary_comparisons, score_method, static_distance, target_draws,
+from modelgif.io.atomic import write_text
+from modelgif.score.bootstrap import add_full_delta, noise_ceiling, summarize
+from modelgif.score.inference import (hub_distance, primary_comparisons, score_method, static_distance, target_draws,
                                 task_permutations)
-from modelgif.correlation import per_task_spearman
+from modelgif.score.correlation import per_task_spearman
 from modelgif.errors import InputError, check_output_dir, check_output_file
-from modelgif.ground_truth import ground_truth_tables
-from modelgif.plots import ranked_long_panels_csv, read_matrix_csv
+from modelgif.score.ground_truth import ground_truth_tables
+from modelgif.score.plots import ranked_long_panels_csv, read_matrix_csv
 from modelgif.settings import read_settings
-from modelgif.storage import load_array, read_json_record
-from modelgif.zoo_spec import load_zoo_spec
+from modelgif.io.storage import load_array, read_json_record
+from modelgif.zoo.spec import load_zoo_spec
 
 REFERENCE = "modelgif"
 #: Key of the metrics JSON beside the tables: what the run's settings warned of (absent when nothing).

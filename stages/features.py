@@ -6,15 +6,15 @@
 
 (``--target 1 --zoo taskonomy`` instead of ``--settings`` outside the pipeline.)
 
-The inputs of the methods other than ModelGiF (:mod:`modelgif.methods`), in one stage per task:
+The inputs of the methods other than ModelGiF (:mod:`modelgif.compare.methods`), in one stage per task:
 
 - ``<features>/<task>.npy``: f(x) flattened channel-first, (N, C·h·w) float32, one forward pass
-  per image (:func:`modelgif.attribution.encoder_features`), the set-level methods' input (RSA,
+  per image (:func:`modelgif.field.attribution.encoder_features`), the set-level methods' input (RSA,
   CKA, DDS); ``<features>/<task>.json``: its shape (C, h, w) and the sha256 of the reference
   set and checkpoint it came from (target-independent, so a new target leaves it unchanged);
 - ``<attributions>/saliency/<task>.npy`` and ``<attributions>/gradxinput/<task>.npy``: the
   target's input gradient at x, and that times x, channel mean, stored as one-step fields
-  (N, 1, H·W) float32 (:func:`modelgif.attribution.attribution_maps`: one backward pass per
+  (N, 1, H·W) float32 (:func:`modelgif.field.attribution.attribution_maps`: one backward pass per
   image gives both). Where the target is void for the encoder (the field stage stores a zero
   field), the maps are stored as exact zeros too.
 
@@ -32,15 +32,15 @@ import torch
 import typer
 from _cli import READ_BYTES_PER_VALUE, check_reference_memory, clean_errors, resolve_device
 
-from modelgif._atomic import save_npy, write_text
-from modelgif.attribution import ATTRIBUTIONS, attribution_maps, encoder_features
+from modelgif.io.atomic import save_npy, write_text
+from modelgif.field.attribution import ATTRIBUTIONS, attribution_maps, encoder_features
 from modelgif.errors import check_output_dir, check_output_file
-from modelgif.provenance import file_sha256
+from modelgif.io.provenance import file_sha256
 from modelgif.reference import load_reference_images
 from modelgif.settings import read_settings
-from modelgif.storage import field_nbytes, reference_shape, save_field
-from modelgif.targets import check_target
-from modelgif.zoos import check_zoo, load_zoo_encoder, target_is_void
+from modelgif.io.storage import field_nbytes, reference_shape, save_field
+from modelgif.field.targets import check_target
+from modelgif.zoo.models import check_zoo, load_zoo_encoder, target_is_void
 
 
 def _preflight(task: str, reference: Path, attributions: Path, dev) -> None:

@@ -3,12 +3,12 @@
     python stages/fetch_checkpoint.py normal --base-url URL --manifest data/manifests/taskonomy_encoders.json \
         --out data/checkpoints/normal.pth
 
-The zoo's declaration (``zoos/<zoo>.yaml``, :mod:`modelgif.zoo_spec`) is read and checked
-first, its models built once on a blank image (:func:`modelgif.zoos.check_zoo_models`): a bad
+The zoo's declaration (``zoos/<zoo>.yaml``, :mod:`modelgif.zoo.spec`) is read and checked
+first, its models built once on a blank image (:func:`modelgif.zoo.models.check_zoo_models`): a bad
 declaration is one line naming the file and the entry, before anything is downloaded. A model
 with its own ``checkpoint`` (path or URL, sha256) is taken from there
-(:func:`modelgif.checkpoint_source.fetch_model_checkpoint`). For the built-in zoos the
-checkpoint is resolved by :func:`modelgif.checkpoint_source.fetch_checkpoint`: torch
+(:func:`modelgif.zoo.checkpoint_source.fetch_model_checkpoint`). For the built-in zoos the
+checkpoint is resolved by :func:`modelgif.zoo.checkpoint_source.fetch_checkpoint`: torch
 hub's checkpoint folder if it holds the file with the manifest's sha256, else
 ``<base-url>/<file>`` (a URL: downloaded with retries, a per-read ``--timeout`` and a sha256
 check; a folder: copied with a sha256 check); it must then load as the zoo's encoder.
@@ -19,7 +19,7 @@ With ``--zoo mini`` (``zoo`` in params.yaml; its declaration takes ``checkpoints
 ``data/manifests/mini_encoders.json``) and ``--mini-base-url`` (the committed folder
 ``data/mini/encoders``) are used instead of ``--manifest`` and ``--base-url``; torch hub's
 folder is not looked at, and the file must load as a mini-Taskonomy encoder. With ``--zoo
-mini_random`` the checkpoint is the untrained encoder (:func:`modelgif.zoos.random_encoder`,
+mini_random`` the checkpoint is the untrained encoder (:func:`modelgif.zoo.models.random_encoder`,
 seed ``--random-seed``). The pipeline passes every zoo's values (``checkpoints``,
 ``mini.checkpoints``); the line printed at the end names the ones used.
 """
@@ -31,11 +31,11 @@ from pathlib import Path
 
 import typer
 
-from modelgif.checkpoint_source import fetch_model_checkpoint, hub_checkpoint_dir
-from modelgif.download import ChecksumError, DownloadError
+from modelgif.zoo.checkpoint_source import fetch_model_checkpoint, hub_checkpoint_dir
+from modelgif.io.download import ChecksumError, DownloadError
 from modelgif.settings import read_settings
-from modelgif.zoo_spec import load_zoo_spec
-from modelgif.zoos import check_zoo_models
+from modelgif.zoo.spec import load_zoo_spec
+from modelgif.zoo.models import check_zoo_models
 
 DEFAULT_BASE_URL = "https://github.com/alexsax/visual-prior/raw/networks/assets/pytorch"
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "data" / "manifests" / "taskonomy_encoders.json"

@@ -31,12 +31,12 @@ from pathlib import Path
 import typer
 from _cli import parse_bool
 
-from modelgif.download import DownloadError
+from modelgif.io.download import DownloadError
 from modelgif.settings import read_settings
 from modelgif.reference import (MAX_MEMBER_BYTES, SAMPLE, SAMPLE_BASE_URL, SAMPLE_COMMIT, build_reference_set,
                                 rendered_reference_set, write_reference_set)
-from modelgif.zoo_spec import load_zoo_spec
-from modelgif.zoos import check_zoo_models
+from modelgif.zoo.spec import load_zoo_spec
+from modelgif.zoo.models import check_zoo_models
 
 #: ``--source`` value of the rendered mini-Taskonomy scenes.
 SCENES = "mini-scenes"
@@ -51,7 +51,7 @@ HINT = (
 def resolve_source(source: str, zoo: str) -> str:
     """``source``, with ``zoo`` replaced by the zoo's own set: its declaration's ``reference``
     (``taskonomy-sample``, ``mini-scenes``, a folder, an archive or a URL). The declaration is
-    checked in full first (:func:`modelgif.zoos.check_zoo_models`), before any image is read."""
+    checked in full first (:func:`modelgif.zoo.models.check_zoo_models`), before any image is read."""
     spec = check_zoo_models(load_zoo_spec(zoo))
     return spec.reference if source == "zoo" else source
 

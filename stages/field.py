@@ -8,16 +8,16 @@
 ``--precision`` (float32 | tf32 | bf16) and ``--sketch-dim`` (0 = exact; d > 0 stores every
 row projected to d values) change the result, so they come from params (``field:``). While
 one chunk of images is computed, the previous one is copied to the host and written by a
-background thread (:func:`modelgif.field.write_chunks`). On the CPU the process keeps freed
-memory for reuse (:func:`modelgif.field.keep_freed_cpu_memory`).
+background thread (:func:`modelgif.field.gradients.write_chunks`). On the CPU the process keeps freed
+memory for reuse (:func:`modelgif.field.gradients.keep_freed_cpu_memory`).
 
 Settings that do not change the result come from the environment, so changing them
 reruns nothing: ``MODELGIF_DEVICE`` (``auto`` = CUDA when present, else CPU; or ``cpu``,
 ``cuda``, ``cuda:1``), ``MODELGIF_BATCH_SIZE`` (path points per pass; default: on CUDA fitted
 to the free memory, at most 1024, halved if a pass runs out of memory; 128 on the CPU:
-:func:`modelgif.execution.auto_batch_size`) and ``MODELGIF_NPROC`` (G: relaunch through
+:func:`modelgif.field.execution.auto_batch_size`) and ``MODELGIF_NPROC`` (G: relaunch through
 ``torch.distributed.run`` with G processes). Under ``torchrun`` each process computes a
-contiguous slice of the images into the one output file (:mod:`modelgif.distributed`).
+contiguous slice of the images into the one output file (:mod:`modelgif.field.distributed`).
 """
 
 from __future__ import annotations
@@ -32,20 +32,20 @@ import typer
 from _cli import READ_BYTES_PER_VALUE, check_reference_memory, clean_errors, fail, parse_bool, resolve_device
 from tqdm.auto import tqdm
 
-from modelgif.baselines import make_baselines
-from modelgif.distributed import (RankFailed, launch, nproc_from_env, process_group, rank_device, record_failure,
+from modelgif.field.baselines import make_baselines
+from modelgif.field.distributed import (RankFailed, launch, nproc_from_env, process_group, rank_device, record_failure,
                                   shard, world, write_sharded)
 from modelgif.errors import check_output_file, check_seed
-from modelgif.execution import auto_batch_size, check_precision, default_batch_size, keep_freed_cpu_memory
-from modelgif.field import iter_gradient_field, zero_field_chunks
-from modelgif.provenance import field_record, file_sha256, record_path, write_record
-from modelgif.quadrature import check_n_steps
+from modelgif.field.execution import auto_batch_size, check_precision, default_batch_size, keep_freed_cpu_memory
+from modelgif.field.gradients import iter_gradient_field, zero_field_chunks
+from modelgif.io.provenance import field_record, file_sha256, record_path, write_record
+from modelgif.field.quadrature import check_n_steps
 from modelgif.reference import load_reference_images
-from modelgif.storage import field_nbytes, reference_shape, storage_dtype
+from modelgif.io.storage import field_nbytes, reference_shape, storage_dtype
 from modelgif.settings import read_settings
-from modelgif.sketch import check_sketch_dim
-from modelgif.targets import check_target
-from modelgif.zoos import check_zoo, load_zoo_encoder, target_is_void
+from modelgif.field.sketch import check_sketch_dim
+from modelgif.field.targets import check_target
+from modelgif.zoo.models import check_zoo, load_zoo_encoder, target_is_void
 
 
 @clean_errors(outputs=("out",))
@@ -121,7 +121,7 @@ def _preflight(reference: Path, n_steps: int, dtype: str, sketch_dim: int, out: 
     n, _, h, w = shape = reference_shape(reference)
     values = n * 3 * h * w
     n_values = check_sketch_dim(sketch_dim, h * w) or h * w
-    projection = h * w * sketch_dim * 8 if sketch_dim else 0  # float64 (H·W, d), modelgif.sketch
+    projection = h * w * sketch_dim * 8 if sketch_dim else 0  # float64 (H·W, d), modelgif.field.sketch
     if device is None:
         check_reference_memory(shape, values * (READ_BYTES_PER_VALUE + 4) + projection,
                                "and their baselines as float32 (the field stage)")

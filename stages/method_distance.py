@@ -6,9 +6,9 @@ bootstrap resample.
 
 Reads ``tasks`` and ``method_options.<method>`` from the params file, and only the listed tasks'
 inputs: the fields (``modelgif``, ``ig``), the attribution maps (``saliency``, ``gradxinput``) or
-the encoder features (``rsa``, ``cka``, ``dds``); see :mod:`modelgif.methods`. Fields must share
-their provenance (:func:`modelgif.provenance.check_fields`), features their reference set.
-The resamples are ``modelgif.bootstrap.resample_indices(N, n_boot, seed)``: the same for every
+the encoder features (``rsa``, ``cka``, ``dds``); see :mod:`modelgif.compare.methods`. Fields must share
+their provenance (:func:`modelgif.io.provenance.check_fields`), features their reference set.
+The resamples are ``modelgif.score.bootstrap.resample_indices(N, n_boot, seed)``: the same for every
 method, which the correlate stage checks through their sha256. Writes into ``--out``:
 
 - ``distance.csv``: D (K, K) on all N images (labelled matrix);
@@ -32,14 +32,14 @@ import typer
 from _cli import clean_errors, read_tasks, resolve_device
 import yaml
 
-from modelgif._atomic import save_npy, write_text
-from modelgif.bootstrap import resample_indices
+from modelgif.io.atomic import save_npy, write_text
+from modelgif.score.bootstrap import resample_indices
 from modelgif.errors import InputError, check_output_dir, check_seed
-from modelgif.methods import REGISTRY, check_method, get_method, method_distances
-from modelgif.plots import matrix_csv
-from modelgif.provenance import check_fields
+from modelgif.compare.methods import REGISTRY, check_method, get_method, method_distances
+from modelgif.score.plots import matrix_csv
+from modelgif.io.provenance import check_fields
 from modelgif.settings import read_settings
-from modelgif.storage import field_shape, load_array, open_field, read_json_record
+from modelgif.io.storage import field_shape, load_array, open_field, read_json_record
 
 
 IG_NEEDS_CUMULATIVE = ("a per-step field's last step is not the Integrated Gradients attribution; set "
@@ -64,7 +64,7 @@ FEATURE_RECORD_KEYS = ("reference_sha256", "shape")
 
 def _inputs(method: str, tasks: list[str], fields: Path, features: Path, attributions: Path):
     """The K per-model inputs of ``method`` and, for set methods, the features' (C, h, w)."""
-    reads = REGISTRY[method].reads  # what the registration says it reads (modelgif.registry)
+    reads = REGISTRY[method].reads  # what the registration says it reads (modelgif.compare.registry)
     if reads in ("fields", "field_end_point"):
         paths = {t: fields / f"{t}.npy" for t in tasks}
     elif reads == "attributions":
@@ -105,7 +105,7 @@ def _inputs(method: str, tasks: list[str], fields: Path, features: Path, attribu
 
 @clean_errors(outputs=("out",))
 def main(
-    method: str = typer.Argument(..., help="a registered method (modelgif/registry.py): modelgif, ig, saliency, gradxinput, rsa, cka, dds"),
+    method: str = typer.Argument(..., help="a registered method (modelgif/compare/registry.py): modelgif, ig, saliency, gradxinput, rsa, cka, dds"),
     params: Path = typer.Option(Path("params.yaml"), help="params file holding tasks and method_options"),
     metric: str = typer.Option("cosine", help="field methods: cosine or euclidean"),
     n_boot: int = typer.Option(1000, help="bootstrap resamples of the reference images"),

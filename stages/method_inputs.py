@@ -19,7 +19,7 @@ import yaml
 from _cli import clean_errors, read_tasks
 from tqdm.auto import tqdm
 
-from modelgif._atomic import write_text
+from modelgif.io.atomic import write_text
 from modelgif.settings import inputs_fingerprint, method_input_paths
 
 

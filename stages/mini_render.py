@@ -20,7 +20,7 @@ import json
 import typer
 from _cli import clean_errors
 
-from modelgif._atomic import write_text
+from modelgif.io.atomic import write_text
 from modelgif.mini.build import write_scenes
 
 

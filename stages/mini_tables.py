@@ -22,7 +22,7 @@ import typer
 import yaml
 from _cli import clean_errors
 
-from modelgif._atomic import write_text
+from modelgif.io.atomic import write_text
 from modelgif.mini.build import loss_matrix, read_transfer_rows, table_json, wins_vs_pixels, write_manifest
 from modelgif.mini.scenes import TASK_LABELS
 

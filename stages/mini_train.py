@@ -16,7 +16,7 @@ import torch
 import typer
 from _cli import clean_errors
 
-from modelgif._atomic import write_text
+from modelgif.io.atomic import write_text
 from modelgif.mini import zoo
 from modelgif.mini.build import encoder_seed, ensure_scenes
 

@@ -18,7 +18,7 @@ import torch
 import typer
 from _cli import clean_errors
 
-from modelgif._atomic import atomic_path
+from modelgif.io.atomic import atomic_path
 from modelgif.mini.build import PIXELS, ensure_scenes, transfer_row
 from modelgif.mini.scenes import TASK_LABELS
 from modelgif.mini.zoo import load_mini_encoder, task_spec

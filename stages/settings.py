@@ -6,7 +6,7 @@ Runs on every ``dvc repro`` (``always_changed``), in well under a second for the
 sources (a folder source costs one read of its images). A stage depends on its own file, so
 only the stages whose file's content changed rerun. Warnings (a reference size
 other than the zoo's declared ``input_size``) are printed and kept in ``reference.json``. It also
-sweeps what killed runs left behind (:func:`modelgif._atomic.sweep_stale_tree` under ``data/`` and
+sweeps what killed runs left behind (:func:`modelgif.io.atomic.sweep_stale_tree` under ``data/`` and
 ``metrics/``, :func:`modelgif.reference.archives.sweep_stale_scratch`): every repro runs it.
 """
 
@@ -19,7 +19,7 @@ import typer
 import yaml
 from _cli import clean_errors
 
-from modelgif._atomic import sweep_stale_tree, write_text
+from modelgif.io.atomic import sweep_stale_tree, write_text
 from modelgif.reference.archives import sweep_stale_scratch
 from modelgif.settings import resolve_settings
 

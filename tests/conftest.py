@@ -17,7 +17,7 @@ from faulty_server import serve_faulty
 from helpers import serve_directory
 
 import modelgif
-from modelgif.taskonomy import build_encoder
+from modelgif.zoo.taskonomy import build_encoder
 
 # A proxy configured in the environment must not intercept the local test servers
 # (this also reaches the stage scripts the tests run as subprocesses).

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modelgif.download import sha256_file
+from modelgif.io.download import sha256_file
 from modelgif.reference import SAMPLE_COMMIT, sample_name
 
 

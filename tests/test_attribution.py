@@ -5,11 +5,11 @@ import pytest
 import torch
 from captum.attr import InputXGradient, Saliency
 
-from modelgif.attribution import attribution_map, encoder_features, field_end_point, gradxinput, saliency
-from modelgif.distance import distance_matrix
-from modelgif.field import gradient_field
-from modelgif.storage import save_field
-from modelgif.targets import target_selector
+from modelgif.field.attribution import attribution_map, encoder_features, field_end_point, gradxinput, saliency
+from modelgif.compare.distance import distance_matrix
+from modelgif.field.gradients import gradient_field
+from modelgif.io.storage import save_field
+from modelgif.field.targets import target_selector
 
 
 def _model(seed=0):

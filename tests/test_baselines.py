@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from modelgif.baselines import derangement, make_baselines
+from modelgif.field.baselines import derangement, make_baselines
 
 
 @pytest.mark.parametrize("n", [2, 3, 10, 1000])

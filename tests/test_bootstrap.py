@@ -6,7 +6,7 @@ import torch
 from scipy.spatial.distance import pdist, squareform
 from scipy.stats import spearmanr
 
-from modelgif.bootstrap import (
+from modelgif.score.bootstrap import (
     bootstrap_field_distances,
     bootstrap_set_distances,
     image_contributions,
@@ -19,10 +19,10 @@ from modelgif.bootstrap import (
     resampled_rsa,
     summarize,
 )
-from modelgif.correlation import per_task_spearman
-from modelgif.distance import affinity_matrix
-from modelgif.similarity import cka_distance, dds_distance
-from modelgif.storage import save_field
+from modelgif.score.correlation import per_task_spearman
+from modelgif.compare.distance import distance_matrix
+from modelgif.compare.similarity import cka_distance, dds_distance
+from modelgif.io.storage import save_field
 
 
 def _fields(rng, k=4, shape=(9, 3, 20)):
@@ -41,7 +41,7 @@ def test_contributions_average_to_the_distance(metric):
     fields = _fields(np.random.default_rng(0))
     c = image_contributions(fields, metric, chunk_size=4)
     assert c.shape == (9, 4, 4)
-    assert np.allclose(c.mean(axis=0), affinity_matrix(fields, metric), rtol=1e-12, atol=1e-14)
+    assert np.allclose(c.mean(axis=0), distance_matrix(fields, metric), rtol=1e-12, atol=1e-14)
     # one entry by hand: image 2, models 0 and 3
     u, v = fields[0][2].astype(np.float64), fields[3][2].astype(np.float64)
     if metric == "cosine":
@@ -69,7 +69,7 @@ def test_contributions_of_stored_fields(tmp_path):
     fields = _fields(np.random.default_rng(1))
     paths = [save_field(tmp_path / f"{i}.npy", f) for i, f in enumerate(fields)]
     c = image_contributions(paths)
-    assert np.allclose(c.mean(axis=0), affinity_matrix(paths), rtol=1e-10)
+    assert np.allclose(c.mean(axis=0), distance_matrix(paths), rtol=1e-10)
     assert np.abs(c - image_contributions(fields)).max() < 1e-3
 
 
@@ -89,7 +89,7 @@ def test_field_bootstrap_equals_distance_of_resampled_fields():
     idx = resample_indices(9, 5, seed=0)
     boot = bootstrap_field_distances(image_contributions(fields), idx)
     for b in range(5):
-        assert np.allclose(boot[b], affinity_matrix([f[idx[b]] for f in fields]), rtol=1e-12, atol=1e-14)
+        assert np.allclose(boot[b], distance_matrix([f[idx[b]] for f in fields]), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("debiased", [False, True])

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from modelgif.correlation import per_task_spearman
+from modelgif.score.correlation import per_task_spearman
 
 
 def _spearman_no_ties(x, y):

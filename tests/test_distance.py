@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from modelgif.distance import distance_matrix
-from modelgif.storage import save_field
+from modelgif.compare.distance import distance_matrix
+from modelgif.io.storage import save_field
 
 
 def _direct(fields, metric):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from helpers import write_encoder_checkpoint
 
-from modelgif.distributed import nproc_from_env, shard
-from modelgif.storage import load_field
+from modelgif.field.distributed import nproc_from_env, shard
+from modelgif.io.storage import load_field
 
 STAGES = Path(__file__).resolve().parent.parent / "stages"
 ARGS = ["normal", "--checkpoint", "normal.pth", "--reference", "images.npy", "--target", "1", "--n-steps", "2",

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from modelgif.download import DownloadError, download_file, fetch_bytes
+from modelgif.io.download import DownloadError, download_file, fetch_bytes
 
 
 

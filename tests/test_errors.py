@@ -1,4 +1,4 @@
-"""One-line errors (modelgif.errors, stages/_cli.clean_errors) and field provenance (modelgif.provenance)."""
+"""One-line errors (modelgif.errors, stages/_cli.clean_errors) and field provenance (modelgif.io.provenance)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pytest
 import typer
 from fs_faults import full_dir, readonly_dir  # noqa: F401 - fixtures
 
-from modelgif._atomic import temp_name
-from modelgif import provenance
+from modelgif.io.atomic import temp_name
+from modelgif.io import provenance
 from modelgif.errors import InputError, MissingEntry, check_output_dir, check_output_file, describe
-from modelgif.quadrature import check_n_steps, nodes_and_weights
-from modelgif.storage import open_field, save_field
+from modelgif.field.quadrature import check_n_steps, nodes_and_weights
+from modelgif.io.storage import open_field, save_field
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stages"))
 from _cli import clean_errors  # noqa: E402
@@ -197,7 +197,7 @@ def test_record_must_exist_name_its_task_and_match_its_field(tmp_path):
 
 
 def test_copy_verified_goes_through_a_temporary_file(tmp_path):
-    from modelgif.download import copy_verified
+    from modelgif.io.download import copy_verified
 
     src, dest = tmp_path / "src.bin", tmp_path / "out" / "dest.bin"
     src.write_bytes(b"weights")

@@ -20,9 +20,9 @@ import pytest
 from helpers import closed_port, write_encoder_checkpoint, write_sample_building
 from PIL import Image
 
-from modelgif.download import DownloadError, sha256_file
+from modelgif.io.download import DownloadError, sha256_file
 from modelgif.reference import SAMPLE_COMMIT, build_reference_set
-from modelgif.taskonomy import TASKS, official_manifest
+from modelgif.zoo.taskonomy import TASKS, official_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 STAGES = REPO / "stages"
@@ -454,7 +454,7 @@ def test_fetch_reference_sha256_checks_the_written_images(tmp_path):
 
 
 def test_fetch_checkpoint_library_copies_a_verified_mini_encoder_from_a_folder(tmp_path):
-    from modelgif.checkpoint_source import fetch_checkpoint, read_manifest
+    from modelgif.zoo.checkpoint_source import fetch_checkpoint, read_manifest
 
     manifest = REPO / "data" / "manifests" / "mini_encoders.json"
     entry = read_manifest(manifest)["normal"]

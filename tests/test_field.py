@@ -6,7 +6,7 @@ import torch
 from captum.attr import IntegratedGradients
 
 import modelgif
-from modelgif.taskonomy import build_encoder
+from modelgif.zoo.taskonomy import build_encoder
 
 
 def _random_encoder(task="normal", seed=0):
@@ -33,7 +33,7 @@ def images():
 
 
 def _captum_ig(model, x, xb, target, n_steps, method):
-    """captum's IG of t(z) = Σ f(z)[indices chosen at x], written independently of modelgif.targets."""
+    """captum's IG of t(z) = Σ f(z)[indices chosen at x], written independently of modelgif.field.targets."""
     with torch.no_grad():
         fx = model(x)
     c, h, w = fx.shape[1:]
@@ -201,7 +201,7 @@ def test_float32_fields_do_not_depend_on_batch_size_beyond_rounding():
 
 
 def test_default_batch_size_by_device():
-    from modelgif.field import DEFAULT_BATCH_SIZE, default_batch_size
+    from modelgif.field.gradients import DEFAULT_BATCH_SIZE, default_batch_size
 
     assert default_batch_size("cpu") == DEFAULT_BATCH_SIZE == 128
     assert default_batch_size(torch.device("cuda", 0)) == 1024
@@ -218,8 +218,8 @@ def _chunks(n=7, m=2, s=3, p=5, fail_at=None):
 def test_write_chunks_writes_every_chunk_in_order_in_the_background(tmp_path):
     import threading
 
-    from modelgif.field import write_chunks
-    from modelgif.storage import FieldWriter, load_field
+    from modelgif.field.gradients import write_chunks
+    from modelgif.io.storage import FieldWriter, load_field
 
     expected = torch.cat([c for _, c in _chunks()]).numpy()
     for depth in (1, 2, 5):
@@ -235,8 +235,8 @@ def test_write_chunks_writes_every_chunk_in_order_in_the_background(tmp_path):
 
 
 def test_write_chunks_raises_the_first_error_of_either_side(tmp_path):
-    from modelgif.field import write_chunks
-    from modelgif.storage import FieldWriter
+    from modelgif.field.gradients import write_chunks
+    from modelgif.io.storage import FieldWriter
 
     computed = []
 
@@ -318,7 +318,7 @@ def test_errors_other_than_out_of_memory_are_not_retried():
 
 
 def test_batch_size_fits_the_free_memory():
-    from modelgif.execution import auto_batch_size, fit_batch_size
+    from modelgif.field.execution import auto_batch_size, fit_batch_size
 
     mb = 2**20
     # 24 GB card, 30 MB per path point: 0.8 · 24 GB / 30 MB = 655 points → 650 (13 images of 50)

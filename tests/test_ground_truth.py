@@ -1,11 +1,11 @@
-"""The zoos' ground-truth tables as the correlate stage reads them (modelgif.ground_truth.ground_truth_tables)."""
+"""The zoos' ground-truth tables as the correlate stage reads them (modelgif.score.ground_truth.ground_truth_tables)."""
 
 import numpy as np
 import pytest
 
-from modelgif.taskonomy import TASKS, load_ground_truth
-from modelgif.ground_truth import ground_truth_tables
-from modelgif.zoos import ground_truth_dir
+from modelgif.zoo.taskonomy import TASKS, load_ground_truth
+from modelgif.score.ground_truth import ground_truth_tables
+from modelgif.zoo.models import ground_truth_dir
 
 PARAMS = {"ground_truth": ["all_affinities", "wins_vs_pixels_16k"], "mini": {"ground_truth": ["wins_vs_pixels", "losses"]}}
 

@@ -13,7 +13,7 @@ import pytest
 
 from modelgif._imports import imported_files, module_files
 from modelgif.settings import code_fingerprint, zoo_code
-from modelgif.zoo_spec import NAMED_ARCHITECTURES, SOURCE_MODULES, load_zoo_spec
+from modelgif.zoo.spec import NAMED_ARCHITECTURES, SOURCE_MODULES, load_zoo_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def _rel(paths, root=ROOT) -> set[str]:
 
 #: What each module is run for in the oracle: the code path a stage takes through it.
 _RUN = {
-    "modelgif.taskonomy": "m.build_zoo_model('normal')",
+    "modelgif.zoo.taskonomy": "m.build_zoo_model('normal')",
     "modelgif.mini.encoder": "m.build_zoo_model('normal'); m.random_encoder('normal', 0)",
     "modelgif.mini.scenes": "m.render_scene(1, 16)",
 }
@@ -42,7 +42,7 @@ def test_the_reader_covers_every_project_file_python_imports(module):
     ran = _rel(f for f in loaded if f and Path(f).resolve().is_relative_to(ROOT / "modelgif"))
     found = _rel(module_files(module, [ROOT]))
     assert ran and ran <= found, f"imported but not found: {sorted(ran - found)}"
-    if module == "modelgif.taskonomy":  # and the Taskonomy encoder reaches none of the mini zoo's code
+    if module == "modelgif.zoo.taskonomy":  # and the Taskonomy encoder reaches none of the mini zoo's code
         assert not [p for p in found if p.startswith("modelgif/mini")], found
 
 
@@ -76,9 +76,9 @@ def test_the_zoo_code_fingerprint_changes_with_that_zoo_s_code_only(tmp_path):
         return {zoo: code_fingerprint(m, tmp_path) for zoo, m in modules.items()}
 
     before = prints()
-    assert "modelgif/taskonomy.py" in before["taskonomy"] and "modelgif/mini/encoder.py" in before["mini"]
+    assert "modelgif/zoo/taskonomy.py" in before["taskonomy"] and "modelgif/mini/encoder.py" in before["mini"]
     for rel, changed in (("modelgif/mini/zoo.py", set()), ("modelgif/mini/build.py", set()),
-                         ("modelgif/mini/encoder.py", {"mini"}), ("modelgif/taskonomy.py", {"taskonomy"})):
+                         ("modelgif/mini/encoder.py", {"mini"}), ("modelgif/zoo/taskonomy.py", {"taskonomy"})):
         with open(tmp_path / rel, "a") as f:
             f.write("\n# edited\n")
         after = prints()
@@ -89,7 +89,7 @@ def test_the_zoo_code_fingerprint_changes_with_that_zoo_s_code_only(tmp_path):
 def test_zoo_code_of_the_built_in_and_a_user_s_zoo(tmp_path, monkeypatch):
     """``zoo.json``'s code: the project's files for the built-in zoos (the package as imported),
     and a user's ``module:function`` file under the project root; torchvision: nothing."""
-    assert set(zoo_code(load_zoo_spec("taskonomy"))) == _rel(module_files("modelgif.taskonomy", [ROOT]))
+    assert set(zoo_code(load_zoo_spec("taskonomy"))) == _rel(module_files("modelgif.zoo.taskonomy", [ROOT]))
     assert zoo_code(load_zoo_spec("mini")) == zoo_code(load_zoo_spec("mini_random"))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "nets.py").write_text("import helper\ndef small():\n    return None\n")

@@ -1,4 +1,4 @@
-"""Inference on a distance-vs-ground-truth comparison (modelgif/inference.py), each number
+"""Inference on a distance-vs-ground-truth comparison (modelgif/score/inference.py), each number
 against an independent computation: scipy's bootstrap and permutation_test, statsmodels' Holm,
 direct loops."""
 
@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 from scipy.stats import spearmanr
 
-from modelgif.correlation import per_task_spearman
-from modelgif.inference import (
+from modelgif.score.correlation import per_task_spearman
+from modelgif.score.inference import (
     bca_interval,
     holm,
     hub_distance,

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modelgif import download
-from modelgif.download import ChecksumError, DownloadError, TooLarge, download_file, fetch_bytes
+from modelgif.io import download
+from modelgif.io.download import ChecksumError, DownloadError, TooLarge, download_file, fetch_bytes
 from modelgif.reference import build_reference_set
 from modelgif.reference import images as images_module
 from modelgif.reference.images import MAX_IMAGE_PIXELS, decode_image

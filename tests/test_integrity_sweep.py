@@ -18,7 +18,7 @@ import pytest
 from helpers import write_encoder_checkpoint
 from PIL import Image
 
-from modelgif import _atomic
+from modelgif.io import atomic as _atomic
 from modelgif.reference import archives
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""The methods of issue 12 by name (modelgif.methods) and the features stage that feeds them.
+"""The methods of issue 12 by name (modelgif.compare.methods) and the features stage that feeds them.
 
 Each method's distance on all images and on every resample is checked against the library's
 definitions applied directly to the resampled images' rows (the oracle recomputes; the method
@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from test_stages import run_stage
 
-from modelgif.attribution import attribution_map, encoder_features
-from modelgif.bootstrap import resample_indices
-from modelgif.distance import distance_matrix
-from modelgif.methods import DEFAULT_OPTIONS, METHODS, check_method, method_distances
+from modelgif.field.attribution import attribution_map, encoder_features
+from modelgif.score.bootstrap import resample_indices
+from modelgif.compare.distance import distance_matrix
+from modelgif.compare.methods import DEFAULT_OPTIONS, METHODS, check_method, method_distances
 from modelgif.mini import zoo
 from modelgif.reference import load_reference_images
-from modelgif.similarity import cka_distance, dds_distance, rsa_distance
-from modelgif.storage import load_field, save_field
+from modelgif.compare.similarity import cka_distance, dds_distance, rsa_distance
+from modelgif.io.storage import load_field, save_field
 
 
 @pytest.fixture(scope="module")

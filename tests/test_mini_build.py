@@ -1,5 +1,5 @@
 """Tests of the mini-Taskonomy build helpers (modelgif.mini.build) and of the zoo selection
-(modelgif.zoos): stored scenes, seeds, the transfer tables against direct computation."""
+(modelgif.zoo.models): stored scenes, seeds, the transfer tables against direct computation."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 
 from modelgif.mini import TASK_LABELS, render_scenes
 from modelgif.mini import build, zoo
-from modelgif.taskonomy import OLD_NAMES, load_ground_truth, load_table
-from modelgif import zoos
+from modelgif.zoo.taskonomy import OLD_NAMES, load_ground_truth, load_table
+from modelgif.zoo import models as zoos
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -108,13 +108,13 @@ def test_transfer_row_is_train_readout_with_the_target_seed():
     np.testing.assert_array_equal(row["class_object"], direct)
 
 
-# ----------------------------------------------------------------------------- modelgif.zoos
+# ----------------------------------------------------------------------------- modelgif.zoo.models
 def test_zoo_selection_and_errors():
     assert zoos.ZOOS == ("taskonomy", "mini", "mini_random")
     with pytest.raises(ValueError, match="unknown zoo 'tiny': no zoos/tiny.yaml; known zoos: mini, mini_random, taskonomy"):
         zoos.check_zoo("tiny")
     # each built-in zoo is a declaration: the mini zoos take their checkpoints from params' mini.checkpoints
-    from modelgif.zoo_spec import load_zoo_spec
+    from modelgif.zoo.spec import load_zoo_spec
 
     assert load_zoo_spec("mini").checkpoints == {"manifest": "mini.checkpoints", "torch_hub": False}
     assert load_zoo_spec("mini_random").checkpoints == {"random_init": "mini.checkpoints"}

@@ -13,17 +13,17 @@ from helpers import copy_project, pipeline_env
 from test_pipeline import ROOT, _ran, _run, assert_up_to_date
 
 import modelgif
-import modelgif.bootstrap
-import modelgif.inference
-from modelgif.download import sha256_file
-from modelgif.methods import METHODS
+import modelgif.score.bootstrap
+import modelgif.score.inference
+from modelgif.io.download import sha256_file
+from modelgif.compare.methods import METHODS
 from modelgif.mini import TASK_LABELS
 from modelgif.mini.build import loss_matrix, read_transfer_rows, wins_vs_pixels
 from modelgif.mini.zoo import load_mini_encoder
-from modelgif.plots import read_matrix_csv
+from modelgif.score.plots import read_matrix_csv
 from modelgif.reference import load_reference_images, rendered_reference_set
-from modelgif.storage import save_field
-from modelgif.taskonomy import load_table
+from modelgif.io.storage import save_field
+from modelgif.zoo.taskonomy import load_table
 
 pytestmark = pytest.mark.slow
 
@@ -116,7 +116,7 @@ def test_mini_zoo_end_to_end(tmp_path):
     metrics = json.loads((project / "metrics/correlation.json").read_text())
     details = json.loads((project / "metrics/correlation_details.json").read_text())
     assert list(metrics) == params["mini"]["ground_truth"]
-    draws = modelgif.inference.target_draws(17, b["n"], seed=(b["seed"], 1))
+    draws = modelgif.score.inference.target_draws(17, b["n"], seed=(b["seed"], 1))
     for table in metrics:
         truth = modelgif.load_ground_truth(table, TASK_LABELS, ROOT / "data/mini/tables")
         higher = table != "losses"
@@ -129,22 +129,22 @@ def test_mini_zoo_end_to_end(tmp_path):
             assert m["mean_rho_off_diagonal"] == pytest.approx(float(np.nanmean(off)), abs=1e-12)
             assert len(m["per_task"]) == 17
             # the primary interval: image resample b with task draw b (tasks as sources and targets), percentile
-            per = modelgif.bootstrap.per_task_rho(boot[method], truth)
-            assert m["mean_rho_ci95"] == pytest.approx(modelgif.bootstrap.percentile_interval(
-                modelgif.inference.task_resampled_rho(boot[method], truth, draws)), abs=1e-12)
+            per = modelgif.score.bootstrap.per_task_rho(boot[method], truth)
+            assert m["mean_rho_ci95"] == pytest.approx(modelgif.score.bootstrap.percentile_interval(
+                modelgif.score.inference.task_resampled_rho(boot[method], truth, draws)), abs=1e-12)
             replicates = np.nanmean(np.take_along_axis(per, draws, axis=1), axis=1)  # sources fixed
             assert full["mean_rho_ci95_targets"] == pytest.approx(
-                modelgif.bootstrap.percentile_interval(replicates), abs=1e-12)
+                modelgif.score.bootstrap.percentile_interval(replicates), abs=1e-12)
             assert full["mean_rho_ci95_images"] == pytest.approx(
-                modelgif.bootstrap.percentile_interval(np.nanmean(per, axis=1)), abs=1e-12)
+                modelgif.score.bootstrap.percentile_interval(np.nanmean(per, axis=1)), abs=1e-12)
             assert 0 < full["p_perm"] <= 1 and 0 < full["p_perm_off_diagonal"] <= 1
             if method != "modelgif":
                 assert full["delta_vs_modelgif"] == pytest.approx(m["mean_rho"] - metrics[table]["modelgif"]["mean_rho"])
                 assert len(full["delta_vs_modelgif_ci95"]) == 2
-        static = modelgif.inference.static_distance(truth, higher)
+        static = modelgif.score.inference.static_distance(truth, higher)
         assert details[table]["static"]["mean_rho"] == pytest.approx(
             float(np.nanmean(modelgif.per_task_spearman(static, truth))), abs=1e-12)
-        hub = modelgif.inference.hub_distance(got["modelgif"])
+        hub = modelgif.score.inference.hub_distance(got["modelgif"])
         assert details[table]["hub"]["mean_rho"] == pytest.approx(
             float(np.nanmean(modelgif.per_task_spearman(hub, truth))), abs=1e-6)
         seed1 = modelgif.load_ground_truth(table, TASK_LABELS, ROOT / "data/mini/tables_seed1")
@@ -154,7 +154,7 @@ def test_mini_zoo_end_to_end(tmp_path):
     assert (primary["table"], primary["method"], primary["score"]) == (params["mini"]["ground_truth"][0], "modelgif",
                                                                       "mean_rho")
     first = primary["table"]
-    family = modelgif.inference.primary_comparisons({m: details[first][m]["per_task"] for m in METHODS}, "modelgif")
+    family = modelgif.score.inference.primary_comparisons({m: details[first][m]["per_task"] for m in METHODS}, "modelgif")
     assert list(primary["comparisons"]) == list(family)
     for m, c in family.items():
         assert primary["comparisons"][m] == pytest.approx(c)

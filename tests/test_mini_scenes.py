@@ -27,7 +27,7 @@ def _find_seed(kind: str) -> int:
 
 
 def test_task_labels_are_the_17_taskonomy_tasks():
-    from modelgif.taskonomy import TASKS
+    from modelgif.zoo.taskonomy import TASKS
 
     assert sc.TASK_LABELS == tuple(TASKS)  # same names, same order: the pipeline's task list
     assert set(sc.VECTOR_LABELS) < set(sc.TASK_LABELS)

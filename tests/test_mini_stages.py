@@ -14,15 +14,15 @@ from pathlib import Path
 from test_stages import run_stage
 
 import modelgif
-from modelgif.download import sha256_file
+from modelgif.io.download import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 from modelgif.mini import TASK_LABELS, render_scenes
 from modelgif.mini import zoo
 from modelgif.mini.build import table_json, write_manifest
 from modelgif.reference import load_reference_images, rendered_reference_set
-from modelgif.storage import load_field
-from modelgif.zoos import random_encoder
+from modelgif.io.storage import load_field
+from modelgif.zoo.models import random_encoder
 
 TASKS = ["normal", "reshading", "class_object"]
 
@@ -118,7 +118,7 @@ def test_correlate_mini_reads_the_mini_tables(project, tmp_path):
     d = rng.uniform(size=(3, 3))
     d = d + d.T
     np.fill_diagonal(d, 0)
-    from modelgif.plots import matrix_csv
+    from modelgif.score.plots import matrix_csv
 
     methods = project / "methods" / "modelgif"
     methods.mkdir(parents=True, exist_ok=True)

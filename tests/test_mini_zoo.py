@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import modelgif
-from modelgif.download import sha256_file
+from modelgif.io.download import sha256_file
 from modelgif.mini import TASK_LABELS, VECTOR_LABELS, render_scenes
 from modelgif.mini import zoo
 

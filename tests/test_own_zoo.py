@@ -17,10 +17,10 @@ from test_pipeline import ROOT, _ran, _run
 from test_zoo_spec import needs_torchvision
 
 import modelgif
-from modelgif.plots import read_matrix_csv
+from modelgif.score.plots import read_matrix_csv
 from modelgif.reference import load_reference_images
-from modelgif.storage import save_field
-from modelgif.zoos import load_zoo_encoder
+from modelgif.io.storage import save_field
+from modelgif.zoo.models import load_zoo_encoder
 
 pytestmark = [pytest.mark.slow, needs_torchvision]
 MODELS = ["resnet_a", "resnet_b", "resnet_c"]
@@ -43,8 +43,8 @@ def test_readme_own_models_example_end_to_end(tmp_path, monkeypatch):
     _run(["git", "add", "-A"], project, env)
     _run(["git", "commit", "-qm", "copy"], project, env)
     # The page's script imports torchvision itself; on a machine whose torchvision is PyPI's CUDA
-    # build beside a CPU torch (this one), it needs the library's import first (modelgif.zoos._torchvision).
-    prelude = "import modelgif.zoos\nmodelgif.zoos._torchvision()\n"
+    # build beside a CPU torch (this one), it needs the library's import first (modelgif.zoo.models._torchvision).
+    prelude = "import modelgif.zoo.models\nmodelgif.zoos._torchvision()\n"
     (project / "make_my_zoo.py").write_text(prelude + python)
     proc = subprocess.run(["bash", "-e", "-c", bash], cwd=project, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr

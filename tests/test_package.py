@@ -18,14 +18,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 CHECK = textwrap.dedent("""
     import json, sys
-    import modelgif, modelgif.mini, modelgif.reference, modelgif.zoos
+    import modelgif, modelgif.mini, modelgif.reference, modelgif.zoo.models
     from modelgif.mini.scenes import render_scene
-    from modelgif.taskonomy import TABLES_DIR
-    from modelgif.tasks import TASKS
+    from modelgif.zoo.taskonomy import TABLES_DIR
+    from modelgif.zoo.tasks import TASKS
     t = modelgif.load_ground_truth("all_affinities")
-    m = modelgif.load_ground_truth("wins_vs_pixels", TASKS, modelgif.zoos.ground_truth_dir("mini"))
+    m = modelgif.load_ground_truth("wins_vs_pixels", TASKS, modelgif.zoo.models.ground_truth_dir("mini"))
     print(json.dumps({
-        "file": modelgif.__file__, "tables": str(TABLES_DIR), "mini_tables": str(modelgif.zoos.ground_truth_dir("mini")),
+        "file": modelgif.__file__, "tables": str(TABLES_DIR), "mini_tables": str(modelgif.zoo.models.ground_truth_dir("mini")),
         "shape": list(t.shape), "t01": t[0, 1], "mini_shape": list(m.shape), "mini01": m[0, 1],
         "rgb": list(render_scene(1, 16)["rgb"].shape),
         "sys_path_has_repo": any(p.rstrip("/") == %r for p in sys.path),
@@ -63,3 +63,29 @@ def test_the_built_wheel_installs_a_working_package_with_its_data(tmp_path):
     mini = json.loads((REPO / "data/mini/tables/wins_vs_pixels.json").read_text())["table"]
     assert got["mini_shape"] == [17, 17] and got["mini01"] == mini["autoencoder__curvature"]
     assert got["rgb"] == [3, 16, 16]
+
+
+def test_the_modules_of_the_flat_layout_import_under_their_old_names_with_a_warning():
+    """Issue 21.5: every module moved into a sub-package is importable by its 0.1 name until 0.2,
+    as the same module object, with a DeprecationWarning naming the new place; the package's
+    own names are untouched, and a name that never existed still fails."""
+    import importlib
+    import sys
+
+    import modelgif
+    from modelgif._deprecated import MOVED
+
+    assert len(MOVED) == 26
+    for old, new in MOVED.items():
+        sys.modules.pop(old, None)
+        with pytest.warns(DeprecationWarning, match=rf"module {old} is deprecated .*; import {new}$"):
+            module = importlib.import_module(old)
+        assert module is importlib.import_module(new)
+        assert module.__name__ == new  # the module keeps its own name (pickles, tracebacks)
+    sys.modules.pop("modelgif.zoos")
+    with pytest.warns(DeprecationWarning, match="modelgif.zoos is deprecated"):
+        from modelgif.zoos import ARCHITECTURES  # noqa: F401 - the form users wrote
+    from modelgif.field import gradient_field  # 0.1's modelgif.field module is now the package: no warning
+    assert gradient_field is modelgif.gradient_field
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("modelgif.no_such_module")

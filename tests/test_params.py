@@ -24,8 +24,8 @@ import yaml
 from helpers import copy_project, pipeline_env, serve_directory, write_encoder_checkpoint, write_sample_building
 from PIL import Image
 
-from modelgif.download import sha256_file
-from modelgif.methods import FIELD_METHODS, METHODS
+from modelgif.io.download import sha256_file
+from modelgif.compare.methods import FIELD_METHODS, METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["normal", "reshading", "depth_zbuffer"]

@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 import modelgif
-from modelgif.methods import FIELD_METHODS, METHODS
-from modelgif.plots import read_matrix_csv
+from modelgif.compare.methods import FIELD_METHODS, METHODS
+from modelgif.score.plots import read_matrix_csv
 from modelgif.reference import load_reference_images
-from modelgif.storage import save_field
-from modelgif.taskonomy import load_encoder
+from modelgif.io.storage import save_field
+from modelgif.zoo.taskonomy import load_encoder
 from helpers import (closed_port, copy_project, pipeline_env, serve_directory, write_encoder_checkpoint,
                      write_sample_building)
 
@@ -169,7 +169,7 @@ def test_pipeline_end_to_end(project):
     assert_up_to_date(project, env)
     # ... while editing the Taskonomy encoder's module reruns the stages that build its models,
     # whose outputs are the same bytes: nothing after them reruns
-    with open(project / "modelgif/taskonomy.py", "a") as f:
+    with open(project / "modelgif/zoo/taskonomy.py", "a") as f:
         f.write("\n# edited\n")
     assert _ran(_run(["dvc", "repro"], project, env).stdout) == {"settings", "fetch_reference"} | {
         f"{s}@{t}" for s in ("fetch_checkpoint", "field", "features") for t in TASKS}

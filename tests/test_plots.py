@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr
 
-from modelgif.correlation import higher_is_closer, per_task_spearman
-from modelgif.plots import closeness_ranks, ranked_long_csv, ranked_long_panels_csv, similarity_tree
+from modelgif.score.correlation import higher_is_closer, per_task_spearman
+from modelgif.score.plots import closeness_ranks, ranked_long_csv, ranked_long_panels_csv, similarity_tree
 
 
 def test_ranks_are_what_spearman_compares():

@@ -9,12 +9,12 @@ import torch
 from scipy.stats import spearmanr
 
 import modelgif
-from modelgif.field import PRECISIONS, precision_mode, write_chunks
-from modelgif.quadrature import nodes_and_weights
-from modelgif.sketch import GaussianSketch
-from modelgif.storage import FieldWriter, load_field
-from modelgif.targets import target_selector
-from modelgif.taskonomy import build_encoder
+from modelgif.field.gradients import PRECISIONS, precision_mode, write_chunks
+from modelgif.field.quadrature import nodes_and_weights
+from modelgif.field.sketch import GaussianSketch
+from modelgif.io.storage import FieldWriter, load_field
+from modelgif.field.targets import target_selector
+from modelgif.zoo.taskonomy import build_encoder
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -218,7 +218,7 @@ def test_cuda_chunks_are_copied_and_written_in_order(tmp_path, encoder, images):
 
 @cuda
 def test_cuda_batch_is_fitted_to_the_free_memory(encoder, images):
-    from modelgif.execution import DEFAULT_CUDA_BATCH_SIZE, auto_batch_size
+    from modelgif.field.execution import DEFAULT_CUDA_BATCH_SIZE, auto_batch_size
 
     x, _ = images
     n = auto_batch_size(encoder.cuda(), x.cuda(), 50)

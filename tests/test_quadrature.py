@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from modelgif.quadrature import RULES, nodes_and_weights
+from modelgif.field.quadrature import RULES, nodes_and_weights
 
 
 @pytest.mark.parametrize("method", RULES)
@@ -56,9 +56,9 @@ def test_old_names_keep_working_for_one_release_with_a_warning():
     import numpy as np
 
     import modelgif
-    import modelgif.quadrature as q
+    import modelgif.field.quadrature as q
 
-    with pytest.warns(DeprecationWarning, match="modelgif.quadrature.METHODS is deprecated.*use modelgif.quadrature.RULES"):
+    with pytest.warns(DeprecationWarning, match="modelgif.field.quadrature.METHODS is deprecated.*use modelgif.field.quadrature.RULES"):
         assert q.METHODS == RULES
     with pytest.warns(DeprecationWarning, match="modelgif.METHODS is deprecated.*modelgif.RULES"):
         assert modelgif.METHODS == modelgif.RULES == RULES

@@ -14,7 +14,7 @@ import torch
 from helpers import write_sample_building
 from PIL import Image
 
-from modelgif.download import DownloadError, sha256_file
+from modelgif.io.download import DownloadError, sha256_file
 from modelgif.reference import (
     rendered_reference_set,
     SAMPLE,

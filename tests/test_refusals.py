@@ -17,17 +17,17 @@ import torch
 import yaml
 from fs_faults import full_dir, leftovers  # noqa: F401 - fixtures
 
-import modelgif.checkpoint as checkpoint
+import modelgif.zoo.checkpoint as checkpoint
 import modelgif.errors as errors
-import modelgif.storage as storage
-from modelgif._atomic import temp_name
-from modelgif.checkpoint import load_state_dict_checked
+import modelgif.io.storage as storage
+from modelgif.io.atomic import temp_name
+from modelgif.zoo.checkpoint import load_state_dict_checked
 from modelgif.errors import InputError, describe
-from modelgif.plots import matrix_csv
-from modelgif.provenance import field_record, write_record
-from modelgif.storage import save_field
-from modelgif.zoo_spec import ZooError, load_zoo_spec
-from modelgif.zoos import check_zoo_models
+from modelgif.score.plots import matrix_csv
+from modelgif.io.provenance import field_record, write_record
+from modelgif.io.storage import save_field
+from modelgif.zoo.spec import ZooError, load_zoo_spec
+from modelgif.zoo.models import check_zoo_models
 
 
 def human_size(nbytes):

@@ -1,4 +1,4 @@
-"""modelgif.registry: a method is one module plus one registration, and everything else follows."""
+"""modelgif.compare.registry: a method is one module plus one registration, and everything else follows."""
 
 from __future__ import annotations
 
@@ -7,20 +7,20 @@ import sys
 import numpy as np
 import pytest
 
-from modelgif import registry
-from modelgif.bootstrap import resample_indices
-from modelgif import methods
-from modelgif.methods import check_method, method_distances
-from modelgif.registry import METHODS, REGISTRY, Method, get_method, register
+from modelgif.compare import registry
+from modelgif.score.bootstrap import resample_indices
+from modelgif.compare import methods
+from modelgif.compare.methods import check_method, method_distances
+from modelgif.compare.registry import METHODS, REGISTRY, Method, get_method, register
 from modelgif.settings import method_input_paths, method_settings
-from modelgif.similarity import DDS_KERNELS, DDS_RDMS, FEATURE_NORMS, cka_distance
+from modelgif.compare.similarity import DDS_KERNELS, DDS_RDMS, FEATURE_NORMS, cka_distance
 
 #: A new method, as a user would write it: its module (linear CKA computed directly, per resample).
 MODULE = '''
 import numpy as np
 
 def mean_cka(inputs, indices, *, options, feature_shapes, device, progress):
-    from modelgif.similarity import cka_distance
+    from modelgif.compare.similarity import cka_distance
     full = cka_distance(inputs, debiased=options["debiased"])
     samples = np.stack([cka_distance([x[i] for x in inputs], debiased=options["debiased"]) for i in indices])
     return full, samples
@@ -79,7 +79,7 @@ def test_registrations_are_checked():
 
 def test_the_built_in_registrations_match_the_code_they_name():
     """The DDS choices are the similarity module's kernels and normalisations; the kinds are those
-    the bootstrap knows; a built-in method has no ``compute`` (modelgif.methods computes it)."""
+    the bootstrap knows; a built-in method has no ``compute`` (modelgif.compare.methods computes it)."""
     dds = get_method("dds")
     assert dds.choices == {"kernel": DDS_KERNELS + DDS_RDMS, "feature_norm": FEATURE_NORMS}
     assert registry.FIELD_METHODS == ("modelgif", "ig", "saliency", "gradxinput")

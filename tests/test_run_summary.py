@@ -51,7 +51,7 @@ def test_summary_reads_modelgif_in_the_per_method_layout(tmp_path):
 def test_status_summary_counts_never_run_stages_and_names_changed_ones():
     status_summary = run_tool.status_summary
     status = {"settings": ["always changed"],
-              "fetch_reference": [{"changed deps": {"modelgif/zoos.py": "modified"}}, {"changed outs": {"data/reference": "deleted"}}],
+              "fetch_reference": [{"changed deps": {"modelgif/zoo/models.py": "modified"}}, {"changed outs": {"data/reference": "deleted"}}],
               **{f"field@{t}": [{"changed outs": {f"data/fields/{t}.npy": "deleted"}}] for t in ("a", "b", "c")},
               "correlate": [{"changed deps": {"data/methods": "modified"}}]}
     lock = {"correlate": {}}

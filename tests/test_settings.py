@@ -14,7 +14,7 @@ from modelgif._resources import mini_tables_dir, taskonomy_tables_dir
 from modelgif.errors import InputError
 from modelgif.settings import (checkpoint_settings, field_settings, method_settings, reference_settings,
                                resolve_settings, source_fingerprint)
-from modelgif.zoo_spec import load_zoo_spec
+from modelgif.zoo.spec import load_zoo_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())

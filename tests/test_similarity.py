@@ -6,7 +6,7 @@ import torch
 from scipy.spatial.distance import pdist
 from scipy.stats import spearmanr
 
-from modelgif.similarity import (
+from modelgif.compare.similarity import (
     FEATURE_NORMS,
     center_gram,
     cka_distance,

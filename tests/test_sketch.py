@@ -11,9 +11,9 @@ import torch
 from scipy.stats import spearmanr
 
 import modelgif
-from modelgif.sketch import GaussianSketch, check_sketch_dim, projection_matrix
+from modelgif.field.sketch import GaussianSketch, check_sketch_dim, projection_matrix
 from modelgif.reference import load_reference_images
-from modelgif.storage import load_field
+from modelgif.io.storage import load_field
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ through other project modules (package ``__init__`` files included), is among th
 
 The imports are read from the code (``ast``: every ``import`` statement, also those inside
 functions), followed through the project's own modules transitively; nothing is listed by hand.
-A zoo's own code is loaded by name (``modelgif.zoos.ARCHITECTURES``), so it is no import here:
+A zoo's own code is loaded by name (``modelgif.zoo.models.ARCHITECTURES``), so it is no import here:
 ``data/settings/zoo.json`` fingerprints it, and every stage that builds a model depends on that.
 """
 
@@ -62,12 +62,13 @@ def test_the_import_reader_follows_project_imports():
     """The reader itself: the field stage reaches the method's modules through its imports,
     the package's __init__ included, and no module outside the project."""
     got = {p.relative_to(ROOT).as_posix() for p in project_imports(ROOT / "stages/field.py")}
-    assert {"modelgif/__init__.py", "modelgif/field.py", "modelgif/quadrature.py", "modelgif/targets.py",
+    assert {"modelgif/__init__.py", "modelgif/field/gradients.py", "modelgif/field/quadrature.py", "modelgif/field/targets.py",
             "stages/_cli.py"} <= got
     assert all(p.startswith(("modelgif/", "stages/")) for p in got)
-    # `import modelgif` reaches only the package's __init__ (its exports are lazy), plus what is named
+    # `import modelgif` reaches only the package's __init__ (its exports are lazy) and the two
+    # stdlib-only helpers it runs (the lazy loader, the finder of moved modules), plus what is named
     assert {p.relative_to(ROOT).as_posix() for p in project_imports(ROOT / "tests/test_stage_deps.py")} == {
-        "modelgif/__init__.py", "modelgif/_imports.py"}
+        "modelgif/__init__.py", "modelgif/_lazy.py", "modelgif/_deprecated.py", "modelgif/_imports.py"}
     # a name of a lazy package table is its submodule only: reading images.npy is not building a set
     got = {p.relative_to(ROOT).as_posix() for p in project_imports(ROOT / "stages/field.py")}
     assert "modelgif/reference/store.py" in got and "modelgif/reference/build.py" not in got
@@ -82,7 +83,7 @@ def test_lazy_package_keeps_its_api_and_imports_only_what_is_used():
 
     code = ("import sys, modelgif; assert 'torch' not in sys.modules, 'torch'; "
             "assert not [m for m in sys.modules if m.startswith('modelgif.')]; "
-            "import modelgif.plots, modelgif.correlation, modelgif.zoos, modelgif.taskonomy, modelgif.distance; "
+            "import modelgif.score.plots, modelgif.score.correlation, modelgif.zoo.models, modelgif.zoo.taskonomy, modelgif.compare.distance; "
             "assert 'torch' not in sys.modules, 'torch via a library module'; "
             "f = modelgif.gradient_field; import modelgif.field as m; assert f is m.gradient_field")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
@@ -105,4 +106,4 @@ def test_a_zoo_s_own_code_is_a_dependency_of_its_stages_only(name):
     so editing one zoo's code leaves the other zoos' fields up to date."""
     deps = {n: d for p, n, _, d in STAGES if p == "dvc.yaml"}[name]
     assert "data/settings/zoo.json" in deps
-    assert not [d for d in deps if d.startswith("modelgif/mini") or d == "modelgif/taskonomy.py"], deps
+    assert not [d for d in deps if d.startswith("modelgif/mini") or d == "modelgif/zoo/taskonomy.py"], deps

@@ -18,9 +18,9 @@ from fs_faults import full_dir, leftovers, readonly_dir  # noqa: F401 - fixtures
 from helpers import write_encoder_checkpoint
 
 import modelgif
-from modelgif.plots import matrix_csv, read_matrix_csv
-from modelgif.provenance import field_record, read_record, write_record
-from modelgif.storage import load_field, save_field
+from modelgif.score.plots import matrix_csv, read_matrix_csv
+from modelgif.io.provenance import field_record, read_record, write_record
+from modelgif.io.storage import load_field, save_field
 
 STAGES = Path(__file__).resolve().parent.parent / "stages"
 TASKS = ["normal", "reshading", "depth_zbuffer", "curvature"]
@@ -93,7 +93,7 @@ def test_affinity_and_correlate_write_what_the_library_computes(fields):
     assert r.returncode == 0, r.stderr
     metrics = json.loads((fields / "metrics" / "correlation.json").read_text())
     details = json.loads((fields / "metrics" / "correlation_details.json").read_text())
-    from modelgif.inference import mantel_null, permutation_p, static_distance, task_permutations
+    from modelgif.score.inference import mantel_null, permutation_p, static_distance, task_permutations
 
     for table in ("all_affinities", "wins_vs_pixels"):
         truth = modelgif.load_ground_truth(table, TASKS)
@@ -419,7 +419,7 @@ def test_void_target_streams_a_zero_field_in_chunks(encoder_and_images):
     assert "target 6 is void for room_layout" in r.stderr
     f = load_field(root / "fields" / "room_layout.npy")
     assert f.shape == (3, 4, 32 * 32) and not f.any()
-    from modelgif.field import zero_field_chunks
+    from modelgif.field.gradients import zero_field_chunks
 
     assert [(s, tuple(c.shape)) for s, c in zero_field_chunks(3, 4, 5, batch_size=8)] == [(0, (2, 4, 5)),
                                                                                           (2, (1, 4, 5))]

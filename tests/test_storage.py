@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from modelgif.storage import FieldWriter, decode, encode, load_field, open_field, save_field
+from modelgif.io.storage import FieldWriter, decode, encode, load_field, open_field, save_field
 
 
 def _field(rng, shape=(5, 3, 64), scale=1.0):
@@ -110,8 +110,8 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from modelgif import _atomic  # noqa: E402
-from modelgif.storage import allocate_field  # noqa: E402
+from modelgif.io import atomic as _atomic  # noqa: E402
+from modelgif.io.storage import allocate_field  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -187,7 +187,7 @@ def test_the_next_writer_sweeps_stale_temporaries_but_not_a_live_writers(tmp_pat
 _SLOW_WRITER = """
 import sys, time
 import numpy as np
-from modelgif.storage import FieldWriter
+from modelgif.io.storage import FieldWriter
 with FieldWriter(sys.argv[1], 100, 2, 64) as w:
     w.write(0, np.ones((1, 2, 64), np.float32))
     print("started", flush=True)
@@ -259,14 +259,14 @@ def test_sharded_writers_fill_one_file(tmp_path):
         assert w.close() == tmp and not dest.exists()
     with pytest.raises(ValueError, match=r"does not fit .* \(rows 0..3\)"):
         FieldWriter(dest, 7, 3, 32, tmp=tmp, rows=(0, 4)).write(0, f[:5])
-    from modelgif.storage import commit_field
+    from modelgif.io.storage import commit_field
 
     commit_field(tmp, dest)
     assert np.allclose(load_field(dest), f, rtol=1e-3) and _temps(tmp_path) == []
 
 
 def test_encode_works_in_bounded_slices(monkeypatch):
-    import modelgif.storage as storage
+    import modelgif.io.storage as storage
 
     f = _field(np.random.default_rng(7), shape=(9, 3, 64))
     whole = encode(f)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from modelgif.targets import check_target, target_selector
+from modelgif.field.targets import check_target, target_selector
 
 
 def test_target_1_selects_each_channels_spatial_maximum():

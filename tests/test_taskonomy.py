@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from modelgif import taskonomy as tk
+from modelgif.zoo import taskonomy as tk
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Where the Taskonomy authors' published pickles may be (the JSON tables are converted from
@@ -150,7 +150,7 @@ def test_ground_truth_errors(tmp_path):
 def test_the_task_list_is_defined_once_and_params_yaml_follows_it():
     import yaml
 
-    from modelgif import tasks
+    from modelgif.zoo import tasks
     from modelgif.mini import scenes
 
     assert tk.TASKS is tasks.TASKS and tk.OLD_NAMES is tasks.OLD_NAMES

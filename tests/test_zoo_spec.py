@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from modelgif import taskonomy
-from modelgif.checkpoint_source import fetch_model_checkpoint
-from modelgif.download import ChecksumError
-from modelgif.ground_truth import ground_truth_tables
-from modelgif.tasks import OLD_NAMES, TASKS
-from modelgif.zoo_spec import ZooError, load_zoo_spec, read_table
-from modelgif.zoos import check_zoo_models, load_zoo_encoder, target_is_void
+from modelgif.zoo import taskonomy
+from modelgif.zoo.checkpoint_source import fetch_model_checkpoint
+from modelgif.io.download import ChecksumError
+from modelgif.score.ground_truth import ground_truth_tables
+from modelgif.zoo.tasks import OLD_NAMES, TASKS
+from modelgif.zoo.spec import ZooError, load_zoo_spec, read_table
+from modelgif.zoo.models import check_zoo_models, load_zoo_encoder, target_is_void
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ROOT / "stages"
@@ -31,10 +31,10 @@ IMAGENET = "{mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}"
 
 def _torchvision_works() -> bool:
     """torchvision is installed (the dev extra): import it the way the library does, so that
-    PyPI's CUDA build beside a CPU torch (this machine) loads too (modelgif.zoos._torchvision)."""
+    PyPI's CUDA build beside a CPU torch (this machine) loads too (modelgif.zoo.models._torchvision)."""
     if importlib.util.find_spec("torchvision") is None:
         return False
-    from modelgif.zoos import _torchvision
+    from modelgif.zoo.models import _torchvision
 
     _torchvision()  # a build that does not import at all fails here, loudly
     return True
@@ -331,7 +331,7 @@ def test_builtin_tables_read_through_the_declaration_equal_the_taskonomy_loader(
 @pytest.mark.slow  # runs stage scripts as processes
 def test_correlate_on_a_zoo_without_ground_truth_says_so_and_writes_empty_metrics(tmp_path):
     _declare(tmp_path, "architecture: usernets:build\ninput_size: 16\nreference: mini-scenes\nmodels: [a, b, c]\n")
-    from modelgif.plots import matrix_csv
+    from modelgif.score.plots import matrix_csv
 
     method = tmp_path / "methods" / "modelgif"  # what the distance@modelgif stage writes
     method.mkdir(parents=True)

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from modelgif.bootstrap import bootstrap_field_distances, bootstrap_set_distances, resample_indices, summarize
+from modelgif.score.bootstrap import bootstrap_field_distances, bootstrap_set_distances, resample_indices, summarize
 
 
 def main(argv=None) -> None:

@@ -29,8 +29,8 @@ import typer
 import modelgif
 from modelgif.mini.scenes import render_scene
 from modelgif.reference import cutmix, rendered_reference_set, resize_crop
-from modelgif.tasks import TASKS
-from modelgif.zoos import ground_truth_dir, load_zoo_encoder
+from modelgif.zoo.tasks import TASKS
+from modelgif.zoo.models import ground_truth_dir, load_zoo_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
 

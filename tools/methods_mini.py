@@ -6,7 +6,7 @@ PRE-REGISTERED CONFIGURATION (fixed and committed before the first run; run once
 
 * Models: the 17 encoders of ``zoo`` (``mini``: the committed trained zoo, ``data/mini/encoders``,
   checked against ``data/manifests/mini_encoders.json``; ``mini_random``: the same encoders'
-  initial weights, :func:`modelgif.zoos.random_encoder` with ``--random-seed``), in the task
+  initial weights, :func:`modelgif.zoo.models.random_encoder` with ``--random-seed``), in the task
   order of ``params.yaml``.
 * Reference set: the mini zoo's rendered scenes as ``make demo`` builds them (100 scenes from
   seed 1 000 000, 64 px, CutMix seed 3; ``mini.reference`` of ``params.yaml`` when this was
@@ -19,7 +19,7 @@ PRE-REGISTERED CONFIGURATION (fixed and committed before the first run; run once
 * ``cka``: linear CKA on the encoder outputs (8·4·4 = 128 values per image), biased estimator.
 * ``rsa``: 1 − Pearson RDMs of the encoder outputs, Spearman between the upper triangles.
 * ``dds``: z-scored outputs, Laplacian kernel, debiased CKA (the DDS default,
-  :func:`modelgif.similarity.dds_distance`).
+  :func:`modelgif.compare.similarity.dds_distance`).
 * Ground truth: ``data/mini/tables`` (seed-0 build): ``wins_vs_pixels`` (an affinity: negative
   ρ is good) and ``losses`` (positive ρ is good). Per task ρ_j = Spearman(T[:, j], D[:, j]),
   diagonal included, and the same with each task's own entry left out (off-diagonal); means
@@ -44,9 +44,9 @@ import numpy as np
 import torch
 import yaml
 
-from modelgif.attribution import attribution_map, encoder_features, field_end_point
-from modelgif.baselines import make_baselines
-from modelgif.bootstrap import (
+from modelgif.field.attribution import attribution_map, encoder_features, field_end_point
+from modelgif.field.baselines import make_baselines
+from modelgif.score.bootstrap import (
     add_full_delta,
     bootstrap_field_distances,
     bootstrap_set_distances,
@@ -55,16 +55,16 @@ from modelgif.bootstrap import (
     resample_indices,
     summarize,
 )
-from modelgif.distance import distance_matrix
-from modelgif.field import gradient_field
+from modelgif.compare.distance import distance_matrix
+from modelgif.field.gradients import gradient_field
 from modelgif.reference import rendered_reference_set
-from modelgif.similarity import cka_distance, dds_distance, rsa_distance
-from modelgif.storage import save_field
-from modelgif.taskonomy import load_ground_truth
-from modelgif.zoos import load_zoo_encoder, random_encoder
+from modelgif.compare.similarity import cka_distance, dds_distance, rsa_distance
+from modelgif.io.storage import save_field
+from modelgif.zoo.taskonomy import load_ground_truth
+from modelgif.zoo.models import load_zoo_encoder, random_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
-from modelgif.registry import FIELD_METHODS, SET_METHODS  # noqa: E402
+from modelgif.compare.registry import FIELD_METHODS, SET_METHODS  # noqa: E402
 TABLES = {"wins_vs_pixels": "lower", "losses": "higher"}
 #: The pre-registered reference set (``mini.reference`` of ``params.yaml`` at commit 1f3c02b).
 REFERENCE = {"n_images": 100, "size": 64, "first_seed": 1_000_000, "cutmix": True, "seed": 3}

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from modelgif.mini import TASK_LABELS
-from modelgif.taskonomy import load_ground_truth
+from modelgif.zoo.taskonomy import load_ground_truth
 
 
 def stability(a: np.ndarray, b: np.ndarray) -> dict:

@@ -23,7 +23,7 @@ the run cache, which were up to date, the wall time, and the headline ρ of
 
 Before and after DVC runs, the temporary files that killed runs left behind are swept: those
 under ``data/`` and ``metrics/`` of dead processes of this host
-(:func:`modelgif._atomic.sweep_stale_tree`: an output the run cache restored is never
+(:func:`modelgif.io.atomic.sweep_stale_tree`: an output the run cache restored is never
 rewritten, so no writer would sweep them) and the archive scratch folders of dead processes
 in the temporary folder (:func:`modelgif.reference.archives.sweep_stale_scratch`). A line
 says what was removed, if anything.
@@ -52,7 +52,7 @@ def _size(n: int) -> str:
 def sweep(roots=SWEPT, scratch_parent=None) -> str | None:
     """Remove stale temporary files under ``roots`` and stale archive scratch folders (module
     doc); the one-line report of what was removed, or None when nothing was."""
-    from modelgif._atomic import sweep_stale_tree
+    from modelgif.io.atomic import sweep_stale_tree
     from modelgif.reference.archives import sweep_stale_scratch
 
     files = [item for root in roots for item in sweep_stale_tree(root)]
@@ -187,7 +187,7 @@ def params_kept(path: Path = Path("params.yaml")):
         yield
     finally:
         if original is not None and (not path.is_file() or path.read_bytes() != original):
-            from modelgif._atomic import atomic_path
+            from modelgif.io.atomic import atomic_path
 
             with atomic_path(path) as tmp:
                 tmp.write_bytes(original)
@@ -279,7 +279,7 @@ def show(argv: list[str]) -> int:
 def main(argv: list[str]) -> int:
     zoo = requested_zoo(argv)
     if zoo is not None:  # DVC itself would say only "[Errno 2] No such file" of zoos/<zoo>.yaml
-        from modelgif.zoo_spec import ZooError, zoo_path
+        from modelgif.zoo.spec import ZooError, zoo_path
 
         try:
             zoo_path(zoo)

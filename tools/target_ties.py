@@ -16,8 +16,8 @@ import torch
 import typer
 
 from modelgif.reference import rendered_reference_set
-from modelgif.tasks import TASKS
-from modelgif.zoos import load_zoo_encoder
+from modelgif.zoo.tasks import TASKS
+from modelgif.zoo.models import load_zoo_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ that the whole pipeline can be exercised without the Taskonomy weights or data. 
 it say whether the machinery works, not how Taskonomy's models relate.
 """
 
-import importlib
+from .._lazy import attach
 
 #: Public name → the submodule that defines it, loaded on first use (PEP 562): importing
 #: ``modelgif.mini.encoder`` (the zoo's architecture) does not run the renderer or the trainer.
@@ -15,14 +15,4 @@ _LAZY = {"TASK_LABELS": "scenes", "VECTOR_LABELS": "scenes", "render_scene": "sc
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'modelgif.mini' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = attach(__name__, _LAZY)

@@ -6,7 +6,7 @@ transfer from every source (each encoder, and raw pixels) to every target
 (:func:`transfer_row`: a fresh readout per target on a fixed budget, its loss on every test
 image) and assembles the tables (:func:`loss_matrix`, :func:`wins_vs_pixels`,
 :func:`table_json`) in the form of Taskonomy's published ones, so
-:func:`modelgif.taskonomy.load_ground_truth` reads them unchanged.
+:func:`modelgif.zoo.taskonomy.load_ground_truth` reads them unchanged.
 
 Seeds: encoder ``i`` of :data:`TASK_LABELS` is initialised and trained with
 ``encoder_seed(task, seed) = 1000 · seed + i``, so no two encoders share initial weights;
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path, write_text
-from ..download import sha256_file
+from ..io.atomic import atomic_path, write_text
+from ..io.download import sha256_file
 from .encoder import encoder_seed  # noqa: F401 - the build's seeds (the encoder's own module defines it)
 from .scenes import TASK_LABELS, render_scenes
 
@@ -186,7 +186,7 @@ def wins_vs_pixels(rows: Mapping[str, Mapping[str, np.ndarray]], tasks: Sequence
 def table_json(name: str, matrix: np.ndarray, tasks: Sequence[str], source: str) -> str:
     """A K × K matrix as Taskonomy-format JSON (``{"name", "source", "table": {"<old>__<old>":
     value}}``, keys in Taskonomy's original names, as in ``data/taskonomy``)."""
-    from ..taskonomy import OLD_NAMES
+    from ..zoo.taskonomy import OLD_NAMES
 
     matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.shape != (len(tasks), len(tasks)):

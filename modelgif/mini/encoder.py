@@ -1,7 +1,7 @@
 """The mini-Taskonomy's encoder: its architecture and checkpoints, apart from its training.
 
 This is the mini zoo's architecture module (``architecture: mini`` of ``zoos/mini.yaml`` and
-``zoos/mini_random.yaml``, loaded by name through :data:`modelgif.zoos.ARCHITECTURES`): what a
+``zoos/mini_random.yaml``, loaded by name through :data:`modelgif.zoo.models.ARCHITECTURES`): what a
 field or feature of a mini encoder is computed with. The trainer (:mod:`modelgif.mini.zoo`:
 decoders, losses, training, transfer) and the zoo's build (:mod:`modelgif.mini.build`) import
 it, never the other way round, so editing them reruns no field.
@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._atomic import atomic_path
-from ..checkpoint import load_state_dict_checked
+from ..io.atomic import atomic_path
+from ..zoo.checkpoint import load_state_dict_checked
 
 #: Channels of the encoder's four stride-2 blocks.
 ENCODER_WIDTHS = (16, 32, 64, 64)
@@ -75,7 +75,7 @@ def load_mini_encoder(path: str | os.PathLike, sha256: str | None = None,
                       map_location: str | torch.device = "cpu") -> MiniEncoder:
     """Load a checkpoint written by :func:`save_encoder`.
 
-    Mirrors :func:`modelgif.taskonomy.load_encoder`: ``FileNotFoundError`` if there is no
+    Mirrors :func:`modelgif.zoo.taskonomy.load_encoder`: ``FileNotFoundError`` if there is no
     file; ``ValueError`` on a sha256 mismatch (checked before loading), a file that is not a
     weights-only torch file, a missing ``"state_dict"``, or keys/shapes that do not match a
     :class:`MiniEncoder`. Returns the encoder in eval mode with frozen parameters.
@@ -105,7 +105,7 @@ def random_encoder(task: str, seed: int = 0) -> MiniEncoder:
 
 
 # ----------------------------------------------------------------------------- the zoo protocol
-# (modelgif.zoos.ARCHITECTURES): a model by its name, fresh, from a checkpoint, or random.
+# (modelgif.zoo.models.ARCHITECTURES): a model by its name, fresh, from a checkpoint, or random.
 def build_zoo_model(name: str) -> MiniEncoder:
     """The architecture of every model of the mini zoos, untrained (``name`` is not needed)."""
     return build_mini_encoder()

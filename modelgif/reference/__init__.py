@@ -14,7 +14,7 @@ A reference set is built once from a *source* and stored as ``images.npy``, uint
   stored uint8 values v to ``2 * (v / 255) - 1``.
 """
 
-import importlib
+from .._lazy import attach
 
 # ``cutmix`` names both a submodule and its function: imported here, so that the package's
 # attribute is the function (as it always was), whichever submodule is imported later
@@ -38,14 +38,4 @@ _LAZY = {
 __all__ = sorted([*_LAZY, "CutMixBatch", "cutmix", "cutmix_batch"])
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'modelgif.reference' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = attach(__name__, _LAZY)

@@ -15,7 +15,7 @@ the temporary folder (:func:`scratch_dir`); :func:`extract_archive_images` also 
 owner marker (``.owner.<host>.<pid>.<random>.tmp``) in the folder it fills. After a SIGKILL,
 :func:`sweep_stale_scratch` (called by ``tools/run.py``) removes the scratch folders of dead
 processes of this host; those of live ones are kept. An archive URL's download is bounded by
-:data:`modelgif.download.MAX_DOWNLOAD_BYTES` and :data:`modelgif.download.DOWNLOAD_DEADLINE`.
+:data:`modelgif.io.download.MAX_DOWNLOAD_BYTES` and :data:`modelgif.io.download.DOWNLOAD_DEADLINE`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-from .. import _atomic
+from ..io import atomic as _atomic
 
 #: File name suffixes read as images (case-insensitive).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"})

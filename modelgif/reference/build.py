@@ -21,8 +21,8 @@ from typing import Iterable
 
 import numpy as np
 
-from ..download import download_file, is_url, sha256_file
-from ..zoo_spec import SOURCE_MODULES
+from ..io.download import download_file, is_url, sha256_file
+from ..zoo.spec import SOURCE_MODULES
 from .archives import IMAGE_SUFFIXES, MAX_MEMBER_BYTES, read_archive, read_folder, scratch_dir
 from .cutmix import CutMixBatch, cutmix, cutmix_batch
 from .images import decode_image, resize_crop
@@ -123,7 +123,7 @@ def build_reference_set(
         size: S, the output side in pixels.
         use_cutmix: CutMix at the source resolution with ``batch`` and ``seed``.
         base_url, commit: where the sample building is (only for ``"taskonomy-sample"``).
-        timeout: seconds one socket read may wait (downloads; see :mod:`modelgif.download`).
+        timeout: seconds one socket read may wait (downloads; see :mod:`modelgif.io.download`).
         max_member_bytes: the largest archive member read as an image.
         sha256: if given, the expected :func:`images_sha256` of the result.
 

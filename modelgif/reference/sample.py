@@ -12,7 +12,7 @@ import threading
 
 from tqdm.auto import tqdm
 
-from ..download import fetch_bytes
+from ..io.download import fetch_bytes
 
 #: Source name of Taskonomy's public sample building.
 SAMPLE = "taskonomy-sample"
@@ -72,7 +72,7 @@ def fetch_taskonomy_sample(
     """Fetch the first ``n_images`` view-0 RGB images of the sample building.
 
     Points p = 0, 1, 2, … are requested ``workers`` at a time and taken in point order; a
-    point that answers HTTP 404 is skipped. Each image is one :func:`~modelgif.download.fetch_bytes`
+    point that answers HTTP 404 is skipped. Each image is one :func:`~modelgif.io.download.fetch_bytes`
     (``retries``, ``timeout`` per socket read, ``deadline`` per image; a truncated body is retried).
 
     Returns:

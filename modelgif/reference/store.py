@@ -14,7 +14,7 @@ from PIL import Image
 
 from typing import TYPE_CHECKING
 
-from .._atomic import atomic_path
+from ..io.atomic import atomic_path
 
 if TYPE_CHECKING:  # a type only: reading images.npy needs none of the builder's code
     from .build import ReferenceSet

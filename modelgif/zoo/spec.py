@@ -27,7 +27,7 @@ project root where DVC runs the stages; else the checkout's ``zoos/``); a value 
 Paths are relative to the current directory (the project root). A table is a CSV
 ``source,target,value`` or Taskonomy's JSON (``{"table": {"<source>__<target>": value}}``);
 ``ground_truth.names: taskonomy`` says the keys are Taskonomy's original task names
-(:data:`modelgif.tasks.OLD_NAMES`) and may name more tasks than the zoo has (the published
+(:data:`modelgif.zoo.tasks.OLD_NAMES`) and may name more tasks than the zoo has (the published
 tables do). ``ground_truth.select: <params key>`` lets ``params.yaml`` choose among the declared
 tables (the built-in zoos: ``ground_truth``, ``mini.ground_truth``); without it every table is
 used. A file path in ``file``/``replicate`` may start with ``{taskonomy_tables}`` or
@@ -37,12 +37,12 @@ declaration.
 
 Instead of a checkpoint per model, ``checkpoints:`` names a params section the checkpoints come
 from: ``{manifest: <params key>, torch_hub: bool}`` (a section with ``base_url`` and
-``manifest``, :mod:`modelgif.checkpoint_source`), or ``{random_init: <params key>}`` (a
+``manifest``, :mod:`modelgif.zoo.checkpoint_source`), or ``{random_init: <params key>}`` (a
 section with ``random_seed``: the mini build's initial weights, architecture ``mini`` only).
 
 Every check that needs no model is made here, on reading: each error is one line naming the
 declaration file and the entry. What needs the models built (an unknown layer, a layer whose
-output is not a (B, C, h, w) map) is :func:`modelgif.zoos.check_zoo_models`. No torch here.
+output is not a (B, C, h, w) map) is :func:`modelgif.zoo.models.check_zoo_models`. No torch here.
 """
 
 from __future__ import annotations
@@ -56,14 +56,14 @@ from pathlib import Path
 
 import yaml
 
-from .errors import InputError, MissingEntry
+from ..errors import InputError, MissingEntry
 
 #: The folder of the project's zoo declarations (a source checkout).
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "zoos"
+BUILTIN_DIR = Path(__file__).resolve().parents[2] / "zoos"
 #: Architectures that are not a ``prefix:`` form.
 #: The built-in architectures: name → the module that defines it, loaded by name
-#: (:func:`modelgif.zoos.architecture_module`; its protocol is in :data:`modelgif.zoos.ARCHITECTURES`).
-NAMED_ARCHITECTURES = {"taskonomy": "modelgif.taskonomy", "mini": "modelgif.mini.encoder"}
+#: (:func:`modelgif.zoo.models.architecture_module`; its protocol is in :data:`modelgif.zoo.models.ARCHITECTURES`).
+NAMED_ARCHITECTURES = {"taskonomy": "modelgif.zoo.taskonomy", "mini": "modelgif.mini.encoder"}
 #: The built-in reference sources made by the project's code: name → the module that makes them.
 SOURCE_MODULES = {"mini-scenes": "modelgif.mini.scenes"}
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -174,7 +174,7 @@ def known_zoos() -> list[str]:
 def _table_path(value, where: str) -> Path:
     if not isinstance(value, str) or not value:
         raise ZooError(f"{where}: a file path is needed, got {value!r}")
-    from ._resources import mini_tables_dir, taskonomy_tables_dir
+    from .._resources import mini_tables_dir, taskonomy_tables_dir
 
     value = value.replace("{taskonomy_tables}", str(taskonomy_tables_dir())).replace(
         "{mini_tables}", str(mini_tables_dir()))

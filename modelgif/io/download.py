@@ -36,7 +36,7 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from ._atomic import atomic_path
+from .atomic import atomic_path
 
 _BLOCK = 1 << 20
 

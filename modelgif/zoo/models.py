@@ -1,7 +1,7 @@
 """Model zoos the pipeline can measure: the encoders a zoo declaration describes.
 
 ``zoo`` in ``params.yaml`` names a declaration, ``zoos/<zoo>.yaml`` (read and checked by
-:mod:`modelgif.zoo_spec`). The project's own are
+:mod:`modelgif.zoo.spec`). The project's own are
 
 * ``taskonomy``: the 17 pretrained Taskonomy encoders (downloaded, ``data/manifests/
   taskonomy_encoders.json``), the Taskonomy sample building as reference images, the
@@ -22,7 +22,7 @@ A model's architecture is one of (:func:`build_architecture`):
 * ``package.module:function``: the ``nn.Module`` the user's function returns (imported with the
   current directory on ``sys.path``), cut at ``layer`` if one is declared.
 
-Weights come from a local file or an http(s) URL with its sha256 (:mod:`modelgif.checkpoint_source`)
+Weights come from a local file or an http(s) URL with its sha256 (:mod:`modelgif.zoo.checkpoint_source`)
 and are loaded with ``torch.load(..., weights_only=True)``: a plain state dict or
 ``{"state_dict": ...}``.
 
@@ -42,8 +42,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._resources import mini_tables_dir, taskonomy_tables_dir
-from .zoo_spec import NAMED_ARCHITECTURES, ModelSpec, ZooError, ZooSpec, load_zoo_spec
+from .._resources import mini_tables_dir, taskonomy_tables_dir
+from .spec import NAMED_ARCHITECTURES, ModelSpec, ZooError, ZooSpec, load_zoo_spec
 
 if TYPE_CHECKING:  # torch only where an encoder is built: the correlate stage does not need it
     import torch
@@ -67,7 +67,7 @@ def architecture_module(architecture: str):
 
 
 def check_zoo(zoo: str) -> str:
-    """Return ``zoo`` if its declaration reads and checks (:func:`modelgif.zoo_spec.load_zoo_spec`),
+    """Return ``zoo`` if its declaration reads and checks (:func:`modelgif.zoo.spec.load_zoo_spec`),
     else raise ``ValueError`` naming the file and the entry."""
     load_zoo_spec(zoo)
     return zoo
@@ -75,7 +75,7 @@ def check_zoo(zoo: str) -> str:
 
 def ground_truth_dir(zoo: str) -> Path:
     """Folder of a built-in zoo's ground-truth tables (for tools that read them by name; the
-    pipeline reads the tables a declaration lists, :mod:`modelgif.ground_truth`)."""
+    pipeline reads the tables a declaration lists, :mod:`modelgif.score.ground_truth`)."""
     if zoo not in ZOOS:
         raise ValueError(f"ground_truth_dir knows the built-in zoos only ({', '.join(ZOOS)}), not {zoo!r}")
     return MINI_TABLES_DIR if zoo != "taskonomy" else taskonomy_tables_dir()
@@ -235,7 +235,7 @@ def _load_weights(net: torch.nn.Module, path, sha256: str | None, what: str, ful
     import torch
 
     from .checkpoint import load_weights_only
-    from .download import sha256_file
+    from ..io.download import sha256_file
 
     path = Path(path)
     if not path.is_file():

@@ -1,7 +1,7 @@
 """Statistical inference on a distance-vs-ground-truth comparison (issue 22).
 
 A method's score is the mean over target tasks j of ρ_j = Spearman(T[:, j], D[:, j]) over the
-source tasks (:func:`modelgif.correlation.per_task_spearman`). This module says how sure that
+source tasks (:func:`modelgif.score.correlation.per_task_spearman`). This module says how sure that
 number is and what it should be compared with:
 
 - Two-factor bootstraps over **both** units of the score: reference images (the distance
@@ -504,7 +504,7 @@ def score_method(distance: np.ndarray, samples: np.ndarray, ground_truth: np.nda
             ``score_method(...)["_replicates"]``, saves recomputing its per-target ρ.
 
     Returns (floats and lists; the images-only intervals stay in
-    :func:`modelgif.bootstrap.summarize`):
+    :func:`modelgif.score.bootstrap.summarize`):
         ``mean_rho`` and ``mean_rho_off_diagonal`` (as ``summarize``), their intervals
         ``*_ci95``: percentile, images × tasks resampled as sources and targets together
         (:func:`task_resampled_rho`), with ``*_ci95_bca`` (BCa, jackknife over tasks) and

@@ -65,8 +65,8 @@ def nodes_and_weights(method: str, n_steps: int) -> tuple[np.ndarray, np.ndarray
 
 def __getattr__(name: str):
     if name == "METHODS":  # deprecated (0.2): the rules were called methods, like the distance methods
-        from ._deprecated import warn
+        from .._deprecated import warn
 
-        warn("modelgif.quadrature.METHODS", "modelgif.quadrature.RULES")
+        warn("modelgif.field.quadrature.METHODS", "modelgif.field.quadrature.RULES")
         return RULES
-    raise AttributeError(f"module 'modelgif.quadrature' has no attribute {name!r}")
+    raise AttributeError(f"module 'modelgif.field.quadrature' has no attribute {name!r}")

@@ -3,7 +3,7 @@
 Each method takes K models' features for one reference set — K arrays (N, D_k), one row per
 image, in the same image order; D_k may differ between models — and returns a (K, K) float64
 *distance* ``1 − similarity``, so that it can be correlated with a transfer affinity exactly
-like a ModelGiF distance (:func:`modelgif.correlation.per_task_spearman`).
+like a ModelGiF distance (:func:`modelgif.score.correlation.per_task_spearman`).
 
 - :func:`cka_distance`: linear centred kernel alignment (Kornblith et al., ICML 2019), or its
   debiased form (Nguyen et al., ICLR 2021) built on the unbiased HSIC estimator (Song et al.,
@@ -17,7 +17,7 @@ like a ModelGiF distance (:func:`modelgif.correlation.per_task_spearman`).
 
 Every method works through per-model (N, N) matrices between images (Gram, kernel or RDM
 matrices), built once; the lower-level ``*_from_*`` functions take such stacked matrices, so
-a bootstrap over images can index them instead of recomputing (:mod:`modelgif.bootstrap`).
+a bootstrap over images can index them instead of recomputing (:mod:`modelgif.score.bootstrap`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A zoo's ground-truth tables, as the correlate stage scores a distance against them.
 
 :func:`ground_truth_tables` reads the tables a zoo's declaration lists (``ground_truth.tables``
-of ``zoos/<zoo>.yaml``, :mod:`modelgif.zoo_spec`), those a params key selects where the
+of ``zoos/<zoo>.yaml``, :mod:`modelgif.zoo.spec`), those a params key selects where the
 declaration names one (``ground_truth`` for taskonomy, ``mini.ground_truth`` for the mini
 zoos), as (K, K) matrices in the distance matrix's order, with their orientation and, where the
 declaration gives one, an independent replicate measurement of the same table (for the noise
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .tasks import OLD_NAMES
-from .zoo_spec import TableSpec, ZooError, ZooSpec, load_zoo_spec, params_section, read_table, table_matrix
+from ..zoo.tasks import OLD_NAMES
+from ..zoo.spec import TableSpec, ZooError, ZooSpec, load_zoo_spec, params_section, read_table, table_matrix
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,13 @@ CUDA, gloo on the CPU: :func:`process_group`), takes a contiguous slice of the i
 (:func:`shard`) and writes its rows into the one output file (:func:`write_sharded`):
 
 1. rank 0 sweeps stale temporary files of the output and creates the temporary file, its
-   space reserved for the whole field (:func:`modelgif.storage.allocate_field`), and sends
+   space reserved for the whole field (:func:`modelgif.io.storage.allocate_field`), and sends
    its name to every rank (a shared filesystem across nodes);
 2. each rank writes its images' rows into it (ordinary positioned writes, no overlap);
 3. a barrier: when every rank has finished, rank 0 renames the file onto the output.
 
 A rank that fails exits with its error; the launcher then stops the others (SIGTERM), and
-rank 0's signal handler removes the temporary file (:mod:`modelgif._atomic`; after a SIGKILL
+rank 0's signal handler removes the temporary file (:mod:`modelgif.io.atomic`; after a SIGKILL
 the next run sweeps it). So a failed run leaves nothing at the output path.
 
 Every rank dies with its launcher (:func:`watch_launcher`, called by :func:`process_group`):
@@ -46,9 +46,9 @@ from pathlib import Path
 
 import torch
 
-from . import _atomic
+from ..io import atomic as _atomic
 from .execution import write_chunks
-from .storage import FieldWriter, allocate_field, commit_field
+from ..io.storage import FieldWriter, allocate_field, commit_field
 
 #: Environment variable: run the field stage on this many local processes (torch.distributed.run).
 NPROC_ENV = "MODELGIF_NPROC"
@@ -224,7 +224,7 @@ def write_sharded(
     """Write this rank's rows of a field of ``shape`` (N, S, values) to ``path``.
 
     ``chunks`` yields ``(start, chunk)`` with ``start`` counted from ``rows[0]`` — what
-    :func:`modelgif.field.iter_gradient_field` yields for the rank's slice of images. With
+    :func:`modelgif.field.gradients.iter_gradient_field` yields for the rank's slice of images. With
     one process this is :class:`FieldWriter` + :func:`write_chunks`. With several, see the
     module doc; returns ``path`` on every rank once rank 0 has renamed the file.
     """

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._deprecated import renamed
-from .storage import decode, field_shape, open_field
+from .._deprecated import renamed
+from ..io.storage import decode, field_shape, open_field
 
 METRICS = ("cosine", "euclidean")
 #: Default bound on the float64 chunk of all K fields held at once.
@@ -190,7 +190,7 @@ def distance_matrix(
 
     Args:
         fields: K ≥ 1 fields of equal shape (N, S, H·W): arrays (float, or the structured
-            float16 storage of :mod:`modelgif.storage`), tensors, or paths to ``.npy`` files
+            float16 storage of :mod:`modelgif.io.storage`), tensors, or paths to ``.npy`` files
             (opened as memory maps).
         metric: one of :data:`METRICS`.
         chunk_size: images per chunk; does not change the result beyond float64 rounding.

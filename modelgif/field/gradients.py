@@ -1,12 +1,12 @@
 """ModelGiF gradient fields (Song et al., ICCV 2023; docs/METHOD.md, step 5).
 
-For a model f, a reference image x with baseline x' and a target t (:mod:`modelgif.targets`),
+For a model f, a reference image x with baseline x' and a target t (:mod:`modelgif.field.targets`),
 the field at path step k is
 
     F[k] = mean over colour channels of ( (x − x') ⊙ Σ_{j ≤ k} w_j ∇_z t(z_j) ),
     z_j = x' + α_j (x − x'),
 
-with nodes α and weights w of a quadrature rule (:mod:`modelgif.quadrature`), flattened
+with nodes α and weights w of a quadrature rule (:mod:`modelgif.field.quadrature`), flattened
 to H·W values. Its last step is the Integrated Gradients attribution of t (channel mean).
 With ``cumulative=False`` the sum is replaced by its single term j = k.
 
@@ -14,7 +14,7 @@ Speed (``benchmarks/README.md`` has the numbers): path points of several images 
 forward/backward pass (``batch_size``); everything is computed on the images' device. How
 the passes run — their precision, their size (fitted to a GPU's free memory, halved on an
 out-of-memory error), host memory, writing a chunk while the next is computed — is
-:mod:`modelgif.execution`. ``precision`` trades float32 arithmetic for speed only when asked:
+:mod:`modelgif.field.execution`. ``precision`` trades float32 arithmetic for speed only when asked:
 
 - ``"float32"`` (default): IEEE float32 (or float64) throughout. On CUDA, TF32 is switched
   *off* for the call (PyTorch's default lets cuDNN convolutions use it), so a field does not
@@ -106,7 +106,7 @@ def iter_gradient_field(
     every image once. Each chunk holds m = max(1, batch_size // n_steps) images, so peak
     memory is bounded by the batch, not by N. A pass that runs out of memory is retried with
     half as many path points, and later passes keep the smaller size
-    (:class:`modelgif.execution.PassSize`, logged once).
+    (:class:`modelgif.field.execution.PassSize`, logged once).
     """
     _check_inputs(model, images, baselines)
     target = check_target(target)
@@ -187,10 +187,10 @@ def gradient_field(
         model: maps (B, 3, H, W) images to (B, C, h, w) outputs; in eval mode. Its parameters'
             gradients are never computed.
         images: reference images x, (N, 3, H, W), values in [-1, 1], float32 or float64.
-        baselines: x', same shape, dtype and device (:func:`modelgif.baselines.make_baselines`).
-        target: 1, 5 or 6 (:mod:`modelgif.targets`), chosen at x and fixed along the path.
+        baselines: x', same shape, dtype and device (:func:`modelgif.field.baselines.make_baselines`).
+        target: 1, 5 or 6 (:mod:`modelgif.field.targets`), chosen at x and fixed along the path.
         n_steps: S, quadrature nodes on the path.
-        method: quadrature rule (:data:`modelgif.quadrature.RULES`).
+        method: quadrature rule (:data:`modelgif.field.quadrature.RULES`).
         cumulative: field step k sums the weighted gradients of steps 1..k (True) or is step k's
             alone (False).
         batch_size: path points per forward/backward pass (default :func:`default_batch_size`:
@@ -201,7 +201,7 @@ def gradient_field(
             ``"float32"`` (default, exact float32/float64), or the opt-in ``"tf32"`` (CUDA) and
             ``"bf16"`` (CUDA or CPU), which need float32 images and change the field slightly.
         sketch_dim: 0 (default) for the exact field; d > 0 stores every (image, step) row
-            projected by the seeded Gaussian sketch of :mod:`modelgif.sketch` to d < H·W values.
+            projected by the seeded Gaussian sketch of :mod:`modelgif.field.sketch` to d < H·W values.
         sketch_seed: seed of the sketch's projection; fields to be compared must share it.
 
     Returns:

@@ -206,7 +206,7 @@ def write_chunks(
     The calling thread keeps computing chunks; each finished chunk is copied to the host
     (on CUDA: into pinned memory, on a side stream, without waiting) and handed to one
     background thread, which waits for the copy and calls ``write(start, array)`` — e.g.
-    :meth:`modelgif.storage.FieldWriter.write` — in the order the chunks came. At most
+    :meth:`modelgif.io.storage.FieldWriter.write` — in the order the chunks came. At most
     ``depth`` chunks wait for the writer, which bounds host memory. ``on_written(start, m)``
     runs in the writer thread after each write (a progress bar, say).
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .download import sha256_file
+from ..io.download import sha256_file
 
 
 # What torch's weights-only unpickler names when it refuses a global (torch 2.4 .. 2.13 wordings).

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._atomic import atomic_path, write_text
+from ..io.atomic import atomic_path, write_text
 
 
 def matrix_csv(path: str | os.PathLike, matrix: np.ndarray, labels: Sequence[str]) -> None:

@@ -1,25 +1,25 @@
 """The functional-distance methods compared by the pipeline (issue 12), by name, with their options.
 
 One call, :func:`method_distances`, gives a method's (K, K) distance on all reference images
-and its (B, K, K) distances on the bootstrap resamples (:func:`modelgif.bootstrap.resample_indices`:
+and its (B, K, K) distances on the bootstrap resamples (:func:`modelgif.score.bootstrap.resample_indices`:
 every method is given the same indices, so the resamples pair across methods):
 
 ============  ==============================================  ===========================================
 method        input (per model)                               distance
 ============  ==============================================  ===========================================
-modelgif      the stored field (N, S, H·W)                    :func:`modelgif.distance.distance_matrix`
+modelgif      the stored field (N, S, H·W)                    :func:`modelgif.compare.distance.distance_matrix`
 ig            the field's last step (N, 1, H·W): plain IG     the same, on the end point only
-saliency      ∇_x t(x), channel mean (N, 1, H·W)              the same (:mod:`modelgif.attribution`)
+saliency      ∇_x t(x), channel mean (N, 1, H·W)              the same (:mod:`modelgif.field.attribution`)
 gradxinput    x ⊙ ∇_x t(x), channel mean (N, 1, H·W)          the same
-rsa           encoder output f(x), flattened (N, C·h·w)       :func:`modelgif.similarity.rsa_distance`
-cka           the same                                        :func:`modelgif.similarity.cka_distance`
-dds           the same                                        :func:`modelgif.similarity.dds_distance`
+rsa           encoder output f(x), flattened (N, C·h·w)       :func:`modelgif.compare.similarity.rsa_distance`
+cka           the same                                        :func:`modelgif.compare.similarity.cka_distance`
+dds           the same                                        :func:`modelgif.compare.similarity.dds_distance`
 ============  ==============================================  ===========================================
 
 Field methods are means over images: their resampled distances are weighted means of the
 per-image contributions (N, K, K), returned too, so a resample costs no field read. Set-level
 methods are recomputed per resample from per-model (N, N) matrices built once
-(:func:`modelgif.bootstrap.set_distances`: CKA's Gram matrices, RSA's RDMs, DDS's kernel
+(:func:`modelgif.score.bootstrap.set_distances`: CKA's Gram matrices, RSA's RDMs, DDS's kernel
 matrices of all N images with ``bootstrap_refit: false``), in torch on the GPU when there is one.
 """
 
@@ -32,18 +32,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from .registry import FIELD_METHODS, METHODS, REGISTRY, SET_METHODS, get_method  # noqa: F401 (re-exported)
-from .bootstrap import bootstrap_field_distances, image_contributions, set_distances
-from .storage import open_field
+from ..score.bootstrap import bootstrap_field_distances, image_contributions, set_distances
+from ..io.storage import open_field
 
 
 def __getattr__(name: str):
     if name == "DEFAULT_OPTIONS":  # every registered method's options with their defaults
         return {n: dict(m.options) for n, m in REGISTRY.items()}
-    raise AttributeError(f"module 'modelgif.methods' has no attribute {name!r}")
+    raise AttributeError(f"module 'modelgif.compare.methods' has no attribute {name!r}")
 
 
 def check_method(method: str, options: Mapping | None = None) -> dict:
-    """A method's options, defaults filled in (:mod:`modelgif.registry`); ``ValueError`` naming an
+    """A method's options, defaults filled in (:mod:`modelgif.compare.registry`); ``ValueError`` naming an
     unknown method, option or value."""
     spec = get_method(method)
     options = dict(options or {})
@@ -64,7 +64,7 @@ def check_method(method: str, options: Mapping | None = None) -> dict:
 def end_point(field) -> np.ndarray:
     """The last step (N, 1, H·W) of a field (a stored field's path: a view of its memory map,
     read on use); for a cumulative field, its Integrated Gradients (the ``ig`` method's input,
-    as :func:`modelgif.attribution.field_end_point`, without importing torch)."""
+    as :func:`modelgif.field.attribution.field_end_point`, without importing torch)."""
     if not hasattr(field, "shape"):
         field = open_field(field)
     return field[:, -1:]
@@ -91,17 +91,17 @@ def method_distances(method: str, inputs: Sequence, indices: np.ndarray, *, metr
     """One method's distances between K models, on all images and on every bootstrap resample.
 
     Args:
-        method: a registered method (:data:`modelgif.registry.REGISTRY`).
+        method: a registered method (:data:`modelgif.compare.registry.REGISTRY`).
         inputs: K per-model inputs: for ``modelgif`` and ``ig`` the fields (paths of stored
             fields or arrays (N, S, H·W); ``ig`` takes their last step), for ``saliency`` and
             ``gradxinput`` the maps (N, 1, H·W), for set methods the features (N, D_k).
-        indices: (B, n) resampled image indices (:func:`modelgif.bootstrap.resample_indices`).
+        indices: (B, n) resampled image indices (:func:`modelgif.score.bootstrap.resample_indices`).
         metric: ``cosine`` or ``euclidean``, for the field methods.
         options: the method's options (:data:`DEFAULT_OPTIONS`).
         feature_shapes: per model (C, h, w) of the features, for DDS's channel-wise normalisations.
         device: where the work runs: the field methods' per-image distances
-            (:func:`modelgif.bootstrap.image_contributions`: None, CUDA when torch sees a GPU,
-            else numpy) and the set-level methods' bootstrap (:func:`modelgif.bootstrap.set_distances`:
+            (:func:`modelgif.score.bootstrap.image_contributions`: None, CUDA when torch sees a GPU,
+            else numpy) and the set-level methods' bootstrap (:func:`modelgif.score.bootstrap.set_distances`:
             None, CUDA when torch sees a GPU, else torch on the CPU); a torch device for both.
 
     Returns:
@@ -109,7 +109,7 @@ def method_distances(method: str, inputs: Sequence, indices: np.ndarray, *, metr
     """
     opts = check_method(method, options)
     spec = REGISTRY[method]
-    if spec.compute is not None:  # a method's own code, loaded by name (modelgif.registry.Method.compute)
+    if spec.compute is not None:  # a method's own code, loaded by name (modelgif.compare.registry.Method.compute)
         module, _, function = spec.compute.partition(":")
         fn = getattr(importlib.import_module(module), function)
         distance, samples = fn(list(inputs), indices, options=opts, feature_shapes=feature_shapes, device=device,

@@ -2,10 +2,10 @@
 defaults, and where its code is, without importing that code (no numpy or torch import here).
 
 Everything else follows from a registration: the names valid in params.yaml's ``methods``, each
-method's option check (:func:`modelgif.methods.check_method`), which files ``distance@<method>``
+method's option check (:func:`modelgif.compare.methods.check_method`), which files ``distance@<method>``
 reads and fingerprints (:func:`modelgif.settings.method_input_paths`), its settings file with the
 sha256 of its code (:func:`modelgif.settings.method_settings`), the computation
-(:func:`modelgif.methods.method_distances`), and its rows in the metrics and plots (``correlate``
+(:func:`modelgif.compare.methods.method_distances`), and its rows in the metrics and plots (``correlate``
 scores every listed method alike).
 
 Adding a method is one module and one :func:`register` call; docs/methods.md shows the diff::
@@ -51,7 +51,7 @@ class Method:
         compute: ``"module:function"`` of a method's own code, loaded by name: called as
             ``function(inputs, indices, *, options, feature_shapes, device, progress)`` and
             returning ``(D (K, K), samples (B, K, K))``; ``None`` for the built-in methods, which
-            :mod:`modelgif.methods` computes (field distances, :func:`modelgif.bootstrap.set_distances`).
+            :mod:`modelgif.compare.methods` computes (field distances, :func:`modelgif.score.bootstrap.set_distances`).
         choices: option name → its valid values, checked with the defaults' types.
     """
 

@@ -1,10 +1,10 @@
 """Where a zoo's encoder checkpoint comes from: the declaration's own file or URL, a manifest
 (torch hub's folder, a URL, or a local folder), or the mini build's initial weights.
 
-:func:`fetch_model_checkpoint` follows a zoo declaration (:mod:`modelgif.zoo_spec`): a model's
+:func:`fetch_model_checkpoint` follows a zoo declaration (:mod:`modelgif.zoo.spec`): a model's
 own ``checkpoint`` (a path or an http(s) URL, with its sha256), else the zoo's ``checkpoints``
 source, a params section holding ``base_url`` and ``manifest`` (:func:`fetch_checkpoint`) or
-``random_seed`` (the untrained mini control, :func:`modelgif.zoos.random_encoder`).
+``random_seed`` (the untrained mini control, :func:`modelgif.zoo.models.random_encoder`).
 
 A manifest (a path or a URL) is JSON ``{"source": ..., "encoders": {task: {"file": name,
 "sha256": hex}}}``. :func:`fetch_checkpoint` takes a task's file from, in order:
@@ -13,7 +13,7 @@ A manifest (a path or a URL) is JSON ``{"source": ..., "encoders": {task: {"file
    ``$TORCH_HOME/hub/checkpoints``), if it holds the file with the expected sha256 (where the
    declaration says ``torch_hub: true``: Taskonomy's; the mini zoo is never there);
 2. ``<base_url>/<file>``: downloaded (retried, bounded in time, sha256-checked,
-   :func:`modelgif.download.download_file`), or copied with a sha256 check where ``base_url``
+   :func:`modelgif.io.download.download_file`), or copied with a sha256 check where ``base_url``
    is a folder.
 
 The result must then load as the zoo's encoder for the task (weights only). Nothing is left
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import torch
 
-from ._atomic import atomic_path
-from .download import ChecksumError, copy_verified, download_file, fetch_bytes, is_url
-from .zoo_spec import ZooError, ZooSpec, load_zoo_spec, params_section
-from .zoos import ARCHITECTURES, _is_user_function, architecture_module, load_zoo_encoder
+from ..io.atomic import atomic_path
+from ..io.download import ChecksumError, copy_verified, download_file, fetch_bytes, is_url
+from .spec import ZooError, ZooSpec, load_zoo_spec, params_section
+from .models import ARCHITECTURES, _is_user_function, architecture_module, load_zoo_encoder
 
 
 def hub_checkpoint_dir() -> Path:
@@ -133,7 +133,7 @@ def fetch_model_checkpoint(spec: ZooSpec, task: str, out: str | os.PathLike, par
         return origin
     source = spec.checkpoints or {}
     if not source and _is_user_function(model.architecture):
-        from .zoos import build_architecture  # module:function without a file: the weights it builds
+        from .models import build_architecture  # module:function without a file: the weights it builds
 
         with atomic_path(out) as tmp:
             torch.save({"state_dict": build_architecture(model).state_dict()}, tmp)

@@ -4,7 +4,7 @@ Encoders are ``visualpriors.taskonomy_network.TaskonomyEncoder`` (a ResNet-50 tr
 output is an 8-channel map at 1/16 of the input size), with weights from
 ``TASKONOMY_PRETRAINED_URLS[task + "_encoder"]``. Ground-truth tables are the Taskonomy
 authors' (Zamir et al., CVPR 2018), converted once to JSON: package data under
-``modelgif/data/taskonomy/``. The task list itself is :mod:`modelgif.tasks`.
+``modelgif/data/taskonomy/``. The task list itself is :mod:`modelgif.zoo.tasks`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._resources import taskonomy_tables_dir
-from .errors import MissingEntry
+from .._resources import taskonomy_tables_dir
+from ..errors import MissingEntry
 from .tasks import OLD_NAMES, TASKS
 
 if TYPE_CHECKING:  # torch is imported where an encoder is built, so reading the tables does not need it
@@ -42,12 +42,12 @@ TABLES_DIR = taskonomy_tables_dir()
 
 
 def target_is_void(task: str, target: int) -> bool:
-    """Deprecated (0.2): :func:`modelgif.zoos.target_is_void` (``void_targets`` of the zoo
+    """Deprecated (0.2): :func:`modelgif.zoo.models.target_is_void` (``void_targets`` of the zoo
     declaration) says it for every zoo. True where the field is identically zero whatever the
     weights: target 6 (Σ f) on an encoder with the output GroupNorm on."""
-    from ._deprecated import warn
+    from .._deprecated import warn
 
-    warn("modelgif.taskonomy.target_is_void", "modelgif.zoos.target_is_void('taskonomy', task, target)")
+    warn("modelgif.zoo.taskonomy.target_is_void", "modelgif.zoo.models.target_is_void('taskonomy', task, target)")
     return int(target) == 6 and check_task(task) in NORMALIZED_OUTPUT_TASKS
 
 
@@ -110,7 +110,7 @@ def load_encoder(task: str, path: str | os.PathLike, *, sha256: str | None = Non
                                    what=f"checkpoint for {task}")
 
 
-# The zoo protocol (modelgif.zoos.ARCHITECTURES: ``architecture: taskonomy``, loaded by name).
+# The zoo protocol (modelgif.zoo.models.ARCHITECTURES: ``architecture: taskonomy``, loaded by name).
 build_zoo_model = build_encoder
 
 
@@ -123,7 +123,7 @@ def load_zoo_model(name: str, path: str | os.PathLike, *, sha256: str | None = N
 def load_table(name: str, root: str | os.PathLike | None = None) -> dict[str, float]:
     """A table as ``{"<source>__<target>": value}`` in Taskonomy's original names: one of
     :data:`GROUND_TRUTH_TABLES` from :data:`TABLES_DIR`, or ``<root>/<name>.json`` of another
-    folder in the same form (e.g. the mini-Taskonomy's, :data:`modelgif.zoos.MINI_TABLES_DIR`)."""
+    folder in the same form (e.g. the mini-Taskonomy's, :data:`modelgif.zoo.models.MINI_TABLES_DIR`)."""
     if root is None:
         if name not in GROUND_TRUTH_TABLES:
             raise ValueError(f"unknown ground-truth table {name!r}; valid tables: {', '.join(GROUND_TRUTH_TABLES)}")

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _atomic
-from .errors import InputError
+from . import atomic as _atomic
+from ..errors import InputError
 
 STORAGE_DTYPES = ("float16", "float32")
 
@@ -233,7 +233,7 @@ def allocate_field(path, n_images: int, n_steps: int, n_pixels: int, dtype: str 
     the space of every value, reserved on disk now (``posix_fallocate``), so that a full disk
     fails here with "no space left on device" instead of a SIGBUS or a short file later.
 
-    Returns the temporary path (beside ``path``, see :mod:`modelgif._atomic`: removed on
+    Returns the temporary path (beside ``path``, see :mod:`modelgif.io.atomic`: removed on
     SIGTERM, swept by the next writer after SIGKILL). :class:`FieldWriter` writes into it;
     several writers (one per process) may write disjoint images of it.
     """

@@ -4,10 +4,10 @@
   transferability from attribution maps"): ``saliency`` is the input gradient ``∇_x t(x)`` of
   the field's target at the image itself (one pass per image), ``gradxinput`` that gradient
   times x. Reduced like a field (mean over colour channels, flattened to H·W) and returned as
-  a one-step field (N, 1, H·W), so :func:`modelgif.distance.distance_matrix` and the
+  a one-step field (N, 1, H·W), so :func:`modelgif.compare.distance.distance_matrix` and the
   bootstrap take it unchanged.
 - :func:`encoder_features`: a model's output f(x) flattened to (N, C·h·w), one forward pass,
-  the input of the set-level methods (:mod:`modelgif.similarity`).
+  the input of the set-level methods (:mod:`modelgif.compare.similarity`).
 - :func:`field_end_point`: the last step of a stored cumulative field, (N, 1, H·W) — plain
   Integrated Gradients, the paper's "end point only" ablation — as a view, without new passes.
 """
@@ -19,8 +19,8 @@ import os
 import numpy as np
 import torch
 
-from .field import _selectors
-from .storage import field_shape, open_field
+from .gradients import _selectors
+from ..io.storage import field_shape, open_field
 from .targets import check_target
 
 #: Attribution maps of :func:`attribution_map`.
@@ -58,7 +58,7 @@ def attribution_maps(
 ) -> dict[str, torch.Tensor]:
     """Several attribution maps of a model's target from one backward pass per image.
 
-    With ``M`` the target selector chosen at x (:func:`modelgif.targets.target_selector`,
+    With ``M`` the target selector chosen at x (:func:`modelgif.field.targets.target_selector`,
     exactly as for the field) and ``t(z) = Σ M ⊙ f(z)``:
 
     - ``saliency``: ``A = mean over colour channels of ∇_x t(x)`` (signed, not its absolute
@@ -70,7 +70,7 @@ def attribution_maps(
         model: maps (B, 3, H, W) images to (B, C, h, w) outputs; in eval mode.
         images: reference images x, (N, 3, H, W) float, values in [-1, 1].
         kinds: names from :data:`ATTRIBUTIONS`; every one comes from the same gradient.
-        target: 1, 5 or 6 (:mod:`modelgif.targets`).
+        target: 1, 5 or 6 (:mod:`modelgif.field.targets`).
         batch_size: images per forward/backward pass; does not change the result.
 
     Returns:
@@ -129,7 +129,7 @@ def encoder_features(model: torch.nn.Module, images: torch.Tensor, batch_size: i
     """A model's outputs f(x) over the reference images, flattened: (N, C·h·w) float32.
 
     One forward pass per batch, no gradients; each row is f(x_i) flattened channel-first
-    (C, h, w), so ``feature_shapes=(C, h, w)`` of :func:`modelgif.similarity.dds_distance`
+    (C, h, w), so ``feature_shapes=(C, h, w)`` of :func:`modelgif.compare.similarity.dds_distance`
     reads it back.
     """
     _check_model_images(model, images)
@@ -147,8 +147,8 @@ def field_end_point(field) -> np.ndarray:
 
     ``field`` is a path to a stored field (opened as a memory map; the result is a view of it,
     read on use: no copy, no new passes), or an array (N, S, H·W) in either storage form of
-    :mod:`modelgif.storage`. The result feeds :func:`modelgif.distance.distance_matrix` and
-    :func:`modelgif.bootstrap.image_contributions` like any field. Only a *cumulative* field's
+    :mod:`modelgif.io.storage`. The result feeds :func:`modelgif.compare.distance.distance_matrix` and
+    :func:`modelgif.score.bootstrap.image_contributions` like any field. Only a *cumulative* field's
     last step is IG; that of a ``cumulative: false`` field is the last path point's term alone.
     """
     if isinstance(field, (str, os.PathLike)):

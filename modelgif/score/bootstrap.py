@@ -1,7 +1,7 @@
 """Uncertainty of a method's score: a bootstrap over reference images, and the noise ceiling.
 
 A score is the mean over tasks of ρ_j = Spearman(T[:, j], D[:, j])
-(:func:`modelgif.correlation.per_task_spearman`). Its uncertainty from the finite reference
+(:func:`modelgif.score.correlation.per_task_spearman`). Its uncertainty from the finite reference
 set is estimated by resampling the N reference images with replacement (``n`` resamples from a
 seeded generator, :func:`resample_indices`), recomputing D on each resample, and taking the
 2.5 and 97.5 percentiles of the resamples' mean ρ. Two methods evaluated on the *same*
@@ -35,8 +35,8 @@ import numpy as np
 from scipy.stats import rankdata
 
 from .correlation import per_task_spearman
-from .distance import DEFAULT_CHUNK_BYTES, image_distance_sums
-from .similarity import (
+from ..compare.distance import DEFAULT_CHUNK_BYTES, image_distance_sums
+from ..compare.similarity import (
     DDS_KERNELS,
     DDS_RDMS,
     SET_METHODS,
@@ -70,9 +70,9 @@ def image_contributions(
 
     ``C[i, a, b]`` = mean over steps k of ``1 − cos(F^a_i[k], F^b_i[k])`` (``cosine``) or of
     ``‖F^a_i[k] − F^b_i[k]‖₂`` (``euclidean``), so that ``C.mean(axis=0)`` is
-    :func:`modelgif.distance.affinity_matrix` (same conventions: a zero row has cosine 0).
-    Fields as for :func:`~modelgif.distance.affinity_matrix` (arrays, tensors, stored-field
-    paths or views such as :func:`modelgif.attribution.field_end_point`), read once, chunk
+    :func:`modelgif.compare.distance.affinity_matrix` (same conventions: a zero row has cosine 0).
+    Fields as for :func:`~modelgif.compare.distance.affinity_matrix` (arrays, tensors, stored-field
+    paths or views such as :func:`modelgif.field.attribution.field_end_point`), read once, chunk
     by chunk, the per-row Gram products on ``device`` (as for ``affinity_matrix``: None, CUDA
     when torch sees a GPU, else numpy; ``"numpy"``; or a torch device), in float64.
 
@@ -153,7 +153,7 @@ def resampled_cka(mats: np.ndarray, counts: np.ndarray, *, debiased: bool = Fals
     matrices on all images (linear Gram matrices for CKA, DDS's kernel matrices).
 
     Resample b draws image i ``counts[b, i]`` times; the result equals
-    :func:`modelgif.similarity.cka_from_grams` of ``mats[:, r[:, None], r[None, :]]`` for its
+    :func:`modelgif.compare.similarity.cka_from_grams` of ``mats[:, r[:, None], r[None, :]]`` for its
     indices r (a copy of an image is a repeated row and column) to rounding, without forming
     those (n, n) matrices. With w = counts[b], n = Σ w, A and C two models' matrices and
     T = Σ_ij w_i w_j A_ij C_ij, the centred inner product ⟨K̃_A, K̃_C⟩ of the resample is
@@ -316,12 +316,12 @@ def set_distances(method: str, features: Sequence, indices: np.ndarray, *, devic
     """A set-level method's distance D (K, K) on all images and D (B, K, K) recomputed on every
     resample's rows, from per-model (N, N) matrices built once.
 
-    - ``cka``: :func:`modelgif.similarity.cka_distance` (``debiased`` option) on
+    - ``cka``: :func:`modelgif.compare.similarity.cka_distance` (``debiased`` option) on
       ``features[idx]``: :func:`resampled_cka` of the linear Gram matrices (exact: the Gram
       matrix of the resampled rows is the resampled Gram matrix).
-    - ``rsa``: :func:`modelgif.similarity.rsa_distance` on ``features[idx]`` with the pairs of
+    - ``rsa``: :func:`modelgif.compare.similarity.rsa_distance` on ``features[idx]`` with the pairs of
       an image with a copy of itself left out: :func:`resampled_rsa` of the RDMs (exact ranks).
-    - ``dds``: :func:`modelgif.similarity.dds_distance` (its options) on ``features[idx]``.
+    - ``dds``: :func:`modelgif.compare.similarity.dds_distance` (its options) on ``features[idx]``.
       Option ``refit`` (default True) recomputes each resample exactly, the feature
       normalisation refitted on the resample (in numpy on the CPU; a pairwise kernel is
       evaluated once per distinct image, seconds per resample at Taskonomy's N = 1000,
@@ -336,7 +336,7 @@ def set_distances(method: str, features: Sequence, indices: np.ndarray, *, devic
       ``mean_rho_bootstrap_bias`` from :func:`summarize`.
 
     Args:
-        method: one of :data:`modelgif.similarity.SET_METHODS`.
+        method: one of :data:`modelgif.compare.similarity.SET_METHODS`.
         features: K arrays (N, D_k).
         indices: (B, n) resampled image indices (:func:`resample_indices`).
         device: torch device of the resampled CKA and RSA (None: CUDA when torch sees a GPU,
@@ -413,7 +413,7 @@ def _dds_resample(feats: list, rows: np.ndarray, *, kernel: str = "laplacian", f
 
 # ----------------------------------------------------------------------------- scores
 def per_task_rho(distances: np.ndarray, ground_truth: np.ndarray, diagonal: bool = True) -> np.ndarray:
-    """:func:`modelgif.correlation.per_task_spearman` of many distance matrices at once.
+    """:func:`modelgif.score.correlation.per_task_spearman` of many distance matrices at once.
 
     Args:
         distances: D (B, K, K), e.g. one per bootstrap resample.
@@ -486,7 +486,7 @@ def summarize(
         ``delta_vs_<name>_ci95`` (percentile interval of the per-resample differences),
         ``delta_vs_<name>_off_diagonal`` (+ ``_ci95``) and ``share_of_resamples_better_than_<name>``
         (share of image resamples where the difference has the better sign: descriptive, not a
-        p-value; :func:`modelgif.inference.primary_comparisons` is the test). Means over tasks leave
+        p-value; :func:`modelgif.score.inference.primary_comparisons` is the test). Means over tasks leave
         out undefined (NaN) ρ; with K < 4 tasks the off-diagonal keys are left out (a column
         without its own entry needs 3 sources). ``mean_rho_bootstrap_bias`` is the resamples' mean of mean ρ
         minus the full-data mean ρ: a resample holds about 63 % distinct images (duplicates
@@ -550,7 +550,7 @@ def add_full_delta(result: dict, reference_result: dict, reference_name: str = "
 def noise_ceiling(table_a: np.ndarray, table_b: np.ndarray, *, diagonal: bool = True) -> dict:
     """Agreement between two measurements of a ground truth, per target column.
 
-    ``ρ_j = Spearman(A[:, j], B[:, j])`` (:func:`modelgif.correlation.per_task_spearman` with
+    ``ρ_j = Spearman(A[:, j], B[:, j])`` (:func:`modelgif.score.correlation.per_task_spearman` with
     B in place of the distance), e.g. the mini zoo's seed-0 and seed-1 tables, or Taskonomy's
     1k and 16k tables. A distance D is scored as Spearman(T[:, j], D[:, j]); if T is a noisy
     copy of the truth, |ρ| near the ceiling is as good as the table allows. Positive: the two

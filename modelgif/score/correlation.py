@@ -50,8 +50,8 @@ def per_task_spearman(distance: np.ndarray, ground_truth: np.ndarray, diagonal: 
 
 def higher_is_closer(table: str) -> bool:
     """Deprecated (0.2): a table's orientation is its declaration's ``higher_is_closer``
-    (:class:`modelgif.zoo_spec.TableSpec`), not a rule on its name."""
-    from ._deprecated import warn
+    (:class:`modelgif.zoo.spec.TableSpec`), not a rule on its name."""
+    from .._deprecated import warn
 
-    warn("modelgif.correlation.higher_is_closer", "the zoo declaration's TableSpec.higher_is_closer")
+    warn("modelgif.score.correlation.higher_is_closer", "the zoo declaration's TableSpec.higher_is_closer")
     return "loss" not in table.lower()

@@ -21,9 +21,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ._atomic import write_text
+from .atomic import write_text
 from .download import sha256_file
-from .errors import InputError
+from ..errors import InputError
 from .storage import field_shape, open_field
 
 #: Version of the record's layout.
@@ -33,7 +33,7 @@ PER_FIELD_KEYS = ("task", "checkpoint_sha256")
 
 
 #: Hex sha256 of a file's bytes (the reference set's ``images.npy``, a checkpoint): the project's one
-#: implementation, :func:`modelgif.download.sha256_file`, under the name the records use.
+#: implementation, :func:`modelgif.io.download.sha256_file`, under the name the records use.
 file_sha256 = sha256_file
 
 
