@@ -190,10 +190,8 @@ def _max_log_evidence(x2: np.ndarray, outside: float, sigma: np.ndarray, n: int)
         t, old_t = new_t, t
         if abs(t - old_t) <= _LOGME_TOL * old_t:
             break
-    candidates = [_profile_log_evidence(t, x2, outside, sigma, n), _profile_log_evidence(np.inf, x2, outside, sigma, n)]
-    if r == n:
-        candidates.append(_profile_log_evidence(0.0, x2, outside, sigma, n))
-    return max(candidates)
+    ends = (t, np.inf, 0.0) if r == n else (t, np.inf)
+    return max(_profile_log_evidence(end, x2, outside, sigma, n) for end in ends)
 
 
 def _profile_log_evidence(t: float, x2: np.ndarray, outside: float, sigma: np.ndarray, n: int) -> float:
