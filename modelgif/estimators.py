@@ -128,7 +128,8 @@ def logme(features, labels, *, kind: str) -> float:
     ``−1/2 (log(2π ‖y‖²/n) + 1)``), or, only where F has rank n (n ≤ d: any labels fit
     exactly), beta → ∞. The authors' code stops after 11 updates instead, which gives a
     different number in those cases (and, for n < d, it leaves out the zero eigenvalues' terms
-    of ``log det A``).
+    of ``log det A``). Labels that features of rank < n fit exactly (no noise at all) have
+    unbounded evidence: the score is then large, set by the iteration limit.
 
     Args:
         features: (n, d) float, one row per sample, used as given (no centring or scaling,
