@@ -44,7 +44,7 @@ def test_readme_own_models_example_end_to_end(tmp_path, monkeypatch):
     _run(["git", "commit", "-qm", "copy"], project, env)
     # The page's script imports torchvision itself; on a machine whose torchvision is PyPI's CUDA
     # build beside a CPU torch (this one), it needs the library's import first (modelgif.zoo.models._torchvision).
-    prelude = "import modelgif.zoo.models\nmodelgif.zoos._torchvision()\n"
+    prelude = "import modelgif.zoo.models\nmodelgif.zoo.models._torchvision()\n"
     (project / "make_my_zoo.py").write_text(prelude + python)
     proc = subprocess.run(["bash", "-e", "-c", bash], cwd=project, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
