@@ -42,13 +42,13 @@ sys.path.insert(0, str(ROOT))
 
 from modelgif.field.attribution import attribution_map, encoder_features, field_end_point  # noqa: E402
 from modelgif.field.baselines import make_baselines  # noqa: E402
-from modelgif.score.bootstrap import (  # noqa: E402
+from modelgif.compare.resample import (  # noqa: E402
     bootstrap_field_distances,
     bootstrap_set_distances,
     image_contributions,
     resample_indices,
-    summarize,
 )
+from modelgif.score.bootstrap import summarize  # noqa: E402
 from modelgif.field.gradients import gradient_field  # noqa: E402
 from modelgif.score.inference import score_method, target_draws, task_permutations  # noqa: E402
 from modelgif.reference import rendered_reference_set  # noqa: E402

@@ -45,7 +45,7 @@ Prints markdown tables and writes them, with every number and the machine, to
    one-image loop of section 1; then the 17-field affinity on that field. ``--tiny`` shrinks
    it to 4 images × 4 steps at 32 px: a dry run of the GPU script on a CPU.
 7. ``bootstrap``: the set-level methods' bootstrap (CKA, RSA, DDS as the pipeline runs them,
-   1000 resamples, :func:`modelgif.score.bootstrap.bootstrap_set_distances` on the device) beside one
+   1000 resamples, :func:`modelgif.compare.resample.bootstrap_set_distances` on the device) beside one
    field of the same shape in the same run, as a ratio: the mini zoo's shape (17 × 100 images,
    128 features, a 64 px field) and Taskonomy's (17 × 1000 images, 512 features, a 1000 × 50
    field at 128 px, extrapolated from 4 images on the CPU; see :func:`bootstrap_cost`);
@@ -526,7 +526,7 @@ def affinity_17(tmp: Path, device: torch.device, n_images: int = 8, n_steps: int
     ``distance@modelgif`` stage: the same distances kept per image) over 17 fields of
     ``n_images`` × 50 × 128·128 (float16 storage, the pipeline's), timed per backend, and
     extrapolated linearly to the real N = 1000 (their work and reads are linear in N)."""
-    from modelgif.score.bootstrap import image_contributions
+    from modelgif.compare.resample import image_contributions
 
     folder = tmp / "aff17"
     paths = _write_real_size_fields(folder, k, n_images, n_steps, n_pixels)
@@ -620,7 +620,7 @@ BOOT_MEASURED_AT = (2, 6)
 
 def _set_level_bootstrap(feats, n_boot: int, device: torch.device, extra_measured_at=None,
                          seed: int = 0) -> list[dict]:
-    """Per method: the time of :func:`modelgif.score.bootstrap.bootstrap_set_distances` over
+    """Per method: the time of :func:`modelgif.compare.resample.bootstrap_set_distances` over
     ``n_boot`` resamples of the N images of ``feats`` (K arrays (N, D)) on ``device``, set-up
     (Gram, kernel and RDM matrices) included, after an untimed call on one resample (BLAS and
     CUDA warm-up). :data:`BOOT_METHODS` are timed whole. :data:`BOOT_EXTRA` too, unless
@@ -630,7 +630,7 @@ def _set_level_bootstrap(feats, n_boot: int, device: torch.device, extra_measure
     timed: a permutation of the images as the resample gives the method's distance on all images
     (``max_abs_diff_permutation``), and where the method is exact on the resampled rows (CKA,
     DDS refitted) so does the first resample (``max_abs_diff_resample``)."""
-    from modelgif.score.bootstrap import bootstrap_set_distances, resample_indices
+    from modelgif.compare.resample import bootstrap_set_distances, resample_indices
     from modelgif.compare.similarity import cka_distance, dds_distance, rsa_distance
 
     direct = {"cka": cka_distance, "rsa": rsa_distance, "dds": dds_distance}

@@ -34,8 +34,8 @@ _LAZY = {
     "cka_distance": "compare.similarity", "rsa_distance": "compare.similarity", "dds_distance": "compare.similarity",
     "attribution_map": "field.attribution", "saliency": "field.attribution", "gradxinput": "field.attribution",
     "encoder_features": "field.attribution", "field_end_point": "field.attribution",
-    "image_contributions": "score.bootstrap", "resample_indices": "score.bootstrap",
-    "bootstrap_field_distances": "score.bootstrap", "bootstrap_set_distances": "score.bootstrap",
+    "image_contributions": "compare.resample", "resample_indices": "compare.resample",
+    "bootstrap_field_distances": "compare.resample", "bootstrap_set_distances": "compare.resample",
     "summarize": "score.bootstrap", "noise_ceiling": "score.bootstrap",
 }
 

@@ -8,7 +8,7 @@ Reads ``tasks`` and ``method_options.<method>`` from the params file, and only t
 inputs: the fields (``modelgif``, ``ig``), the attribution maps (``saliency``, ``gradxinput``) or
 the encoder features (``rsa``, ``cka``, ``dds``); see :mod:`modelgif.compare.methods`. Fields must share
 their provenance (:func:`modelgif.io.provenance.check_fields`), features their reference set.
-The resamples are ``modelgif.score.bootstrap.resample_indices(N, n_boot, seed)``: the same for every
+The resamples are ``modelgif.compare.resample.resample_indices(N, n_boot, seed)``: the same for every
 method, which the correlate stage checks through their sha256. Writes into ``--out``:
 
 - ``distance.csv``: D (K, K) on all N images (labelled matrix);
@@ -33,7 +33,7 @@ from _cli import clean_errors, read_tasks, resolve_device
 import yaml
 
 from modelgif.io.atomic import save_npy, write_text
-from modelgif.score.bootstrap import resample_indices
+from modelgif.compare.resample import resample_indices
 from modelgif.errors import InputError, check_output_dir, check_seed
 from modelgif.compare.methods import REGISTRY, check_method, get_method, method_distances
 from modelgif.score.plots import matrix_csv

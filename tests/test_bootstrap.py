@@ -6,19 +6,9 @@ import torch
 from scipy.spatial.distance import pdist, squareform
 from scipy.stats import spearmanr
 
-from modelgif.score.bootstrap import (
-    bootstrap_field_distances,
-    bootstrap_set_distances,
-    image_contributions,
-    noise_ceiling,
-    per_task_rho,
-    percentile_interval,
-    resample_counts,
-    resample_indices,
-    resampled_cka,
-    resampled_rsa,
-    summarize,
-)
+from modelgif.compare.resample import bootstrap_field_distances, bootstrap_set_distances, image_contributions, resample_counts, resample_indices, resampled_cka, resampled_rsa
+
+from modelgif.score.bootstrap import noise_ceiling, per_task_rho, percentile_interval, summarize
 from modelgif.score.correlation import per_task_spearman
 from modelgif.compare.distance import distance_matrix
 from modelgif.compare.similarity import cka_distance, dds_distance
@@ -273,3 +263,17 @@ def test_noise_ceiling():
     assert noise_ceiling(a, b)["mean_rho"] == pytest.approx(expected)
     off = [spearmanr(np.delete(a[:, j], j), np.delete(b[:, j], j)).statistic for j in range(5)]
     assert noise_ceiling(a, b, diagonal=False)["per_task"] == pytest.approx(off)
+
+
+def test_the_resampling_names_moved_to_compare_resample_still_load_from_here_with_a_warning():
+    """0.1's modelgif.bootstrap held the image resampling too; it is modelgif.compare.resample's
+    now (the compare step), and the old place still gives the same function until 0.2."""
+    import modelgif.compare.resample as resample
+    import modelgif.score.bootstrap as bootstrap
+
+    for name in bootstrap._MOVED_TO_RESAMPLE:
+        with pytest.warns(DeprecationWarning, match=rf"modelgif.score.bootstrap.{name} is deprecated.*"
+                                                     rf"use modelgif.compare.resample.{name}$"):
+            assert getattr(bootstrap, name) is getattr(resample, name)
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        bootstrap.nothing_here

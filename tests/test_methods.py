@@ -13,7 +13,7 @@ import pytest
 from test_stages import run_stage
 
 from modelgif.field.attribution import attribution_map, encoder_features
-from modelgif.score.bootstrap import resample_indices
+from modelgif.compare.resample import resample_indices
 from modelgif.compare.distance import distance_matrix
 from modelgif.compare.methods import DEFAULT_OPTIONS, METHODS, check_method, method_distances
 from modelgif.mini import zoo

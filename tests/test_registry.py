@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from modelgif.compare import registry
-from modelgif.score.bootstrap import resample_indices
+from modelgif.compare.resample import resample_indices
 from modelgif.compare import methods
 from modelgif.compare.methods import check_method, method_distances
 from modelgif.compare.registry import METHODS, REGISTRY, Method, get_method, register

@@ -16,7 +16,8 @@ import time
 
 import numpy as np
 
-from modelgif.score.bootstrap import bootstrap_field_distances, bootstrap_set_distances, resample_indices, summarize
+from modelgif.compare.resample import bootstrap_field_distances, bootstrap_set_distances, resample_indices
+from modelgif.score.bootstrap import summarize
 
 
 def main(argv=None) -> None:

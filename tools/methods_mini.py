@@ -46,15 +46,8 @@ import yaml
 
 from modelgif.field.attribution import attribution_map, encoder_features, field_end_point
 from modelgif.field.baselines import make_baselines
-from modelgif.score.bootstrap import (
-    add_full_delta,
-    bootstrap_field_distances,
-    bootstrap_set_distances,
-    image_contributions,
-    noise_ceiling,
-    resample_indices,
-    summarize,
-)
+from modelgif.compare.resample import bootstrap_field_distances, bootstrap_set_distances, image_contributions, resample_indices
+from modelgif.score.bootstrap import add_full_delta, noise_ceiling, summarize
 from modelgif.compare.distance import distance_matrix
 from modelgif.field.gradients import gradient_field
 from modelgif.reference import rendered_reference_set

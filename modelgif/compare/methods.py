@@ -1,7 +1,7 @@
 """The functional-distance methods compared by the pipeline (issue 12), by name, with their options.
 
 One call, :func:`method_distances`, gives a method's (K, K) distance on all reference images
-and its (B, K, K) distances on the bootstrap resamples (:func:`modelgif.score.bootstrap.resample_indices`:
+and its (B, K, K) distances on the bootstrap resamples (:func:`modelgif.compare.resample.resample_indices`:
 every method is given the same indices, so the resamples pair across methods):
 
 ============  ==============================================  ===========================================
@@ -19,7 +19,7 @@ dds           the same                                        :func:`modelgif.co
 Field methods are means over images: their resampled distances are weighted means of the
 per-image contributions (N, K, K), returned too, so a resample costs no field read. Set-level
 methods are recomputed per resample from per-model (N, N) matrices built once
-(:func:`modelgif.score.bootstrap.set_distances`: CKA's Gram matrices, RSA's RDMs, DDS's kernel
+(:func:`modelgif.compare.resample.set_distances`: CKA's Gram matrices, RSA's RDMs, DDS's kernel
 matrices of all N images with ``bootstrap_refit: false``), in torch on the GPU when there is one.
 """
 
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .registry import FIELD_METHODS, METHODS, REGISTRY, SET_METHODS, get_method  # noqa: F401 (re-exported)
-from ..score.bootstrap import bootstrap_field_distances, image_contributions, set_distances
+from .resample import bootstrap_field_distances, image_contributions, set_distances
 from ..io.storage import open_field
 
 
@@ -95,13 +95,13 @@ def method_distances(method: str, inputs: Sequence, indices: np.ndarray, *, metr
         inputs: K per-model inputs: for ``modelgif`` and ``ig`` the fields (paths of stored
             fields or arrays (N, S, H·W); ``ig`` takes their last step), for ``saliency`` and
             ``gradxinput`` the maps (N, 1, H·W), for set methods the features (N, D_k).
-        indices: (B, n) resampled image indices (:func:`modelgif.score.bootstrap.resample_indices`).
+        indices: (B, n) resampled image indices (:func:`modelgif.compare.resample.resample_indices`).
         metric: ``cosine`` or ``euclidean``, for the field methods.
         options: the method's options (:data:`DEFAULT_OPTIONS`).
         feature_shapes: per model (C, h, w) of the features, for DDS's channel-wise normalisations.
         device: where the work runs: the field methods' per-image distances
-            (:func:`modelgif.score.bootstrap.image_contributions`: None, CUDA when torch sees a GPU,
-            else numpy) and the set-level methods' bootstrap (:func:`modelgif.score.bootstrap.set_distances`:
+            (:func:`modelgif.compare.resample.image_contributions`: None, CUDA when torch sees a GPU,
+            else numpy) and the set-level methods' bootstrap (:func:`modelgif.compare.resample.set_distances`:
             None, CUDA when torch sees a GPU, else torch on the CPU); a torch device for both.
 
     Returns:

@@ -51,7 +51,7 @@ class Method:
         compute: ``"module:function"`` of a method's own code, loaded by name: called as
             ``function(inputs, indices, *, options, feature_shapes, device, progress)`` and
             returning ``(D (K, K), samples (B, K, K))``; ``None`` for the built-in methods, which
-            :mod:`modelgif.compare.methods` computes (field distances, :func:`modelgif.score.bootstrap.set_distances`).
+            :mod:`modelgif.compare.methods` computes (field distances, :func:`modelgif.compare.resample.set_distances`).
         choices: option name → its valid values, checked with the defaults' types.
     """
 

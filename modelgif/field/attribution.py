@@ -148,7 +148,7 @@ def field_end_point(field) -> np.ndarray:
     ``field`` is a path to a stored field (opened as a memory map; the result is a view of it,
     read on use: no copy, no new passes), or an array (N, S, H·W) in either storage form of
     :mod:`modelgif.io.storage`. The result feeds :func:`modelgif.compare.distance.distance_matrix` and
-    :func:`modelgif.score.bootstrap.image_contributions` like any field. Only a *cumulative* field's
+    :func:`modelgif.compare.resample.image_contributions` like any field. Only a *cumulative* field's
     last step is IG; that of a ``cumulative: false`` field is the last path point's term alone.
     """
     if isinstance(field, (str, os.PathLike)):
