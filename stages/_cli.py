@@ -29,20 +29,15 @@ def read_tasks(params: Path) -> list[str]:
 
 
 def resolve_device(device: str):
-    """``auto`` → CUDA if torch sees one, else the CPU; anything else as torch reads it
-    (``cpu``, ``cuda``, ``cuda:N``). A ``typer.BadParameter`` names an unknown device or a CUDA
-    device asked for where there is none."""
-    import torch  # not every stage needs torch
+    """:func:`modelgif.devices.resolve_device` for a command-line option: its error is the
+    option's (``typer.BadParameter``, a usage error)."""
+    from modelgif.devices import resolve_device as resolve
+    from modelgif.errors import InputError
 
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise typer.BadParameter(f"unknown device {device!r}: {e}") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise typer.BadParameter(f"device {device!r} asked for, but CUDA is not available")
-    return dev
+        return resolve(device)
+    except InputError as e:
+        raise typer.BadParameter(str(e)) from e
 
 
 #: Bytes of host memory per reference pixel value while a stage holds the set: the uint8 array

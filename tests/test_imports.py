@@ -104,3 +104,26 @@ def test_zoo_code_of_the_built_in_and_a_user_s_zoo(tmp_path, monkeypatch):
     before = code["nets.py"]
     (tmp_path / "nets.py").write_text("import helper\ndef small():\n    return 1\n")
     assert zoo_code(load_zoo_spec("mine"))["nets.py"] != before
+
+
+def test_the_sub_packages_import_in_one_direction():
+    """Issue 21.5: the library's sub-packages (one per pipeline step) form layers: none imports
+    one that imports it back (read from the code, function-level imports included), and io,
+    the bottom layer, imports no other step."""
+    from modelgif._imports import imported_names
+
+    package = ROOT / "modelgif"
+    steps = {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+    assert {"reference", "zoo", "field", "compare", "score", "io", "mini"} <= steps
+    edges = set()
+    for f in package.rglob("*.py"):
+        rel = f.relative_to(package).parts
+        if len(rel) < 2:
+            continue
+        for name in imported_names(f, (ROOT,)):
+            parts = name.split(".")
+            if parts[0] == "modelgif" and len(parts) > 1 and parts[1] in steps and parts[1] != rel[0]:
+                edges.add((rel[0], parts[1]))
+    assert not {(a, b) for a, b in edges if (b, a) in edges}
+    assert not {b for a, b in edges if a == "io"}
+    assert ("compare", "io") in edges and ("score", "zoo") in edges  # the reader sees the real imports

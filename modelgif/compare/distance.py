@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._deprecated import renamed
+from ..devices import resolve_device
 from ..io.storage import decode, field_shape, open_field
 
 METRICS = ("cosine", "euclidean")
@@ -105,22 +106,6 @@ def _chunk_sums_torch(xc: np.ndarray, metric: str, steps: int, device) -> np.nda
     return per.reshape(-1, steps, k, k).sum(dim=1).cpu().numpy()
 
 
-def _resolve_device(device):
-    """None → a CUDA device when torch sees one, else numpy (returned as None); "numpy" → None;
-    anything else → that torch device."""
-    if device == "numpy":
-        return None
-    if device is None:
-        try:
-            import torch
-        except ImportError:  # pragma: no cover - torch is a dependency of the package
-            return None
-        return torch.device("cuda") if torch.cuda.is_available() else None
-    import torch
-
-    return torch.device(device)
-
-
 def image_distance_sums(
     fields: Sequence,
     metric: str = "cosine",
@@ -142,7 +127,7 @@ def image_distance_sums(
     check_metric(metric)
     opened, from_file, (n, s, p), chunk_size = open_fields(fields, chunk_size, max_chunk_bytes, caller)
     k_models = len(opened)
-    dev = _resolve_device(device)
+    dev = resolve_device(device, numpy=True)
     bar = None
     if progress:
         from tqdm.auto import tqdm

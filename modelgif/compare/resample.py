@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..devices import resolve_device
 from .distance import DEFAULT_CHUNK_BYTES, image_distance_sums
 from .similarity import (
     DDS_KERNELS,
@@ -115,15 +116,6 @@ def bootstrap_field_distances(contributions: np.ndarray, indices: np.ndarray) ->
 DEFAULT_BLOCK_BYTES = 256 * 2**20
 
 
-def _torch_device(device):
-    """None → CUDA when torch sees a GPU, else the CPU; anything else → that torch device."""
-    import torch
-
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _check_counts(counts, n_images: int) -> np.ndarray:
     c = np.asarray(counts)
     if c.ndim != 2 or c.shape[1] != n_images or c.shape[0] == 0 or (c < 0).any() or (c.sum(axis=1) < 4).any():
@@ -175,7 +167,7 @@ def resampled_cka(mats: np.ndarray, counts: np.ndarray, *, debiased: bool = Fals
         raise ValueError(f"mats must have shape (K, N, N); got {m.shape}")
     k, n_img = m.shape[0], m.shape[1]
     c = _check_counts(counts, n_img)
-    dev = _torch_device(device)
+    dev = resolve_device(device)
     g = torch.from_numpy(center_gram(m)).to(dev)
     diag = torch.diagonal(g, dim1=1, dim2=2)  # (K, N)
     out = np.empty((c.shape[0], k, k))
@@ -245,7 +237,7 @@ def resampled_rsa(rdms: np.ndarray, counts: np.ndarray, *, device=None,
         raise ValueError(f"rdms must have shape (K, N, N) with N >= 3; got {r.shape}")
     k, n_img = r.shape[0], r.shape[1]
     c = _check_counts(counts, n_img)
-    dev = _torch_device(device)
+    dev = resolve_device(device)
     iu = np.triu_indices(n_img, k=1)
     n_pairs = len(iu[0])
     sorted_rank = []  # per model: (order, inverse of order, tie groups or None)
