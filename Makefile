@@ -45,7 +45,7 @@ demo: install
 	python tools/run.py demo $(DEMO_ZOO)
 
 ## make status: what `dvc status` says of the main pipeline, in a few lines (stages never run, counted;
-## changed stages and why)
+## changed stages and why), after the settings stage has looked at params and code
 status: install
 	python tools/run.py status
 

@@ -17,6 +17,10 @@ JSON files under ``data/settings/``, and each stage depends on its own file inst
 - **what the zoo declares is applied** (:func:`reference_settings`): ``reference.image_size:
   zoo`` is the zoo's ``input_size``; an explicit size that differs from it is kept, with a
   warning that the settings file, the reference set's manifest and the metrics carry;
+- **a stage's code is fingerprinted** (``code_<script>.json``, :func:`stage_code`): the sha256 of
+  every project file its script imports, transitively. The stage depends on that one file (and
+  its script) instead of listing twenty modules in ``dvc.yaml``, and reruns exactly when one of
+  them changes;
 - **a zoo's own code is fingerprinted, for that zoo only** (``zoo.json``,
   :func:`modelgif.zoo.models.zoo_code`): the files the zoo's architecture module reaches. Every stage
   that builds a model depends on it, so editing the mini zoo's encoder reruns the mini fields
@@ -33,7 +37,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from ._imports import module_files
+from ._imports import imported_files, module_files
 from .io.download import sha256_file
 from .errors import InputError, check_memory, check_seed
 from .compare.registry import REGISTRY
@@ -99,6 +103,25 @@ def code_fingerprint(module: str, root: str | os.PathLike = PROJECT) -> dict[str
     paths relative to ``root``; ``{}`` where ``root`` has no such module."""
     root = Path(root).resolve()
     return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(module_files(module, [root]))}
+
+
+#: The scripts (``stages/<name>.py``) of the main pipeline's stages besides ``settings``: each
+#: gets its code fingerprint ``code_<name>.json`` (:func:`stage_code`), its stage's code dep.
+STAGE_SCRIPTS = ("fetch_reference", "fetch_checkpoint", "field", "affinity", "features", "method_inputs",
+                 "method_distance", "correlate")
+
+
+def stage_code(script: str | os.PathLike, root: str | os.PathLike = PROJECT) -> dict[str, str]:
+    """``{file: sha256}`` of every file under ``root`` that the stage script ``script`` (a path
+    under ``root``) imports, transitively, package ``__init__`` files included, read from the
+    source (:func:`modelgif._imports.imported_files`, with the script's folder first on the path
+    as Python puts it); the script itself is not among them (its stage lists it)."""
+    root = Path(root).resolve()
+    script = (root / script).resolve()
+    if not script.is_file():
+        raise InputError(f"no stage script {script}")
+    files = imported_files(script, [script.parent, root])
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(files)}
 
 
 def zoo_code(spec: ZooSpec) -> dict[str, str]:
@@ -240,8 +263,8 @@ def resolve_settings(params: Mapping) -> dict[str, dict]:
     """Every settings file, ``{file name: content}``: ``zoo.json`` (the sha256 of the code that
     builds the zoo's models, :func:`zoo_code`), ``reference.json``, ``field.json``, ``features.json``
     (zoo, target), ``affinity.json`` (tasks, distance),
-    ``ground_truth.json``, ``checkpoint_<task>.json`` per listed task and ``method_<name>.json``
-    per listed method."""
+    ``ground_truth.json``, ``checkpoint_<task>.json`` per listed task, ``method_<name>.json``
+    per listed method and ``code_<script>.json`` per stage script (:data:`STAGE_SCRIPTS`)."""
     zoo = params.get("zoo", "taskonomy")
     spec = load_zoo_spec(str(zoo))
     out = {"zoo.json": {"zoo": spec.name, "code": zoo_code(spec)},
@@ -258,6 +281,8 @@ def resolve_settings(params: Mapping) -> dict[str, dict]:
     methods = params.get("methods") or []
     for method in methods:
         out[f"method_{method}.json"] = method_settings(params, str(method))
+    for name in STAGE_SCRIPTS:
+        out[f"code_{name}.json"] = {"script": f"stages/{name}.py", "code": stage_code(f"stages/{name}.py")}
     return {name: {"format": SETTINGS_FORMAT, **content} for name, content in out.items()}
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from modelgif._resources import mini_tables_dir, taskonomy_tables_dir
 from modelgif.errors import InputError
-from modelgif.settings import (checkpoint_settings, field_settings, method_settings, reference_settings,
+from modelgif.settings import (STAGE_SCRIPTS, checkpoint_settings, field_settings, method_settings, reference_settings,
                                resolve_settings, source_fingerprint)
 from modelgif.zoo.spec import load_zoo_spec
 
@@ -105,7 +105,8 @@ def test_resolve_settings_names_one_file_per_task_and_method():
     files = resolve_settings({**PARAMS, "zoo": "mini"})
     assert set(files) == {"zoo.json", "reference.json", "field.json", "features.json", "affinity.json", "ground_truth.json",
                           *(f"checkpoint_{t}.json" for t in PARAMS["tasks"]),
-                          *(f"method_{m}.json" for m in PARAMS["methods"])}
+                          *(f"method_{m}.json" for m in PARAMS["methods"]),
+                          *(f"code_{s}.json" for s in STAGE_SCRIPTS)}
     tables = files["ground_truth.json"]["files"]
     assert set(tables) == {"wins_vs_pixels.file", "wins_vs_pixels.replicate", "losses.file", "losses.replicate"}
 

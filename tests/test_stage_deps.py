@@ -1,6 +1,8 @@
 """Results are never stale (issue 9.5): every project file a stage's script imports, directly or
 through other project modules (package ``__init__`` files included), is among that stage's
-``deps`` in ``dvc.yaml`` / ``mini/dvc.yaml`` (the file itself or a folder above it).
+``deps`` in ``mini/dvc.yaml`` (the file itself or a folder above it), or, for a stage of the main
+``dvc.yaml``, in the code fingerprint it depends on (``data/settings/code_<script>.json``, which
+the settings stage writes: :func:`modelgif.settings.stage_code`).
 
 The imports are read from the code (``ast``: every ``import`` statement, also those inside
 functions), followed through the project's own modules transitively; nothing is listed by hand.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ import yaml
 
 import modelgif
 from modelgif._imports import imported_files
+from modelgif.settings import STAGE_SCRIPTS, resolve_settings, stage_code
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,13 +56,49 @@ STAGES = [(p, name, script, deps) for p in PIPELINES for name, script, deps in _
 
 @pytest.mark.parametrize("pipeline,name,script,deps", STAGES, ids=[f"{p}:{n}" for p, n, _, _ in STAGES])
 def test_every_imported_project_file_is_a_dependency(pipeline, name, script, deps):
+    """A main-pipeline stage depends on its script and on its code fingerprint
+    ``data/settings/code_<script>.json``, which the settings stage writes from the same closure
+    (and lists no module itself); the settings stage and the mini build list their modules."""
     assert _covered(script.relative_to(ROOT).as_posix(), deps), f"{pipeline}:{name} does not depend on its script"
     needed = sorted(p.relative_to(ROOT).as_posix() for p in project_imports(script))
+    if pipeline == "dvc.yaml" and name != "settings":
+        assert script.stem in STAGE_SCRIPTS
+        assert f"data/settings/code_{script.stem}.json" in deps, f"{name} does not depend on its code fingerprint"
+        assert not [d for d in deps if d.startswith(("modelgif", "stages/_"))], f"{name} lists modules beside its fingerprint"
+        deps = sorted(stage_code(script.relative_to(ROOT)))
     missing = [p for p in needed if not _covered(p, deps)]
     assert not missing, f"{pipeline}:{name} imports {missing} but its deps lack them; add to its deps: {missing}"
 
 
-def test_the_import_reader_follows_project_imports():
+def test_every_stage_script_of_the_pipeline_has_its_code_fingerprint():
+    """settings.STAGE_SCRIPTS is exactly the main pipeline's scripts besides settings', and the
+    settings stage writes a ``code_<script>.json`` for each."""
+    scripts = {script.stem for p, _, script, _ in STAGES if p == "dvc.yaml"} - {"settings"}
+    assert scripts == set(STAGE_SCRIPTS)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    settings = resolve_settings(params)
+    assert {n for n in settings if n.startswith("code_")} == {f"code_{s}.json" for s in STAGE_SCRIPTS}
+    assert settings["code_field.json"]["script"] == "stages/field.py"
+
+
+def test_a_stage_s_code_fingerprint_changes_exactly_with_the_code_it_imports(tmp_path):
+    """Editing a module changes the fingerprint of the stages that import it, and only theirs:
+    the set methods' resampling is method_distance's code, not correlate's."""
+    for folder in ("modelgif", "stages"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    before = {s: stage_code(f"stages/{s}.py", tmp_path) for s in STAGE_SCRIPTS}
+    assert before == {s: stage_code(f"stages/{s}.py") for s in STAGE_SCRIPTS}  # a copy is the same code
+    with open(tmp_path / "modelgif/compare/resample.py", "a") as f:
+        f.write("\n# an edit\n")
+    after = {s: stage_code(f"stages/{s}.py", tmp_path) for s in STAGE_SCRIPTS}
+    changed = {s for s in STAGE_SCRIPTS if after[s] != before[s]}
+    assert changed == {s for s in STAGE_SCRIPTS if "modelgif/compare/resample.py" in before[s]}
+    assert "method_distance" in changed and "correlate" not in changed and "field" not in changed
+    assert {k for k in after["method_distance"] if after["method_distance"][k] != before["method_distance"][k]} == {
+        "modelgif/compare/resample.py"}
+
+
+def test_the_import_reader_follows_project_imports(tmp_path):
     """The reader itself: the field stage reaches the method's modules through its imports,
     the package's __init__ included, and no module outside the project."""
     got = {p.relative_to(ROOT).as_posix() for p in project_imports(ROOT / "stages/field.py")}
@@ -67,7 +107,9 @@ def test_the_import_reader_follows_project_imports():
     assert all(p.startswith(("modelgif/", "stages/")) for p in got)
     # `import modelgif` reaches only the package's __init__ (its exports are lazy) and the two
     # stdlib-only helpers it runs (the lazy loader, the finder of moved modules), plus what is named
-    assert {p.relative_to(ROOT).as_posix() for p in project_imports(ROOT / "tests/test_stage_deps.py")} == {
+    probe = tmp_path / "probe.py"
+    probe.write_text("import modelgif\nfrom modelgif._imports import imported_files\n")
+    assert {p.relative_to(ROOT).as_posix() for p in project_imports(probe)} == {
         "modelgif/__init__.py", "modelgif/_lazy.py", "modelgif/_deprecated.py", "modelgif/_imports.py"}
     # a name of a lazy package table is its submodule only: reading images.npy is not building a set
     got = {p.relative_to(ROOT).as_posix() for p in project_imports(ROOT / "stages/field.py")}

@@ -135,9 +135,15 @@ def status_summary(status: dict, lock: dict) -> str:
 
 
 def status(argv: list[str]) -> int:
-    """``make status``: DVC's status of the main pipeline, summarised (:func:`status_summary`)."""
+    """``make status``: DVC's status of the main pipeline, summarised (:func:`status_summary`),
+    after the settings stage has looked (it writes each step's settings and each stage's code
+    fingerprint, ``data/settings/``: without it DVC cannot see an edited module or param)."""
     import yaml
 
+    looked = subprocess.run(["dvc", "repro", "--single-item", "settings", "-q"], capture_output=True, text=True)
+    if looked.returncode:
+        sys.stderr.write(looked.stdout + looked.stderr)
+        return looked.returncode
     proc = subprocess.run(["dvc", "status", "dvc.yaml", "--json", *argv], capture_output=True, text=True)
     if proc.returncode:
         sys.stderr.write(proc.stdout + proc.stderr)
