@@ -75,12 +75,12 @@ test-fast: install
 ## make bench: field throughput, affinity memory, precision and sketch effects, the field stage's peak
 ## memory at two N and the 17-field affinity time (CPU: ~10 min; not in make test)
 bench: install
-	python benchmarks/run.py
+	python benchmarks/performance.py
 
 ## make bench-gpu: the same on CUDA plus one real-size field per precision through the field stage
 ## and the 17-field affinity (<= 6 min on one H200); writes benchmarks/results-cuda.json
 bench-gpu: install
-	python benchmarks/run.py --device cuda --full
+	python benchmarks/performance.py --device cuda --full
 
 ## make wheelhouse: visualpriors as a wheel (PyPI has no wheel of it) in wheelhouse/, to carry to
 ## a GPU machine without network: pip install --no-index --no-deps --find-links wheelhouse visualpriors

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.slow  # three field-stage processes, 17 fields and the bootstrap section: about a minute
 def test_full_run_dry_run_on_the_cpu(tmp_path):
     out = tmp_path / "r.json"
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--device", "cpu", "--full", "--tiny",
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "performance.py"), "--device", "cpu", "--full", "--tiny",
                         "--sections", "affinity_17,bootstrap", "--out", str(out)], capture_output=True, text=True,
                        timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -72,14 +72,14 @@ def _bootstrap_section_checks(bt: dict, n_resamples: int) -> None:
         assert shape["all_methods_ratio_to_17_fields"] == pytest.approx(shape["all_methods_seconds"] / field["seconds"] / 17)
 
 
-@pytest.mark.slow  # runs benchmarks/run.py as a process
+@pytest.mark.slow  # runs benchmarks/performance.py as a process
 def test_bootstrap_section_dry_run(tmp_path):
     """The bootstrap section's dry run (``--tiny``): the mini zoo's shape (17 mini encoders' outputs
     for 16 images, 20 resamples, measured whole) and Taskonomy's, shrunk (N = 50, a
     TaskonomyEncoder's outputs at 32 px; the counted methods timed whole, the exact DDS at 2 and 6
     resamples, extrapolated to 20), each beside one field of the same shape."""
     out = tmp_path / "r.json"
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--device", "cpu", "--tiny",
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "performance.py"), "--device", "cpu", "--tiny",
                         "--sections", "bootstrap", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     result = json.loads(out.read_text())

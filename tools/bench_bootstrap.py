@@ -5,7 +5,7 @@
 Random per-image contributions (field methods) and random features (set-level methods, D values
 per image; 128 = the mini encoders' 8·4·4 outputs); prints seconds per method. The field
 methods' cost does not depend on the field size: their contributions are computed once.
-``make bench`` (``benchmarks/run.py``, section ``bootstrap``) times the set-level methods the
+``make bench`` (``benchmarks/performance.py``, section ``bootstrap``) times the set-level methods the
 same way beside one field of the same shape, as a ratio; this script is the quick look.
 """
 

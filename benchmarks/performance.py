@@ -1,10 +1,10 @@
 """Benchmark: field throughput, affinity memory, and what precision and sketching do to distances.
 
-    python benchmarks/run.py                  # or: make bench
-    python benchmarks/run.py --device cuda    # auto (default): CUDA when present, else CPU
-    python benchmarks/run.py --quick          # a smoke run: small sizes, one repeat, no JSON
-    python benchmarks/run.py --device cuda --full                        # make bench-gpu (<= 6 min, one H200)
-    python benchmarks/run.py --device cpu --full --tiny --sections affinity_17   # its dry run on a CPU
+    python benchmarks/performance.py                  # or: make bench
+    python benchmarks/performance.py --device cuda    # auto (default): CUDA when present, else CPU
+    python benchmarks/performance.py --quick          # a smoke run: small sizes, one repeat, no JSON
+    python benchmarks/performance.py --device cuda --full                        # make bench-gpu (<= 6 min, one H200)
+    python benchmarks/performance.py --device cpu --full --tiny --sections affinity_17   # its dry run on a CPU
 
 Prints markdown tables and writes them, with every number and the machine, to
 ``benchmarks/results-<device>.json`` (``--out`` to change). Sections:
@@ -876,7 +876,7 @@ def main(argv=None) -> None:
     # on the CPU "tf32" is float32 arithmetic in channels_last (TF32 exists only on CUDA)
     precisions = ("float32", "tf32", "bf16")
     quick, tiny = args.quick, args.tiny
-    result = {"command": " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
+    result = {"command": " ".join(["python", "benchmarks/performance.py", *(argv if argv is not None else sys.argv[1:])]),
               "machine": machine_info(device), "quick": quick, "tiny": tiny, "sections": sections}
     # as the field stage does on the CPU; it applies to the field, the loop and the ceiling alike
     result["keep_freed_cpu_memory"] = keep_freed_cpu_memory() if device.type == "cpu" else None
