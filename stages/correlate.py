@@ -22,10 +22,11 @@ Writes
   between the table and its replicate, the replicate's name and ``per_task``. DVC's
   ``metrics show`` / ``exp show`` leave the lists out;
 - the details JSON beside it (``correlation_details.json``, not a DVC metric): per table every
-  method and the baselines ``static`` and ``hub`` (``role``), with everything
+  method and the baselines ``static`` and, per method m, ``hub:<m>`` (``role``), with everything
   :func:`modelgif.inference.score_method` and :func:`modelgif.bootstrap.summarize` give
   (images-only and BCa intervals, ``p_perm`` and ``chance_level``, the target-specific score,
-  ``top1_regret``, ``ndcg_at_3``, ``n_tasks``, ``delta_vs_modelgif`` and its two-factor interval),
+  ``top1_regret``, ``ndcg_at_3``, ``n_tasks``, ``delta_vs_modelgif`` and its two-factor interval,
+  per method ``minus_hub``: mean ρ minus its own ``hub:<m>`` row's, with the same paired intervals),
   the ``noise_ceiling`` again and, at the top, ``primary``:
   the params-declared primary endpoint's paired Wilcoxon tests over tasks, Holm-corrected
   (docs/methods.md);
@@ -51,8 +52,8 @@ import yaml
 
 from modelgif._atomic import write_text
 from modelgif.bootstrap import add_full_delta, noise_ceiling, summarize
-from modelgif.inference import (hub_distance, primary_comparisons, score_method, static_distance, target_draws,
-                                task_permutations)
+from modelgif.inference import (hub_distance, paired_difference, primary_comparisons, score_method, static_distance,
+                                target_draws, task_permutations)
 from modelgif.correlation import per_task_spearman
 from modelgif.errors import InputError, check_output_dir, check_output_file
 from modelgif.ground_truth import ground_truth_tables
@@ -68,9 +69,13 @@ PROVENANCE = "provenance"
 #: the two scalars DVC shows, the primary (two-factor) intervals and the per-task ρ, lists DVC leaves out.
 METRIC_KEYS = ("mean_rho", "mean_rho_off_diagonal", "mean_rho_ci95", "mean_rho_off_diagonal_ci95", "per_task")
 #: The baselines, rows of every table beside the methods: ``static`` (the leave-one-target-out
-#: source-quality ranker, from the ground truth alone) and ``hub`` (ModelGiF's distance made
-#: target-agnostic: each source's mean distance to the zoo).
-BASELINES = ("static", "hub")
+#: source-quality ranker, from the ground truth alone) and, per method m, ``hub:<m>`` (m's distance
+#: made target-agnostic: each source's mean distance to the zoo, on m's own image resamples).
+BASELINES = ("static",)
+#: The row name of a method's hub baseline.
+HUB = "hub:{}"
+#: Key prefix, in each method's details entry, of mean ρ(method) − mean ρ(hub:method) and its paired intervals.
+MINUS_HUB = "minus_hub"
 #: The primary endpoint's scores (params ``primary.score``).
 PRIMARY_SCORES = ("mean_rho", "mean_rho_off_diagonal")
 
@@ -174,7 +179,7 @@ def main(
         typer.echo(f"zoo {zoo} declares no ground truth: nothing to correlate; {metrics} is empty ({{}})")
     reference = loaded[REFERENCE] if REFERENCE in loaded else None
     if reference is None:
-        typer.echo(f"note: {REFERENCE} is not among the methods: no paired differences, no hub baseline", err=True)
+        typer.echo(f"note: {REFERENCE} is not among the methods: no paired differences to it", err=True)
     primary = read_primary(p, params, [t.name for t in tables], names)
     n_perm = read_permutations(p, params)
     # the seed the distance stages drew their image resamples with (their meta.json; checked to
@@ -191,9 +196,9 @@ def main(
         rows = {m: loaded[m][::2] for m in names}  # (D, samples)
         stat = static_distance(table.matrix, table.higher_is_closer)
         rows["static"] = (stat, np.repeat(stat[None], n_boot, axis=0))  # no images: targets only
-        if reference is not None:
-            rows["hub"] = (hub_distance(reference[0]), hub_distance(reference[2]))
-        entry, ref_reps = {}, {}
+        for m in names:  # each method's own target-agnostic version, on its own image resamples
+            rows[HUB.format(m)] = (hub_distance(loaded[m][0]), hub_distance(loaded[m][2]))
+        entry, ref_reps, reps = {}, {}, {}
         order = sorted(rows, key=lambda m: m != REFERENCE)  # the reference first: its resamples pair the others
         for m in order:
             d, samples = rows[m]
@@ -207,7 +212,7 @@ def main(
                 raise ValueError(f"{table.name}, {m}: {e}") from e
             if m == REFERENCE:
                 ref_reps = inf["_replicates"]
-            del inf["_replicates"]
+            reps[m] = inf.pop("_replicates")
             defined = [r for r in s["per_task"] if r is not None]
             if not defined:
                 raise ValueError(f"{table.name}, {m}: Spearman's rho is undefined for every task")
@@ -225,6 +230,10 @@ def main(
             for m in names:
                 if m != REFERENCE:
                     add_full_delta(entry[m], entry[REFERENCE])
+        for m in names:  # how much each method beats its own hub baseline, paired as the delta to modelgif
+            hub = HUB.format(m)
+            entry[m].update(paired_difference(*rows[m], table.matrix, draws, (*rows[hub], reps[hub]), name=MINUS_HUB,
+                                              known=reps[m]))
         for m, row in entry.items():
             per_task_rows += [(task, table.name, m, "" if r is None else repr(r)) for task, r in zip(tasks, row["per_task"])]
             interval_rows.append((m, table.name, "all sources", row["mean_rho"], *row["mean_rho_ci95"],
@@ -251,6 +260,7 @@ def main(
         for m, row in entry.items():
             lo, hi = row["mean_rho_ci95"]
             delta = f", delta vs {REFERENCE} {row[f'delta_vs_{REFERENCE}']:+.4f}" if f"delta_vs_{REFERENCE}" in row else ""
+            delta += f", minus its hub {row[MINUS_HUB]:+.4f}" if MINUS_HUB in row else ""
             label = m if row["role"] == "method" else f"{m} (baseline)"
             typer.echo(f"  {label}: mean rho {row['mean_rho']:+.4f} [{lo:+.4f}, {hi:+.4f}] over {row['n_tasks']} tasks, "
                        f"chance {row['chance_level']:+.4f}, p_perm {row['p_perm']:.3g}{delta}")

@@ -144,9 +144,16 @@ def test_mini_zoo_end_to_end(tmp_path):
         static = modelgif.inference.static_distance(truth, higher)
         assert details[table]["static"]["mean_rho"] == pytest.approx(
             float(np.nanmean(modelgif.per_task_spearman(static, truth))), abs=1e-12)
-        hub = modelgif.inference.hub_distance(got["modelgif"])
-        assert details[table]["hub"]["mean_rho"] == pytest.approx(
-            float(np.nanmean(modelgif.per_task_spearman(hub, truth))), abs=1e-6)
+        for method in METHODS:  # every method's own hub baseline, and how much the method beats it
+            hub = modelgif.inference.hub_distance(got[method])
+            hub_rho = float(np.nanmean(modelgif.per_task_spearman(hub, truth)))
+            assert details[table][f"hub:{method}"]["mean_rho"] == pytest.approx(hub_rho, abs=1e-6)
+            assert details[table][f"hub:{method}"]["role"] == "baseline"
+            full = details[table][method]
+            assert full["minus_hub"] == pytest.approx(full["mean_rho"] - hub_rho, abs=1e-6)
+            reps = (modelgif.inference.task_resampled_rho(boot[method], truth, draws)
+                    - modelgif.inference.task_resampled_rho(modelgif.inference.hub_distance(boot[method]), truth, draws))
+            assert full["minus_hub_ci95"] == pytest.approx(modelgif.bootstrap.percentile_interval(reps), abs=1e-9)
         seed1 = modelgif.load_ground_truth(table, TASK_LABELS, ROOT / "data/mini/tables_seed1")
         assert metrics[table]["noise_ceiling"]["mean_rho"] == pytest.approx(
             float(np.nanmean(modelgif.per_task_spearman(seed1, truth))), abs=1e-12)
