@@ -11,16 +11,19 @@ all were computed on the same tasks, images and resamples, and the table names (
 for zoo taskonomy, ``mini.ground_truth`` for the mini zoos: :func:`modelgif.ground_truth.ground_truth_tables`).
 Writes
 
-- the metrics JSON ``{table: {method: {...}, "noise_ceiling": {...}}}``, the headline DVC
-  shows: per method ``mean_rho`` (the paper's protocol, each task's own entry included),
+- the DVC metric ``headline.json`` beside the metrics JSON (:func:`headline`): flat, the
+  primary table's (params ``primary.table``) primary score (``primary.score``) per method and
+  for ``static``, rounded to 3 decimals, so that ``dvc metrics show`` and
+  ``dvc exp show`` fit 120 columns and ``dvc metrics diff`` gives each method's change;
+- the metrics JSON ``{table: {method: {...}, "noise_ceiling": {...}}}`` (a cached output, not a
+  DVC metric; users' scripts read it): per method ``mean_rho`` (the paper's protocol, each task's own entry included),
   ``mean_rho_off_diagonal`` (each task's own entry left out), their 95 % two-factor intervals
   ``mean_rho_ci95`` / ``mean_rho_off_diagonal_ci95`` (image resamples × task draws, the tasks
   as sources and targets, percentile: :func:`modelgif.inference.score_method`) and
   ``per_task`` (ρ_j in the task order, null where undefined); per table the ``noise_ceiling``
   (where the zoo has a replicate of the table: Taskonomy's 1k for a 16k table, the mini zoo's
   seed-1 build): ``mean_rho`` and ``mean_rho_off_diagonal`` of the per-column Spearman ρ
-  between the table and its replicate, the replicate's name and ``per_task``. DVC's
-  ``metrics show`` / ``exp show`` leave the lists out;
+  between the table and its replicate, the replicate's name and ``per_task``;
 - the details JSON beside it (``correlation_details.json``, not a DVC metric): per table every
   method and the baselines ``static`` and, per method m, ``hub:<m>`` (``role``), with everything
   :func:`modelgif.inference.score_method` and :func:`modelgif.bootstrap.summarize` give
@@ -132,6 +135,32 @@ def load_method(folder: Path, keys=PAIRING) -> tuple[np.ndarray, list[str], np.n
     return d, tasks, samples, meta
 
 
+def headline_path(metrics: Path) -> Path:
+    """The DVC metric beside the metrics JSON: ``correlation.json`` → ``headline.json``."""
+    return metrics.with_name("headline.json")
+
+
+#: Decimals of the headline metric's values: every method's column fits DVC's 120-column tables.
+HEADLINE_DECIMALS = 3
+
+
+def headline(details: dict, primary: dict, names: list[str], decimals: int = HEADLINE_DECIMALS) -> dict:
+    """The DVC metric: flat ``{method: score, ..., "static": score}`` of the primary table
+    (params ``primary.table``), the score params ``primary.score`` (``mean_rho`` where the
+    primary score is not defined for every row: fewer than 4 tasks), rounded to ``decimals``; a
+    row whose score is undefined is left out. The noise ceiling, a property of the table, stays
+    in the metrics JSON: with it, ``dvc exp show`` of an experiment with a long name passes 120
+    columns. ``details``: the details JSON's ``{table: {row: {...}}}``."""
+    rows = details[primary["table"]]
+    score = primary["score"] if all(primary["score"] in rows[m] for m in names) else "mean_rho"
+    out = {}
+    for m in [*names, *BASELINES]:
+        value = (rows.get(m) or {}).get(score)
+        if isinstance(value, float) and np.isfinite(value):
+            out[m] = round(value, decimals)
+    return out
+
+
 def details_path(metrics: Path) -> Path:
     """The details JSON beside the metrics JSON: ``correlation.json`` → ``correlation_details.json``."""
     return metrics.with_name(metrics.stem + "_details.json")
@@ -159,7 +188,8 @@ def main(
                                                        "go into the metrics as provenance.warnings"),
 ) -> None:
     load_zoo_spec(zoo)  # an unknown zoo or a bad declaration: refused before anything is read
-    for out in (metrics, details_path(metrics), metrics.parent / "per_task_rho.csv", metrics.parent / "methods_rho.csv"):
+    for out in (metrics, headline_path(metrics), details_path(metrics), metrics.parent / "per_task_rho.csv",
+                metrics.parent / "methods_rho.csv"):
         check_output_file(out)
     check_output_dir(plots)
     p = yaml.safe_load(params.read_text()) or {}
@@ -308,6 +338,7 @@ def main(
             typer.echo(f"warning: {warning}", err=True)
     write_text(details_path(metrics), json.dumps(_json_safe(details), indent=2) + "\n")
     write_text(metrics, json.dumps(_json_safe(result), indent=2) + "\n")
+    write_text(headline_path(metrics), json.dumps(headline(details, primary, names) if tables else {}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

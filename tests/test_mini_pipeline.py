@@ -157,6 +157,10 @@ def test_mini_zoo_end_to_end(tmp_path):
         seed1 = modelgif.load_ground_truth(table, TASK_LABELS, ROOT / "data/mini/tables_seed1")
         assert metrics[table]["noise_ceiling"]["mean_rho"] == pytest.approx(
             float(np.nanmean(modelgif.per_task_spearman(seed1, truth))), abs=1e-12)
+    # the DVC metric: flat, the primary (first) table's mean rho per method and static, rounded
+    first = params["mini"]["ground_truth"][0]
+    assert json.loads((project / "metrics/headline.json").read_text()) == {
+        m: round(details[first][m]["mean_rho"], 3) for m in [*METHODS, "static"]}
     primary = details["primary"]
     assert (primary["table"], primary["method"], primary["score"]) == (params["mini"]["ground_truth"][0], "modelgif",
                                                                       "mean_rho")

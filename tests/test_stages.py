@@ -130,6 +130,13 @@ def test_affinity_and_correlate_write_what_the_library_computes(fields):
                 == dict(zip(TASKS, rho.tolist())))
         assert f"ground truth: {table} (" in (fields / "plots" / "ground_truth_long.csv").read_text()
     assert "primary" not in details  # one method: no family
+    # the DVC metric: the primary table's (the first: all_affinities) mean rho of the method and
+    # the static baseline, rounded to 3 decimals, flat (its noise ceiling only in the metrics JSON)
+    truth = modelgif.load_ground_truth("all_affinities", TASKS)
+    static = modelgif.per_task_spearman(static_distance(truth, True), truth)
+    assert json.loads((fields / "metrics" / "headline.json").read_text()) == {
+        "modelgif": round(float(modelgif.per_task_spearman(d, truth).mean()), 3), "static": round(float(static.mean()), 3)}
+    assert "noise_ceiling" in metrics["all_affinities"]
     rows = (fields / "metrics" / "per_task_rho.csv").read_text().splitlines()
     assert rows[0] == "task,table,method,rho" and len(rows) == 1 + 4 * 2 * 3  # modelgif, static, hub:modelgif
     assert (f"modelgif: mean rho {metrics['all_affinities']['modelgif']['mean_rho']:+.4f} "
