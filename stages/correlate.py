@@ -11,21 +11,25 @@ all were computed on the same tasks, images and resamples, and the table names (
 for zoo taskonomy, ``mini.ground_truth`` for the mini zoos: :func:`modelgif.score.ground_truth.ground_truth_tables`).
 Writes
 
-- the metrics JSON ``{table: {method: {...}, "noise_ceiling": {...}}}``, the headline DVC
-  shows: per method ``mean_rho`` (the paper's protocol, each task's own entry included),
+- the DVC metric ``headline.json`` beside the metrics JSON (:func:`headline`): flat, the
+  primary table's (params ``primary.table``) primary score (``primary.score``) per method and
+  for ``static``, rounded to 3 decimals, so that ``dvc metrics show`` and
+  ``dvc exp show`` fit 120 columns and ``dvc metrics diff`` gives each method's change;
+- the metrics JSON ``{table: {method: {...}, "noise_ceiling": {...}}}`` (a cached output, not a
+  DVC metric; users' scripts read it): per method ``mean_rho`` (the paper's protocol, each task's own entry included),
   ``mean_rho_off_diagonal`` (each task's own entry left out), their 95 % two-factor intervals
   ``mean_rho_ci95`` / ``mean_rho_off_diagonal_ci95`` (image resamples × task draws, the tasks
   as sources and targets, percentile: :func:`modelgif.score.inference.score_method`) and
   ``per_task`` (ρ_j in the task order, null where undefined); per table the ``noise_ceiling``
   (where the zoo has a replicate of the table: Taskonomy's 1k for a 16k table, the mini zoo's
   seed-1 build): ``mean_rho`` and ``mean_rho_off_diagonal`` of the per-column Spearman ρ
-  between the table and its replicate, the replicate's name and ``per_task``. DVC's
-  ``metrics show`` / ``exp show`` leave the lists out;
+  between the table and its replicate, the replicate's name and ``per_task``;
 - the details JSON beside it (``correlation_details.json``, not a DVC metric): per table every
-  method and the baselines ``static`` and ``hub`` (``role``), with everything
+  method and the baselines ``static`` and, per method m, ``hub:<m>`` (``role``), with everything
   :func:`modelgif.score.inference.score_method` and :func:`modelgif.score.bootstrap.summarize` give
   (images-only and BCa intervals, ``p_perm`` and ``chance_level``, the target-specific score,
-  ``top1_regret``, ``ndcg_at_3``, ``n_tasks``, ``delta_vs_modelgif`` and its two-factor interval),
+  ``top1_regret``, ``ndcg_at_3``, ``n_tasks``, ``delta_vs_modelgif`` and its two-factor interval,
+  per method ``minus_hub``: mean ρ minus its own ``hub:<m>`` row's, with the same paired intervals),
   the ``noise_ceiling`` again and, at the top, ``primary``:
   the params-declared primary endpoint's paired Wilcoxon tests over tasks, Holm-corrected
   (docs/methods.md);
@@ -51,8 +55,8 @@ import yaml
 
 from modelgif.io.atomic import write_text
 from modelgif.score.bootstrap import add_full_delta, noise_ceiling, summarize
-from modelgif.score.inference import (hub_distance, primary_comparisons, score_method, static_distance, target_draws,
-                                task_permutations)
+from modelgif.score.inference import (hub_distance, paired_difference, primary_comparisons, score_method, static_distance,
+                                target_draws, task_permutations)
 from modelgif.score.correlation import per_task_spearman
 from modelgif.errors import InputError, check_output_dir, check_output_file
 from modelgif.score.ground_truth import ground_truth_tables
@@ -68,9 +72,13 @@ PROVENANCE = "provenance"
 #: the two scalars DVC shows, the primary (two-factor) intervals and the per-task ρ, lists DVC leaves out.
 METRIC_KEYS = ("mean_rho", "mean_rho_off_diagonal", "mean_rho_ci95", "mean_rho_off_diagonal_ci95", "per_task")
 #: The baselines, rows of every table beside the methods: ``static`` (the leave-one-target-out
-#: source-quality ranker, from the ground truth alone) and ``hub`` (ModelGiF's distance made
-#: target-agnostic: each source's mean distance to the zoo).
-BASELINES = ("static", "hub")
+#: source-quality ranker, from the ground truth alone) and, per method m, ``hub:<m>`` (m's distance
+#: made target-agnostic: each source's mean distance to the zoo, on m's own image resamples).
+BASELINES = ("static",)
+#: The row name of a method's hub baseline.
+HUB = "hub:{}"
+#: Key prefix, in each method's details entry, of mean ρ(method) − mean ρ(hub:method) and its paired intervals.
+MINUS_HUB = "minus_hub"
 #: The primary endpoint's scores (params ``primary.score``).
 PRIMARY_SCORES = ("mean_rho", "mean_rho_off_diagonal")
 
@@ -127,6 +135,32 @@ def load_method(folder: Path, keys=PAIRING) -> tuple[np.ndarray, list[str], np.n
     return d, tasks, samples, meta
 
 
+def headline_path(metrics: Path) -> Path:
+    """The DVC metric beside the metrics JSON: ``correlation.json`` → ``headline.json``."""
+    return metrics.with_name("headline.json")
+
+
+#: Decimals of the headline metric's values: every method's column fits DVC's 120-column tables.
+HEADLINE_DECIMALS = 3
+
+
+def headline(details: dict, primary: dict, names: list[str], decimals: int = HEADLINE_DECIMALS) -> dict:
+    """The DVC metric: flat ``{method: score, ..., "static": score}`` of the primary table
+    (params ``primary.table``), the score params ``primary.score`` (``mean_rho`` where the
+    primary score is not defined for every row: fewer than 4 tasks), rounded to ``decimals``; a
+    row whose score is undefined is left out. The noise ceiling, a property of the table, stays
+    in the metrics JSON: with it, ``dvc exp show`` of an experiment with a long name passes 120
+    columns. ``details``: the details JSON's ``{table: {row: {...}}}``."""
+    rows = details[primary["table"]]
+    score = primary["score"] if all(primary["score"] in rows[m] for m in names) else "mean_rho"
+    out = {}
+    for m in [*names, *BASELINES]:
+        value = (rows.get(m) or {}).get(score)
+        if isinstance(value, float) and np.isfinite(value):
+            out[m] = round(value, decimals)
+    return out
+
+
 def details_path(metrics: Path) -> Path:
     """The details JSON beside the metrics JSON: ``correlation.json`` → ``correlation_details.json``."""
     return metrics.with_name(metrics.stem + "_details.json")
@@ -154,7 +188,8 @@ def main(
                                                        "go into the metrics as provenance.warnings"),
 ) -> None:
     load_zoo_spec(zoo)  # an unknown zoo or a bad declaration: refused before anything is read
-    for out in (metrics, details_path(metrics), metrics.parent / "per_task_rho.csv", metrics.parent / "methods_rho.csv"):
+    for out in (metrics, headline_path(metrics), details_path(metrics), metrics.parent / "per_task_rho.csv",
+                metrics.parent / "methods_rho.csv"):
         check_output_file(out)
     check_output_dir(plots)
     p = yaml.safe_load(params.read_text()) or {}
@@ -174,7 +209,7 @@ def main(
         typer.echo(f"zoo {zoo} declares no ground truth: nothing to correlate; {metrics} is empty ({{}})")
     reference = loaded[REFERENCE] if REFERENCE in loaded else None
     if reference is None:
-        typer.echo(f"note: {REFERENCE} is not among the methods: no paired differences, no hub baseline", err=True)
+        typer.echo(f"note: {REFERENCE} is not among the methods: no paired differences to it", err=True)
     primary = read_primary(p, params, [t.name for t in tables], names)
     n_perm = read_permutations(p, params)
     # the seed the distance stages drew their image resamples with (their meta.json; checked to
@@ -191,9 +226,9 @@ def main(
         rows = {m: loaded[m][::2] for m in names}  # (D, samples)
         stat = static_distance(table.matrix, table.higher_is_closer)
         rows["static"] = (stat, np.repeat(stat[None], n_boot, axis=0))  # no images: targets only
-        if reference is not None:
-            rows["hub"] = (hub_distance(reference[0]), hub_distance(reference[2]))
-        entry, ref_reps = {}, {}
+        for m in names:  # each method's own target-agnostic version, on its own image resamples
+            rows[HUB.format(m)] = (hub_distance(loaded[m][0]), hub_distance(loaded[m][2]))
+        entry, ref_reps, reps = {}, {}, {}
         order = sorted(rows, key=lambda m: m != REFERENCE)  # the reference first: its resamples pair the others
         for m in order:
             d, samples = rows[m]
@@ -207,7 +242,7 @@ def main(
                 raise ValueError(f"{table.name}, {m}: {e}") from e
             if m == REFERENCE:
                 ref_reps = inf["_replicates"]
-            del inf["_replicates"]
+            reps[m] = inf.pop("_replicates")
             defined = [r for r in s["per_task"] if r is not None]
             if not defined:
                 raise ValueError(f"{table.name}, {m}: Spearman's rho is undefined for every task")
@@ -225,6 +260,10 @@ def main(
             for m in names:
                 if m != REFERENCE:
                     add_full_delta(entry[m], entry[REFERENCE])
+        for m in names:  # how much each method beats its own hub baseline, paired as the delta to modelgif
+            hub = HUB.format(m)
+            entry[m].update(paired_difference(*rows[m], table.matrix, draws, (*rows[hub], reps[hub]), name=MINUS_HUB,
+                                              known=reps[m]))
         for m, row in entry.items():
             per_task_rows += [(task, table.name, m, "" if r is None else repr(r)) for task, r in zip(tasks, row["per_task"])]
             interval_rows.append((m, table.name, "all sources", row["mean_rho"], *row["mean_rho_ci95"],
@@ -251,6 +290,7 @@ def main(
         for m, row in entry.items():
             lo, hi = row["mean_rho_ci95"]
             delta = f", delta vs {REFERENCE} {row[f'delta_vs_{REFERENCE}']:+.4f}" if f"delta_vs_{REFERENCE}" in row else ""
+            delta += f", minus its hub {row[MINUS_HUB]:+.4f}" if MINUS_HUB in row else ""
             label = m if row["role"] == "method" else f"{m} (baseline)"
             typer.echo(f"  {label}: mean rho {row['mean_rho']:+.4f} [{lo:+.4f}, {hi:+.4f}] over {row['n_tasks']} tasks, "
                        f"chance {row['chance_level']:+.4f}, p_perm {row['p_perm']:.3g}{delta}")
@@ -298,6 +338,7 @@ def main(
             typer.echo(f"warning: {warning}", err=True)
     write_text(details_path(metrics), json.dumps(_json_safe(details), indent=2) + "\n")
     write_text(metrics, json.dumps(_json_safe(result), indent=2) + "\n")
+    write_text(headline_path(metrics), json.dumps(headline(details, primary, names) if tables else {}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

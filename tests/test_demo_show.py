@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -103,11 +104,8 @@ def test_demo_leaves_params_yaml_byte_identical(tmp_path):
 WRITE_METRICS = '''import json, yaml
 p = yaml.safe_load(open("params.yaml"))
 rho = -0.4 - p["field"]["n_steps"] / 1000
-m = {"wins_vs_pixels": {
-        "modelgif": {"mean_rho": rho, "mean_rho_off_diagonal": rho + 0.05, "n_tasks": 16, "mean_rho_ci95": [-0.6, -0.3]},
-        "cka": {"mean_rho": -0.646, "delta_vs_modelgif": -0.646 - rho, "fraction_better_than_modelgif": 0.97},
-        "noise_ceiling": {"mean_rho": 0.685, "replicate": "seed1"}}}
-json.dump(m, open("metrics/correlation.json", "w"))
+m = {"modelgif": round(rho, 3), "cka": -0.646, "static": -0.5}  # as stages/correlate.py's
+json.dump(m, open("metrics/headline.json", "w"))
 '''
 
 
@@ -144,7 +142,7 @@ def test_make_show_never_pages_and_shows_changed_params_and_headline_metrics(tmp
     (project / "write_metrics.py").write_text(WRITE_METRICS)
     (project / "metrics").mkdir()
     (project / "dvc.yaml").write_text("stages:\n  m:\n    cmd: python write_metrics.py\n    deps: [write_metrics.py]\n"
-                                      "    params: [field, zoo]\n    metrics:\n      - metrics/correlation.json:\n"
+                                      "    params: [field, zoo]\n    metrics:\n      - metrics/headline.json:\n"
                                       "          cache: false\n")
     for cmd in (["git", "init", "-q", "-b", "main"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"], ["git", "add", "-A"],
                 ["git", "commit", "-qm", "base"], ["dvc", "exp", "run", "-q", "-n", "steps10", "-S", "field.n_steps=10"]):
@@ -157,9 +155,9 @@ def test_make_show_never_pages_and_shows_changed_params_and_headline_metrics(tmp
     lines = [line.split() for line in out.splitlines()]
     assert lines[0] == ["workspace", "main", "steps10", "(" + lines[0][-1][1:]]  # the experiments, side by side
     assert lines[1:] == [["field.n_steps", "10", "50", "10"],  # the changed param first, then the headline
-                         ["wins_vs_pixels.modelgif.mean_rho", "-0.41", "-0.45", "-0.41"],
-                         ["wins_vs_pixels.cka.mean_rho", "-0.646", "-0.646", "-0.646"],
-                         ["wins_vs_pixels.noise_ceiling.mean_rho", "0.685", "0.685", "0.685"]], out
+                         ["modelgif", "-0.41", "-0.45", "-0.41"],
+                         ["cka", "-0.646", "-0.646", "-0.646"],
+                         ["static", "-0.5", "-0.5", "-0.5"]], out
     assert max(len(line) for line in out.splitlines()) <= 120
 
 
@@ -178,3 +176,14 @@ def test_show_table_puts_changed_params_first_and_splits_experiments_to_fit():
     assert [b.splitlines()[0].split() for b in blocks] == [["workspace", "main"], ["steps10", "(0ac0803)"]]
     assert max(len(line) for line in narrow.splitlines()) <= 40
     assert run_tool.show_table("") == "no experiments"
+
+
+def test_show_keep_keeps_the_headline_metrics_columns(tmp_path):
+    headline = tmp_path / "headline.json"
+    headline.write_text(json.dumps({"modelgif": -0.5, "hub:ig": -0.1, "static": -0.4}))
+    keep = re.compile(run_tool.show_keep(headline))
+    for column in ("modelgif", "hub:ig", "static", "wins_vs_pixels.modelgif.mean_rho"):
+        assert keep.match(column), column
+    for column in ("method_options.modelgif", "modelgif_x", "hubxig", "zoo", "wins_vs_pixels.modelgif.n_tasks"):
+        assert not keep.match(column), column
+    assert run_tool.show_keep(tmp_path / "missing.json") == run_tool.SHOW_KEEP

@@ -16,6 +16,7 @@ from modelgif.score.inference import (
     hub_distance,
     mantel_null,
     ndcg_at,
+    paired_difference,
     paired_wilcoxon,
     permutation_p,
     primary_comparisons,
@@ -259,6 +260,46 @@ def test_score_method_keys_and_consistency():
         lo, hi = out[key]
         assert lo <= hi
     assert 0 < out["p_perm"] < 0.05  # a real association is found
+
+
+# spearmanr of a constant column (a hub's drawn sources all one task): NaN, as the library's
+@pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::scipy.stats.ConstantInputWarning")
+def test_minus_hub_by_a_direct_loop():
+    """A method minus its own hub baseline (each source's mean distance to the others, per image
+    resample): the full-data difference and its paired two-factor interval, by direct loops."""
+    d, s, t = _problem(seed=8, k=6, b=40)
+    draws = target_draws(6, 40, seed=3)
+    hub = lambda m: np.repeat([[np.mean([m[i, q] for q in range(6) if q != i]) for i in range(6)]], 6, axis=0).T  # noqa: E731
+    hd, hs = hub(d), np.stack([hub(m) for m in s])
+    out = paired_difference(d, s, t, draws, (hd, hs), name="minus_hub")
+
+    def per_task(m, diagonal):
+        rows = lambda j: [i for i in range(6) if diagonal or i != j]  # noqa: E731
+        return np.array([spearmanr(t[rows(j), j], m[rows(j), j]).statistic for j in range(6)])
+
+    def task_loop(stack, diagonal):
+        res = []
+        for bi, r in enumerate(draws):
+            src = lambda j: [i for i in r if i != j] + ([j] if diagonal else [])  # noqa: E731
+            res.append(np.nanmean([spearmanr(t[src(j), j], stack[bi][src(j), j]).statistic for j in r]))
+        return np.array(res)
+
+    for suffix, diagonal in (("", True), ("_off_diagonal", False)):
+        full = per_task(d, diagonal) - per_task(hd, diagonal)
+        assert out["minus_hub" + suffix] == pytest.approx(full.mean(), abs=1e-12)
+        reps = task_loop(s, diagonal) - task_loop(hs, diagonal)
+        # (a draw of few distinct tasks can leave every column undefined: NaN, left out as the library does)
+        assert out["minus_hub" + suffix + "_ci95"] == pytest.approx(np.nanpercentile(reps, [2.5, 97.5]), abs=1e-12)
+        own = np.array([np.nanmean((per_task(s[bi], diagonal) - per_task(hs[bi], diagonal))[r]) for bi, r in enumerate(draws)])
+        assert out["minus_hub" + suffix + "_ci95_targets"] == pytest.approx(np.nanpercentile(own, [2.5, 97.5]), abs=1e-12)
+    # the same numbers from score_method's own replicates, and as score_method's reference difference
+    mine, theirs = (score_method(m, ms, t, draws, task_permutations(6, 20))["_replicates"] for m, ms in ((d, s), (hd, hs)))
+    again = paired_difference(d, s, t, draws, (hd, hs, theirs), name="minus_hub", known=mine)
+    assert again.keys() == out.keys() and all(np.allclose(again[k], out[k], atol=1e-12) for k in out)
+    ref = score_method(d, s, t, draws, task_permutations(6, 20), reference=(hd, hs))
+    assert ref["delta_vs_modelgif_ci95"] == pytest.approx(out["minus_hub_ci95"])
+    with pytest.raises(ValueError, match="does not pair"):
+        paired_difference(d, s, t, draws, (hd, hs[:3]))
 
 
 def test_primary_comparisons_are_holm_corrected_wilcoxons():

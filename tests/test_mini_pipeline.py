@@ -144,12 +144,23 @@ def test_mini_zoo_end_to_end(tmp_path):
         static = modelgif.score.inference.static_distance(truth, higher)
         assert details[table]["static"]["mean_rho"] == pytest.approx(
             float(np.nanmean(modelgif.per_task_spearman(static, truth))), abs=1e-12)
-        hub = modelgif.score.inference.hub_distance(got["modelgif"])
-        assert details[table]["hub"]["mean_rho"] == pytest.approx(
-            float(np.nanmean(modelgif.per_task_spearman(hub, truth))), abs=1e-6)
+        for method in METHODS:  # every method's own hub baseline, and how much the method beats it
+            hub = modelgif.score.inference.hub_distance(got[method])
+            hub_rho = float(np.nanmean(modelgif.per_task_spearman(hub, truth)))
+            assert details[table][f"hub:{method}"]["mean_rho"] == pytest.approx(hub_rho, abs=1e-6)
+            assert details[table][f"hub:{method}"]["role"] == "baseline"
+            full = details[table][method]
+            assert full["minus_hub"] == pytest.approx(full["mean_rho"] - hub_rho, abs=1e-6)
+            reps = (modelgif.score.inference.task_resampled_rho(boot[method], truth, draws)
+                    - modelgif.score.inference.task_resampled_rho(modelgif.score.inference.hub_distance(boot[method]), truth, draws))
+            assert full["minus_hub_ci95"] == pytest.approx(modelgif.score.bootstrap.percentile_interval(reps), abs=1e-9)
         seed1 = modelgif.load_ground_truth(table, TASK_LABELS, ROOT / "data/mini/tables_seed1")
         assert metrics[table]["noise_ceiling"]["mean_rho"] == pytest.approx(
             float(np.nanmean(modelgif.per_task_spearman(seed1, truth))), abs=1e-12)
+    # the DVC metric: flat, the primary (first) table's mean rho per method and static, rounded
+    first = params["mini"]["ground_truth"][0]
+    assert json.loads((project / "metrics/headline.json").read_text()) == {
+        m: round(details[first][m]["mean_rho"], 3) for m in [*METHODS, "static"]}
     primary = details["primary"]
     assert (primary["table"], primary["method"], primary["score"]) == (params["mini"]["ground_truth"][0], "modelgif",
                                                                       "mean_rho")
@@ -159,8 +170,10 @@ def test_mini_zoo_end_to_end(tmp_path):
     for m, c in family.items():
         assert primary["comparisons"][m] == pytest.approx(c)
     shown = _run(["dvc", "metrics", "show"], project, env).stdout
-    assert "wins_vs_pixels.modelgif.mean_rho" in shown and "ci95" not in shown  # DVC leaves lists out
-    assert "p_perm" not in shown and "static" not in shown  # the details are not a DVC metric
+    # the DVC metric is the flat headline, one line at 120 columns; the details are not a DVC metric
+    assert shown.split("\n")[0].split() == ["Path", *sorted([*METHODS, "static"])]
+    assert "ci95" not in shown and "p_perm" not in shown and "hub:" not in shown
+    assert max(len(line) for line in shown.splitlines()) <= 120
     assert_up_to_date(project, env)
 
 

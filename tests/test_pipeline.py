@@ -123,8 +123,13 @@ def test_pipeline_end_to_end(project):
                  "data/reference/contact_sheet.png"):
         assert (project / plot).stat().st_size > 0, plot
     assert_up_to_date(project, env)
-    shown = _run(["dvc", "metrics", "show", "--json"], project, env).stdout
-    assert "mean_rho" in shown
+    # the DVC metric: flat, the primary (first) table's mean rho per method and static, rounded
+    shown = json.loads(_run(["dvc", "metrics", "show", "--json"], project, env).stdout)
+    headline = json.loads((project / "metrics/headline.json").read_text())
+    assert shown[""]["data"] == {"metrics/headline.json": {"data": headline}}
+    details = json.loads((project / "metrics/correlation_details.json").read_text())
+    assert headline == {m: round(details["all_affinities"][m]["mean_rho"], 3)
+                        for m in [*METHODS, "static"]}
     _run(["git", "add", "-A"], project, env)
     _run(["git", "commit", "-qm", "baseline"], project, env)
 
@@ -184,10 +189,10 @@ def test_pipeline_end_to_end(project):
     assert '"target": 6' in flat
     exp_metrics = [e for e in _walk(exps) if e.get("params", {}).get("params.yaml", {}).get("data", {}).get("target") == 6]
     assert exp_metrics, "dvc exp show does not list the target=6 experiment"
-    m6 = exp_metrics[0]["metrics"]["metrics/correlation.json"]["data"]["all_affinities"]["modelgif"]
-    # DVC shows no list values: the per-task rho are in the file the experiment left in the workspace
+    m6 = exp_metrics[0]["metrics"]["metrics/headline.json"]["data"]["modelgif"]
+    # the DVC metric is the rounded headline: the per-task rho are in the file the experiment left in the workspace
     full6 = json.loads((project / "metrics/correlation.json").read_text())["all_affinities"]["modelgif"]
-    assert full6["mean_rho"] == m6["mean_rho"]
+    assert round(full6["mean_rho"], 3) == m6
     m6 = full6
     # target 6 on room_layout (output GroupNorm) is the documented void case: rho undefined there
     assert sum(r is not None for r in m6["per_task"]) == 2  # room_layout's rho is undefined (n_tasks: the details)

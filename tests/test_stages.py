@@ -93,7 +93,8 @@ def test_affinity_and_correlate_write_what_the_library_computes(fields):
     assert r.returncode == 0, r.stderr
     metrics = json.loads((fields / "metrics" / "correlation.json").read_text())
     details = json.loads((fields / "metrics" / "correlation_details.json").read_text())
-    from modelgif.score.inference import mantel_null, permutation_p, static_distance, task_permutations
+    from modelgif.score.inference import (mantel_null, permutation_p, static_distance, target_draws, task_permutations,
+                                    task_resampled_rho)
 
     for table in ("all_affinities", "wins_vs_pixels"):
         truth = modelgif.load_ground_truth(table, TASKS)
@@ -111,14 +112,33 @@ def test_affinity_and_correlate_write_what_the_library_computes(fields):
         assert full["mean_rho_ci95_images"] != full["mean_rho_ci95"]
         static = modelgif.per_task_spearman(static_distance(truth, True), truth)
         assert details[table]["static"]["mean_rho"] == pytest.approx(static.mean())
-        assert details[table]["static"]["role"] == details[table]["hub"]["role"] == "baseline"
+        assert details[table]["static"]["role"] == details[table]["hub:modelgif"]["role"] == "baseline"
+        # the method's own hub baseline (each source's mean distance to the other tasks, per resample)
+        # and how much the method beats it, paired over the same image resamples and task draws
+        boot = np.load(fields / "methods" / "modelgif" / "bootstrap.npy")
+        hub = lambda m: np.array([[np.mean([m[i, q] for q in range(4) if q != i])] * 4 for i in range(4)])  # noqa: E731
+        hub_rho = modelgif.per_task_spearman(hub(d), truth)
+        assert details[table]["hub:modelgif"]["mean_rho"] == pytest.approx(hub_rho.mean(), abs=1e-12)
+        assert full["minus_hub"] == pytest.approx(rho.mean() - hub_rho.mean(), abs=1e-12)
+        draws = target_draws(4, 20, seed=(0, 1))
+        reps = (task_resampled_rho(boot, truth, draws)
+                - task_resampled_rho(np.stack([hub(m) for m in boot]), truth, draws))
+        assert full["minus_hub_ci95"] == pytest.approx(np.nanpercentile(reps, [2.5, 97.5]), abs=1e-12)
+        assert "minus_hub_off_diagonal_ci95" in full and "minus_hub" not in details[table]["hub:modelgif"]
         per_task = [r.split(",") for r in (fields / "metrics" / "per_task_rho.csv").read_text().splitlines()[1:]]
         assert ({t: float(v) for t, name, m, v in per_task if name == table and m == "modelgif"}
                 == dict(zip(TASKS, rho.tolist())))
         assert f"ground truth: {table} (" in (fields / "plots" / "ground_truth_long.csv").read_text()
     assert "primary" not in details  # one method: no family
+    # the DVC metric: the primary table's (the first: all_affinities) mean rho of the method and
+    # the static baseline, rounded to 3 decimals, flat (its noise ceiling only in the metrics JSON)
+    truth = modelgif.load_ground_truth("all_affinities", TASKS)
+    static = modelgif.per_task_spearman(static_distance(truth, True), truth)
+    assert json.loads((fields / "metrics" / "headline.json").read_text()) == {
+        "modelgif": round(float(modelgif.per_task_spearman(d, truth).mean()), 3), "static": round(float(static.mean()), 3)}
+    assert "noise_ceiling" in metrics["all_affinities"]
     rows = (fields / "metrics" / "per_task_rho.csv").read_text().splitlines()
-    assert rows[0] == "task,table,method,rho" and len(rows) == 1 + 4 * 2 * 3  # modelgif, static, hub
+    assert rows[0] == "task,table,method,rho" and len(rows) == 1 + 4 * 2 * 3  # modelgif, static, hub:modelgif
     assert (f"modelgif: mean rho {metrics['all_affinities']['modelgif']['mean_rho']:+.4f} "
             f"[{metrics['all_affinities']['modelgif']['mean_rho_ci95'][0]:+.4f}, ") in r.stdout
 

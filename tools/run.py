@@ -13,7 +13,8 @@ the workspace's (``dvc metrics show``, ``dvc plots show``); ``dvc exp apply <nam
 settings into params.yaml.
 
 ``show`` is ``dvc exp show --csv`` with the params that differ between the experiments and
-the headline metrics (:data:`SHOW_KEEP`, kept even where equal; :data:`SHOW_DROP` dropped),
+the headline metrics (``metrics/headline.json``'s keys, :func:`show_keep`, kept even where equal;
+:data:`SHOW_DROP` dropped),
 printed one row per param or metric and one column per experiment, in as many blocks of
 experiments as the terminal's width needs: never in a pager, never a cell cut to ``…``.
 
@@ -41,6 +42,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 METRICS = Path("metrics/correlation.json")
+#: The DVC metric (stages/correlate.py): flat, each method's headline score on the primary table.
+HEADLINE = Path("metrics/headline.json")
 #: Folders (relative to the project root) swept of stale temporary files around a DVC run.
 SWEPT = ("data", "metrics")
 
@@ -229,13 +232,24 @@ def demo(argv: list[str]) -> int:
 
 
 #: ``make show``'s headline metrics, shown even where every experiment has the same value:
-#: every metric named ``mean_rho`` (per table, each method's and the noise ceiling's).
+#: the keys of the DVC metric ``metrics/headline.json`` (:func:`show_keep`: each method and ``static``)
+#: and, from experiments before it, every metric named ``mean_rho``.
 SHOW_KEEP = r".*\.mean_rho$"
 #: ... and what it never shows: DVC's columns of no interest here, the task list, the deps'
 #: file hashes (their names are paths) and the metrics other than the headline.
 SHOW_DROP = (r"Created|State|Executor|parent|tasks|.*/.*"
              r"|.*\.(mean_rho_.*|n_tasks|delta_.*|fraction_.*|replicate|per_task.*|.*_ci95|.*_bias)$")
 _META = ("Experiment", "rev", "typ")
+
+
+def show_keep(headline: Path = HEADLINE, keep: str = SHOW_KEEP) -> str:
+    """``keep`` widened to the columns of the headline metric's keys (``dvc exp show`` names a
+    metric by its key alone), as read from ``headline``; ``keep`` alone without that file."""
+    try:
+        keys = [k for k in json.loads(headline.read_text()) if isinstance(k, str)]
+    except (OSError, ValueError, TypeError):
+        keys = []
+    return "|".join([keep, *(re.escape(k) + "$" for k in keys)])
 
 
 def show_table(csv_text: str, width: int = 120, keep: str = SHOW_KEEP) -> str:
@@ -273,12 +287,13 @@ def show(argv: list[str]) -> int:
     """``make show``: :func:`show_table` of ``dvc exp show`` (module doc)."""
     import shutil
 
-    proc = subprocess.run(["dvc", "exp", "show", "--csv", "--only-changed", "--keep", SHOW_KEEP, "--drop", SHOW_DROP,
+    keep = show_keep()
+    proc = subprocess.run(["dvc", "exp", "show", "--csv", "--only-changed", "--keep", keep, "--drop", SHOW_DROP,
                            "--precision", "4", *argv], capture_output=True, text=True)
     if proc.returncode:
         sys.stderr.write(proc.stdout + proc.stderr)
         return proc.returncode
-    print(show_table(proc.stdout, shutil.get_terminal_size((120, 24)).columns))
+    print(show_table(proc.stdout, shutil.get_terminal_size((120, 24)).columns, keep))
     return 0
 
 

@@ -489,6 +489,61 @@ def _interval_keys(prefix: str, est: dict, out: dict) -> None:
     out[prefix + "_ci95_bca"] = est["ci"]
 
 
+def paired_difference(distance: np.ndarray, samples: np.ndarray, ground_truth: np.ndarray, draws: np.ndarray,
+                      reference: tuple, *, name: str = "delta", level: float = 0.95, known: dict | None = None) -> dict:
+    """The paired two-factor difference mean ρ(D) − mean ρ(D_ref) of two distances on the same
+    image resamples and task draws (ModelGiF's ``delta_vs_modelgif``, a method minus its own hub
+    baseline's ``minus_hub``).
+
+    Args:
+        distance: D (K, K) on all images; samples: D (B, K, K) on the image resamples.
+        ground_truth: T (K, K); draws: (B, K) task draws (:func:`target_draws`), paired with
+            image resample b.
+        reference: ``(D_ref (K, K), samples_ref (B, K, K))``, on the same resamples; a third item,
+            the reference's ``score_method(...)["_replicates"]``, saves recomputing them.
+        name: prefix of the keys; known: D's own ``score_method(...)["_replicates"]`` (optional).
+
+    Returns:
+        ``<name>`` (difference of the full-data mean ρ), ``<name>_ci95`` (percentile interval of the
+        paired task-resampled replicates: tasks as sources and targets, :func:`task_resampled_rho`),
+        ``<name>_ci95_bca`` (BCa, the jackknife over tasks of the difference) and
+        ``<name>_ci95_targets`` (images × targets, sources fixed), and with K ≥ 4 the same with
+        ``_off_diagonal`` after ``<name>`` (each task's own entry left out).
+    """
+    d = _square(distance, "distance")
+    s = _square(samples, "bootstrap distances")
+    t = _square(ground_truth, "ground truth")
+    rd, rs = _square(reference[0], "reference distance"), _square(reference[1], "reference samples")
+    if d.shape != t.shape or s.ndim != 3 or s.shape[1:] != t.shape:
+        raise ValueError(f"distance (K, K), samples (B, K, K) and ground truth (K, K) must agree; got "
+                         f"{d.shape}, {s.shape}, {t.shape}")
+    if rd.shape != d.shape or rs.shape != s.shape:
+        raise ValueError(f"reference {rd.shape}, {rs.shape} does not pair with the method's {d.shape}, {s.shape}")
+    known_ref = reference[2] if len(reference) > 2 else {}
+    known = known or {}
+    out: dict = {}
+    variants = [("mean_rho", True)] + ([("mean_rho_off_diagonal", False)] if t.shape[0] >= 4 else [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for key, diagonal in variants:
+            parts = []
+            for m, ms, have in ((d, s, known), (rd, rs, known_ref)):
+                full = per_task_rho(m[None], t, diagonal=diagonal)[0]
+                if key in have:
+                    boot, reps, jk = have[key]
+                else:
+                    boot, reps = per_task_rho(ms, t, diagonal=diagonal), task_resampled_rho(ms, t, draws, diagonal)
+                    jk = task_jackknife_rho(m, t, diagonal)
+                parts.append((full, boot, reps, jk))
+            (full, boot, reps, jk), (rfull, rboot, rreps, rjk) = parts
+            prefix = name + ("" if diagonal else "_off_diagonal")
+            est = float(np.nanmean(full) - np.nanmean(rfull))
+            out[prefix] = est
+            _task_interval_keys(prefix, est, reps - rreps, jk - rjk, out, level)
+            out[prefix + "_ci95_targets"] = _two_factor_or_nan(full - rfull, boot - rboot, draws, level)["ci_percentile"]
+    return out
+
+
 def score_method(distance: np.ndarray, samples: np.ndarray, ground_truth: np.ndarray, draws: np.ndarray,
                  permutations: np.ndarray, *, higher_is_closer: bool = True, level: float = 0.95,
                  reference: tuple | None = None, reference_name: str = "modelgif") -> dict:
@@ -528,14 +583,13 @@ def score_method(distance: np.ndarray, samples: np.ndarray, ground_truth: np.nda
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         variants = [("mean_rho", True)] + ([("mean_rho_off_diagonal", False)] if off else [])
-        per, replicates = {}, {}
+        replicates = {}
         for key, diagonal in variants:
             full = per_task_rho(d[None], t, diagonal=diagonal)[0]
             if not np.isfinite(full).any():
                 raise ValueError("Spearman's rho is undefined for every task")
             boot = per_task_rho(s, t, diagonal=diagonal)
             reps, jk = task_resampled_rho(s, t, draws, diagonal), task_jackknife_rho(d, t, diagonal)
-            per[key] = (full, boot, reps, jk)
             replicates[key] = (boot, reps, jk)
             est = float(np.nanmean(full))
             out[key] = est
@@ -561,28 +615,18 @@ def score_method(distance: np.ndarray, samples: np.ndarray, ground_truth: np.nda
                 _interval_keys(key, est, out)
                 out["per_task_" + key] = [None if np.isnan(r) else float(r) for r in full]
         if reference is not None:
-            rd, rs = _square(reference[0], "reference distance"), _square(reference[1], "reference samples")
-            if rd.shape != d.shape or rs.shape != s.shape:
-                raise ValueError(f"reference {rd.shape}, {rs.shape} does not pair with the method's {d.shape}, {s.shape}")
-            known = reference[2] if len(reference) > 2 else {}
-            for key, diagonal in variants:
-                full, boot, reps, jk = per[key]
-                rfull = per_task_rho(rd[None], t, diagonal=diagonal)[0]
-                if key in known:
-                    rboot, rreps, rjk = known[key]
-                else:
-                    rboot, rreps = per_task_rho(rs, t, diagonal=diagonal), task_resampled_rho(rs, t, draws, diagonal)
-                    rjk = task_jackknife_rho(rd, t, diagonal)
-                name = f"delta_vs_{reference_name}" + ("" if diagonal else "_off_diagonal")
-                _task_interval_keys(name, float(np.nanmean(full) - np.nanmean(rfull)), reps - rreps, jk - rjk, out,
-                                    level)
-                out[name + "_ci95_targets"] = _two_factor_or_nan(full - rfull, boot - rboot, draws, level)["ci_percentile"]
+            diff = paired_difference(d, s, t, draws, reference, name=f"delta_vs_{reference_name}", level=level,
+                                     known={k: v for k, v in replicates.items()})
+            # the full-data differences come from modelgif.score.bootstrap.add_full_delta (the summarize results)
+            out.update({k: v for k, v in diff.items() if k not in (f"delta_vs_{reference_name}",
+                                                                    f"delta_vs_{reference_name}_off_diagonal")})
     out["_replicates"] = replicates  # per-target ρ on the image resamples, per score: pass as reference[2] to pair cheaply
     return out
 
 
 __all__ = [
-    "bca_interval", "hub_distance", "holm", "mantel_null", "ndcg_at", "paired_wilcoxon", "permutation_p",
+    "bca_interval", "hub_distance", "holm", "mantel_null", "ndcg_at", "paired_difference", "paired_wilcoxon",
+    "permutation_p",
     "primary_comparisons",
     "score_method", "source_effect_removed", "static_distance", "target_draws", "target_specific_rho",
     "task_jackknife_rho", "task_resampled_rho",
