@@ -78,7 +78,7 @@ def test_two_processes_write_the_single_process_field(project):
 _FAULT = """
 import os
 if os.environ.get("RANK") == "1":
-    import modelgif.field as field
+    import modelgif.field.gradients as field
 
     def failing(*args, **kwargs):
         raise ValueError("simulated fault in rank 1's images")

@@ -25,7 +25,7 @@ DELAY = 25
 _SLOW = f"""
 import os, pathlib, time
 if os.environ.get("RANK") is not None:
-    import modelgif.field as field
+    import modelgif.field.gradients as field
     original = field.iter_gradient_field
 
     def slow(*args, **kwargs):

@@ -67,7 +67,7 @@ def test_sweep_stale_tree_removes_only_temporaries_of_dead_processes_of_this_hos
 
 _SLOW = """
 import os, pathlib, time
-import modelgif.field as field
+import modelgif.field.gradients as field
 import modelgif.reference.build as build
 
 def slow_field(*args, **kwargs):
