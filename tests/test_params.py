@@ -25,7 +25,10 @@ from helpers import copy_project, pipeline_env, serve_directory, write_encoder_c
 from PIL import Image
 
 from modelgif.io.download import sha256_file
-from modelgif.compare.methods import FIELD_METHODS, METHODS
+from modelgif.compare.methods import FIELD_METHODS, SET_METHODS
+
+#: the methods params.yaml lists (the estimators need a reference set rendered from mini-scenes)
+METHODS = FIELD_METHODS + SET_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["normal", "reshading", "depth_zbuffer"]
