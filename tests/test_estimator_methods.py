@@ -192,3 +192,58 @@ def test_asymmetric_distance_is_scored_per_target_column():
     off = [spearmanr(np.delete(t[:, j], j), np.delete(d[:, j], j)).statistic for j in range(k)]
     np.testing.assert_allclose(per_task_spearman(d, t, diagonal=False), off, rtol=1e-12)
     assert not np.allclose(per_task_spearman(d.T, t), expected)
+
+
+@pytest.mark.slow
+def test_stage_runs_the_estimators_on_the_mini_encoders(tmp_path):
+    """stages/method_distance.py on 8 rendered 64 px images and 4 mini encoders: each estimator's
+    distance.csv and resamples are the direct estimator loop on the encoders' outputs and labels."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from modelgif.field.attribution import encoder_features
+    from modelgif.io.provenance import file_sha256
+    from modelgif.reference import load_reference_images
+    from modelgif.reference.store import write_reference_set
+    from modelgif.score.plots import read_matrix_csv
+    from modelgif.zoo.models import load_zoo_encoder
+
+    root = Path(__file__).resolve().parents[1]
+    n, n_boot = 8, 20
+    reference = rendered_reference_set(n, 64, first_seed=FIRST)
+    write_reference_set(reference, tmp_path / "reference")
+    images = load_reference_images(tmp_path / "reference/images.npy")
+    (tmp_path / "features").mkdir()
+    feats = []
+    for task in TASKS:
+        model = load_zoo_encoder("mini", task, root / f"data/mini/encoders/{task}.pth")
+        f = encoder_features(model, images)
+        np.save(tmp_path / f"features/{task}.npy", f)
+        (tmp_path / f"features/{task}.json").write_text(json.dumps(
+            {"task": task, "shape": [8, 4, 4], "reference_sha256": file_sha256(tmp_path / "reference/images.npy")}))
+        feats.append(f.astype(np.float64).reshape(n, 8, 4, 4))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tasks": TASKS, "method_options": {"linear_mse": {"alpha": 0.5}}}))
+    labs = reference_labels(reference.manifest, TASKS, (4, 4))
+    labels = [labs[t] for t in TASKS]
+    indices = resample_indices(n, n_boot, 0)
+    env = {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
+    for estimator in ESTIMATOR_METHODS:
+        out = tmp_path / estimator
+        subprocess.run([sys.executable, str(root / "stages/method_distance.py"), estimator, "--params",
+                        str(tmp_path / "params.yaml"), "--n-boot", str(n_boot), "--seed", "0", "--features",
+                        str(tmp_path / "features"), "--reference", str(tmp_path / "reference"), "--out", str(out)],
+                       check=True, cwd=root / "stages", env=env, capture_output=True)
+        options = check_method(estimator, {"alpha": 0.5} if estimator == "linear_mse" else None)
+        d, names = read_matrix_csv(out / "distance.csv")
+        assert names == TASKS
+        np.testing.assert_allclose(d, _direct(estimator, feats, labels, np.arange(n), options), rtol=1e-5, atol=1e-6)
+        boot = np.load(out / "bootstrap.npy")
+        assert boot.shape == (n_boot, len(TASKS), len(TASKS))
+        for b in (0, 7):
+            np.testing.assert_allclose(boot[b], _direct(estimator, feats, labels, np.unique(indices[b]), options),
+                                       rtol=1e-5, atol=1e-6)
+        assert json.loads((out / "meta.json").read_text())["options"] == options
