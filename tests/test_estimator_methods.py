@@ -247,3 +247,34 @@ def test_stage_runs_the_estimators_on_the_mini_encoders(tmp_path):
             np.testing.assert_allclose(boot[b], _direct(estimator, feats, labels, np.unique(indices[b]), options),
                                        rtol=1e-5, atol=1e-6)
         assert json.loads((out / "meta.json").read_text())["options"] == options
+
+
+@pytest.mark.slow
+def test_stage_refuses_a_reference_set_without_labels(tmp_path):
+    """distance@logme on features of a folder-sourced reference set: a clean error naming the source."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from modelgif.io.provenance import file_sha256
+
+    root = Path(__file__).resolve().parents[1]
+    images = np.zeros((4, 3, 16, 16), np.uint8)
+    (tmp_path / "reference").mkdir()
+    np.save(tmp_path / "reference/images.npy", images)
+    (tmp_path / "reference/manifest.json").write_text(json.dumps({"source": "/data/my_images", "kind": "folder"}))
+    (tmp_path / "features").mkdir()
+    for task in ("normal", "curvature", "reshading"):
+        np.save(tmp_path / f"features/{task}.npy", np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32))
+        (tmp_path / f"features/{task}.json").write_text(json.dumps(
+            {"shape": [8, 1, 1], "reference_sha256": file_sha256(tmp_path / "reference/images.npy")}))
+    (tmp_path / "params.yaml").write_text("tasks: [normal, curvature, reshading]\n")
+    run = subprocess.run([sys.executable, str(root / "stages/method_distance.py"), "logme", "--params",
+                          str(tmp_path / "params.yaml"), "--n-boot", "2", "--features", str(tmp_path / "features"),
+                          "--reference", str(tmp_path / "reference"), "--out", str(tmp_path / "out")],
+                         cwd=root / "stages", env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "source '/data/my_images', whose images have no task labels" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "out").exists()
