@@ -215,6 +215,12 @@ def _edits(ctx) -> dict[str, tuple[dict, object, set[str]]]:
         "method_options.dds.feature_norm": ({}, "centering", {"distance"}),
         "method_options.dds.debiased": ({}, False, {"distance"}),
         "method_options.dds.bootstrap_refit": ({}, True, {"distance"}),  # resamples exact, not indexed
+        # the estimators (not listed by default): listed first; 4 images of 2×2 pixels are 16 rows,
+        # so max_samples 8 fits 2 of the images, and a new sample_seed draws other ones
+        **{f"method_options.{m}.{key}": ({"methods": ["modelgif", m], **extra}, value, {"distance"})
+           for m, opts in (("logme", {}), ("linear_mse", {"alpha": 0.5}), ("knn", {"k": 3}))
+           for key, extra, value in (*((k, {}, v) for k, v in opts.items()), ("max_samples", {}, 8),
+                                     ("sample_seed", {f"method_options.{m}.max_samples": 8}, 1))},
         "bootstrap.n": ({}, 7, {"distance"}),
         "bootstrap.seed": ({}, 1, {"distance"}),
         "ground_truth": ({"zoo": "taskonomy"}, ["all_affinities"], {"correlate"}),
