@@ -172,11 +172,17 @@ def test_max_samples_keeps_whole_images(ref):
 
 
 def test_constant_target_scores_every_source_alike(ref):
-    """A target whose real labels are constant on the rows ranks no source: its column is 0."""
+    """A target whose real labels (or, for linear_mse, one-hot classes) are constant on the rows
+    ranks no source: its column is 0."""
     lab = reference_labels(ref.manifest, ["normal"], (2, 2))["normal"]
     flat = type(lab)("normal", "regression", np.ones_like(lab.values))
     got = estimator_matrix("logme", _features(2, np.random.default_rng(3)), [lab, flat], np.arange(N),
                            check_method("logme"), np.random.default_rng(0))
+    assert (got[:, 1] == 0).all() and (got[:, 0] != 0).all()
+    sem = reference_labels(ref.manifest, ["segment_semantic"], (2, 2))["segment_semantic"]
+    one_class = type(sem)("segment_semantic", "classification", np.zeros_like(sem.values))
+    got = estimator_matrix("linear_mse", _features(2, np.random.default_rng(3)), [sem, one_class], np.arange(N),
+                           check_method("linear_mse"), np.random.default_rng(0))
     assert (got[:, 1] == 0).all() and (got[:, 0] != 0).all()
 
 

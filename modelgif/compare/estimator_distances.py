@@ -17,9 +17,10 @@ prediction), and where they have more than ``max_samples`` rows, ``max_samples /
 of them (dense targets; ``max_samples`` for vector targets) drawn without replacement from
 ``numpy.random.default_rng([sample_seed, b + 1])`` (``b = -1``: all images): whole images, so
 that a scene's pixels are fitted together (the k-means segmentations' classes are one scene's
-clusters); the same rows for every source and target. A target's regression columns that are constant on the rows are
-dropped (they rank no source); a target left with none gets score 0 from every source (its
-column of D is constant, so its rho is undefined, as for any constant column).
+clusters); the same rows for every source and target. A target's real-valued columns (``linear_mse``: also its one-hot class
+columns) that are constant on the rows are dropped (they rank no source); a target left with
+none gets score 0 from every source (its column of D is constant, so its rho is undefined, as
+for any constant column).
 
 Per estimator: ``logme`` fits class labels as classes and real labels as they are;
 ``linear_mse`` is a regression estimator: class labels are regressed as the one-hot columns of
@@ -65,17 +66,19 @@ def _score(estimator: str, features: np.ndarray, labels: np.ndarray, kind: str, 
         return logme(features, labels, kind=kind)
     if estimator == "knn":
         return knn(features, labels, min(options["k"], len(features) - 1), kind=kind)
-    if kind == "classification":
-        labels = (labels[:, None] == np.unique(labels)[None, :]).astype(np.float64)
     return linear_mse(features, labels, options["alpha"])
 
 
-def _target(values: np.ndarray, kind: str) -> np.ndarray | None:
-    """Regression labels without their constant columns (``None``: nothing left); classes as they are."""
+def _target(estimator: str, values: np.ndarray, kind: str) -> tuple[np.ndarray, str] | None:
+    """The labels an estimator fits and their kind: classes as they are (``linear_mse``: their
+    one-hot columns, as real values), real values without their constant columns; ``None``
+    where no column is left."""
+    if kind == "classification" and estimator == "linear_mse":
+        values, kind = (values[:, None] == np.unique(values)[None, :]).astype(np.float64), "regression"
     if kind == "classification":
-        return values
+        return values, kind
     varying = np.ptp(values, axis=0) > 0
-    return values[:, varying] if varying.any() else None
+    return (values[:, varying], kind) if varying.any() else None
 
 
 def estimator_matrix(estimator: str, features: Sequence[np.ndarray], labels: Sequence, images: np.ndarray,
@@ -99,12 +102,12 @@ def estimator_matrix(estimator: str, features: Sequence[np.ndarray], labels: Seq
                 lab.values.transpose(0, 2, 3, 1).reshape(n * h * w, -1)
         else:
             flat = lab.values
-        y = _target(flat[rows[lab.dense]], lab.kind)
-        if y is None:
+        target = _target(estimator, flat[rows[lab.dense]], lab.kind)
+        if target is None:
             continue
         for i in range(len(features)):
             x = (pixels if lab.dense else whole)[i][rows[lab.dense]]
-            d[i, j] = -_score(estimator, x, y, lab.kind, options)
+            d[i, j] = -_score(estimator, x, *target, options)
     return d
 
 
