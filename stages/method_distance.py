@@ -79,7 +79,8 @@ def _labels(tasks: list[str], reference: Path, reference_sha256, shapes: list[tu
     manifest = json.loads(manifest_path.read_text())
     check_labelled(manifest)
     if images_sha256(load_array(images, "reference images (N, 3, S, S)", ndim=4)) != manifest.get("images_sha256"):
-        raise InputError(f"{manifest_path} is not the manifest of {images} (images_sha256 differs); rerun fetch_reference")
+        raise InputError(f"{manifest_path} is not the manifest of {images} (images_sha256 differs); "
+                         "rerun fetch_reference")
     labels = reference_labels(manifest, tasks, shapes[0][1:])
     return [labels[t] for t in tasks]
 

@@ -17,8 +17,8 @@ prediction), and where they have more than ``max_samples`` rows, ``max_samples /
 of them (dense targets; ``max_samples`` for vector targets) drawn without replacement from
 ``numpy.random.default_rng([sample_seed, b + 1])`` (``b = -1``: all images): whole images, so
 that a scene's pixels are fitted together (the k-means segmentations' classes are one scene's
-clusters); the same rows for every source and target. A target's real-valued columns (``linear_mse``: also its one-hot class
-columns) that are constant on the rows are dropped (they rank no source); a target left with
+clusters); the same rows for every source and target. A target's real-valued columns
+(``linear_mse``: also its one-hot class columns) that are constant on the rows are dropped (they rank no source); a target left with
 none gets score 0 from every source (its column of D is constant, so its rho is undefined, as
 for any constant column).
 

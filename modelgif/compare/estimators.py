@@ -158,7 +158,8 @@ def logme(features, labels, *, kind: str) -> float:
     if not (norms > 0).all():
         raise InputError(f"label column {int(np.flatnonzero(~(norms > 0))[0])} is all zeros; LogME is unbounded for it")
     x2 = (u.T @ ys) ** 2  # (r, m): each column's squared coordinates along F's left singular vectors
-    outside = np.maximum(norms - x2.sum(axis=0), 0.0) if sigma.size < n else np.zeros(ys.shape[1])  # ‖y‖² off the span
+    # each column's squared norm off F's column span (none where F spans all n samples)
+    outside = np.maximum(norms - x2.sum(axis=0), 0.0) if sigma.size < n else np.zeros(ys.shape[1])
     return float(np.mean(_max_log_evidence(x2, outside, sigma, n) / n))
 
 
