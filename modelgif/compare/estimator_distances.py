@@ -18,9 +18,9 @@ of them (dense targets; ``max_samples`` for vector targets) drawn without replac
 ``numpy.random.default_rng([sample_seed, b + 1])`` (``b = -1``: all images): whole images, so
 that a scene's pixels are fitted together (the k-means segmentations' classes are one scene's
 clusters); the same rows for every source and target. A target's real-valued columns
-(``linear_mse``: also its one-hot class columns) that are constant on the rows are dropped (they rank no source); a target left with
-none gets score 0 from every source (its column of D is constant, so its rho is undefined, as
-for any constant column).
+(``linear_mse``: also its one-hot class columns) that are constant on the rows are dropped
+(they rank no source); a target left with none gets score 0 from every source (its column of
+D is constant, so its rho is undefined, as for any constant column).
 
 Per estimator: ``logme`` fits class labels as classes and real labels as they are;
 ``linear_mse`` is a regression estimator: class labels are regressed as the one-hot columns of
