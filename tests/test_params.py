@@ -261,7 +261,8 @@ def test_every_param_reruns_its_readers_and_changes_their_outputs(project):
         first = [_first_item(s, leaf) for s in readers]
         if context:  # the settings the edited one applies under: its readers run (and are checked) first
             _set(project, {leaf: context.get(leaf, original[leaf])})
-            _run(["dvc", "repro", "settings", *first, "--single-item"], project, env)
+            listed = ["method_inputs"] if "methods" in context else []  # a method listed: its inputs' fingerprint
+            _run(["dvc", "repro", "settings", *listed, *first, "--single-item"], project, env)
             _set(project, {leaf: value})
         before = _outs(project)
         out = _run(["dvc", "repro", "settings", *first, "--single-item"], project, env).stdout
@@ -274,6 +275,8 @@ def test_every_param_reruns_its_readers_and_changes_their_outputs(project):
                 assert after[stage] == before[stage], f"{leaf}={value!r}: {stage}'s output changed"
         # switching back: everything comes from the run cache, nothing runs
         _set(project, original)
+        for added in set(context.get("methods", [])) - set(original.get("methods", [])):
+            shutil.rmtree(project / "data" / "methods" / added)  # a method no longer listed: its output, in correlate's folder
         out = _run(["dvc", "repro", "dvc.yaml"], project, env).stdout
         ran = set(re.findall(r"Running stage '([^']+)'", out)) - {"settings"}  # settings: always runs
         assert not ran, f"{leaf}: switching back ran {ran}"
