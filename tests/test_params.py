@@ -280,7 +280,8 @@ def test_every_param_reruns_its_readers_and_changes_their_outputs(project):
         out = _run(["dvc", "repro", "dvc.yaml"], project, env).stdout
         ran = set(re.findall(r"Running stage '([^']+)'", out)) - {"settings"}  # settings: always runs
         assert not ran, f"{leaf}: switching back ran {ran}"
-        assert _outs(project) == base_outs, leaf
+        # (a stage the context added and the switch back removed keeps its entry in dvc.lock)
+        assert {s: o for s, o in _outs(project).items() if s in base_outs} == base_outs, leaf
     status = json.loads(_run(["dvc", "status", "--json"], project, env).stdout)
     assert status == {"settings": ["always changed"]}, status
 
