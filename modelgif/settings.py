@@ -239,6 +239,8 @@ def method_settings(params: Mapping, method: str) -> dict:
     if spec is not None and spec.compute is not None:  # a method's own module, loaded by name: its code
         module = spec.compute.partition(":")[0]  # the project's, or a user's under the project root
         out["code"] = code_fingerprint(module) or code_fingerprint(module, Path.cwd())
+    if spec is not None and spec.reads == "features_labels":  # the labels' renderer, loaded by name
+        out["labels_code"] = code_fingerprint(SOURCE_MODULES["mini-scenes"])
     return out
 
 
@@ -301,10 +303,13 @@ def read_settings(path: str | os.PathLike) -> dict:
 
 def method_input_paths(method: str, tasks, *, fields: str | os.PathLike = "data/fields",
                        features: str | os.PathLike = "data/features",
-                       attributions: str | os.PathLike = "data/attributions") -> list[Path]:
+                       attributions: str | os.PathLike = "data/attributions",
+                       reference: str | os.PathLike = "data/reference") -> list[Path]:
     """The files ``distance@<method>`` reads for ``tasks``, in order: each field and its record
     (``reads: fields``: modelgif, ig), each attribution map (``attributions``: saliency,
-    gradxinput), or each encoder output and its record (``features``: rsa, cka, dds)."""
+    gradxinput), or each encoder output and its record (``features``: rsa, cka, dds; and
+    ``features_labels``: logme, linear_mse, knn, with the reference set's images and manifest,
+    whose labels they fit)."""
     if method not in REGISTRY:
         raise InputError(f"unknown method {method!r}; valid methods: {', '.join(REGISTRY)}")
     reads = REGISTRY[method].reads
@@ -312,7 +317,10 @@ def method_input_paths(method: str, tasks, *, fields: str | os.PathLike = "data/
         return [Path(fields) / f"{t}{ext}" for t in tasks for ext in (".npy", ".json")]
     if reads == "attributions":
         return [Path(attributions) / method / f"{t}.npy" for t in tasks]
-    return [Path(features) / f"{t}{ext}" for t in tasks for ext in (".npy", ".json")]
+    paths = [Path(features) / f"{t}{ext}" for t in tasks for ext in (".npy", ".json")]
+    if reads == "features_labels":
+        paths += [Path(reference) / "images.npy", Path(reference) / "manifest.json"]
+    return paths
 
 
 def inputs_fingerprint(paths, cache: dict | None = None) -> dict:

@@ -5,8 +5,10 @@ bootstrap resample.
         --fields data/fields --features data/features --attributions data/attributions --out data/methods/cka
 
 Reads ``tasks`` and ``method_options.<method>`` from the params file, and only the listed tasks'
-inputs: the fields (``modelgif``, ``ig``), the attribution maps (``saliency``, ``gradxinput``) or
-the encoder features (``rsa``, ``cka``, ``dds``); see :mod:`modelgif.compare.methods`. Fields must share
+inputs: the fields (``modelgif``, ``ig``), the attribution maps (``saliency``, ``gradxinput``),
+the encoder features (``rsa``, ``cka``, ``dds``), or those and each task's labels of the
+reference images (``logme``, ``linear_mse``, ``knn``: ``--reference``, a set rendered from the
+mini-scenes source, :mod:`modelgif.reference.labels`); see :mod:`modelgif.compare.methods`. Fields must share
 their provenance (:func:`modelgif.io.provenance.check_fields`), features their reference set.
 The resamples are ``modelgif.compare.resample.resample_indices(N, n_boot, seed)``: the same for every
 method, which the correlate stage checks through their sha256. Writes into ``--out``:
@@ -37,7 +39,9 @@ from modelgif.compare.resample import resample_indices
 from modelgif.errors import InputError, check_output_dir, check_seed
 from modelgif.compare.methods import REGISTRY, check_method, get_method, method_distances
 from modelgif.score.plots import matrix_csv
-from modelgif.io.provenance import check_fields
+from modelgif.io.provenance import check_fields, file_sha256
+from modelgif.reference.build import images_sha256
+from modelgif.reference.labels import check_labelled, reference_labels
 from modelgif.settings import read_settings
 from modelgif.io.storage import field_shape, load_array, open_field, read_json_record
 
@@ -62,8 +66,28 @@ def _read_params(params: Path, method: str) -> tuple[list[str], dict]:
 FEATURE_RECORD_KEYS = ("reference_sha256", "shape")
 
 
-def _inputs(method: str, tasks: list[str], fields: Path, features: Path, attributions: Path):
-    """The K per-model inputs of ``method`` and, for set methods, the features' (C, h, w)."""
+def _labels(tasks: list[str], reference: Path, reference_sha256, shapes: list[tuple]) -> list:
+    """Each task's labels of the reference images (:func:`modelgif.reference.labels.reference_labels`),
+    after checking that the reference set is the one the features were computed on."""
+    images, manifest_path = reference / "images.npy", reference / "manifest.json"
+    for p in (images, manifest_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"no reference set file {p} (the labels' source; run fetch_reference)")
+    if json.dumps(file_sha256(images)) != reference_sha256:
+        raise InputError(f"{images} is not the reference set the features were computed on (its sha256 differs "
+                         "from their records' reference_sha256); rerun the features stages")
+    manifest = json.loads(manifest_path.read_text())
+    check_labelled(manifest)
+    if images_sha256(load_array(images, "reference images (N, 3, S, S)", ndim=4)) != manifest.get("images_sha256"):
+        raise InputError(f"{manifest_path} is not the manifest of {images} (images_sha256 differs); "
+                         "rerun fetch_reference")
+    labels = reference_labels(manifest, tasks, shapes[0][1:])
+    return [labels[t] for t in tasks]
+
+
+def _inputs(method: str, tasks: list[str], fields: Path, features: Path, attributions: Path, reference: Path):
+    """The K per-model inputs of ``method``, for set and estimator methods the features' (C, h, w),
+    and N. An estimator's input is the pair (features, labels of the model's own task)."""
     reads = REGISTRY[method].reads  # what the registration says it reads (modelgif.compare.registry)
     if reads in ("fields", "field_end_point"):
         paths = {t: fields / f"{t}.npy" for t in tasks}
@@ -79,11 +103,11 @@ def _inputs(method: str, tasks: list[str], fields: Path, features: Path, attribu
         if reads == "field_end_point" and shared.get("cumulative") is False:
             raise InputError(f"method ig cannot run on the fields in {fields}: their records say field.cumulative: "
                              f"false; {IG_NEEDS_CUMULATIVE}")
-        return list(paths.values()), None
+        return list(paths.values()), None, int(open_field(paths[tasks[0]]).shape[0])
     if reads == "attributions":
         for p in paths.values():
             field_shape(open_field(p))
-        return list(paths.values()), None
+        return list(paths.values()), None, int(open_field(paths[tasks[0]]).shape[0])
     records = {t: read_json_record(features / f"{t}.json", f"features record of {t}", FEATURE_RECORD_KEYS,
                                    "rerun its features stage") for t in tasks}
     for t, r in records.items():
@@ -100,12 +124,15 @@ def _inputs(method: str, tasks: list[str], fields: Path, features: Path, attribu
         if a.shape[1] != int(np.prod(r["shape"])):
             raise InputError(f"{p} holds {a.shape[1]} values per image, but its record {features / f'{t}.json'} "
                              f"says shape {tuple(r['shape'])}; rerun its features stage")
-    return arrays, [tuple(records[t]["shape"]) for t in tasks]
+    shapes = [tuple(records[t]["shape"]) for t in tasks]
+    if reads == "features_labels":
+        return list(zip(arrays, _labels(tasks, reference, refs.pop(), shapes))), shapes, int(arrays[0].shape[0])
+    return arrays, shapes, int(arrays[0].shape[0])
 
 
 @clean_errors(outputs=("out",))
 def main(
-    method: str = typer.Argument(..., help="a registered method (modelgif/compare/registry.py): modelgif, ig, saliency, gradxinput, rsa, cka, dds"),
+    method: str = typer.Argument(..., help="a registered method (modelgif/compare/registry.py): modelgif, ig, saliency, gradxinput, rsa, cka, dds, logme, linear_mse, knn"),
     params: Path = typer.Option(Path("params.yaml"), help="params file holding tasks and method_options"),
     metric: str = typer.Option("cosine", help="field methods: cosine or euclidean"),
     n_boot: int = typer.Option(1000, help="bootstrap resamples of the reference images"),
@@ -113,6 +140,8 @@ def main(
     fields: Path = typer.Option(Path("data/fields"), help="folder of <task>.npy fields"),
     features: Path = typer.Option(Path("data/features"), help="folder of <task>.npy encoder features"),
     attributions: Path = typer.Option(Path("data/attributions"), help="folder of <kind>/<task>.npy maps"),
+    reference: Path = typer.Option(Path("data/reference"), help="the reference set (images.npy, manifest.json): "
+                                                               "the estimator methods' labels"),
     out: Path = typer.Option(..., help="output folder"),
     device: str = typer.Option("auto", envvar="MODELGIF_DEVICE",
                                help="auto, cpu, cuda, cuda:N: where the set-level methods' bootstrap runs"),
@@ -133,8 +162,7 @@ def main(
         raise InputError(f"bootstrap.n (--n-boot) must be a positive integer, got {n_boot}")
     dev = resolve_device(device)
     check_output_dir(out)
-    inputs, shapes = _inputs(method, tasks, fields, features, attributions)
-    n_images = int(inputs[0].shape[0]) if hasattr(inputs[0], "shape") else int(open_field(inputs[0]).shape[0])
+    inputs, shapes, n_images = _inputs(method, tasks, fields, features, attributions, reference)
     indices = resample_indices(n_images, n_boot, seed)
     result = method_distances(method, inputs, indices, metric=metric, options=options, feature_shapes=shapes,
                               device=dev, progress=True)

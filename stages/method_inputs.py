@@ -29,6 +29,7 @@ def main(
     fields: Path = typer.Option(Path("data/fields"), help="folder of <task>.npy fields"),
     features: Path = typer.Option(Path("data/features"), help="folder of <task>.npy encoder features"),
     attributions: Path = typer.Option(Path("data/attributions"), help="folder of <kind>/<task>.npy maps"),
+    reference: Path = typer.Option(Path("data/reference"), help="the reference set (images.npy, manifest.json)"),
     out: Path = typer.Option(Path("data/method_inputs"), help="output folder"),
 ) -> None:
     tasks = read_tasks(params)
@@ -36,7 +37,8 @@ def main(
     out.mkdir(parents=True, exist_ok=True)
     hashed: dict = {}
     for method in tqdm(methods, desc="hashing each method's inputs", unit="method"):
-        paths = method_input_paths(str(method), tasks, fields=fields, features=features, attributions=attributions)
+        paths = method_input_paths(str(method), tasks, fields=fields, features=features, attributions=attributions,
+                                   reference=reference)
         write_text(out / f"{method}.json", json.dumps(inputs_fingerprint(paths, hashed), indent=1) + "\n")
     typer.echo(f"inputs of {', '.join(map(str, methods))} -> {out}")
 

@@ -79,7 +79,7 @@ def test_set_methods_with_their_options_on_every_resample(inputs):
 
 
 def test_check_method_names_what_is_wrong():
-    assert set(METHODS) == {"modelgif", "ig", "saliency", "gradxinput", "rsa", "cka", "dds"}
+    assert set(METHODS) == {"modelgif", "ig", "saliency", "gradxinput", "rsa", "cka", "dds", "logme", "linear_mse", "knn"}
     assert check_method("cka", {"debiased": True}) == {"debiased": True}
     assert check_method("dds")["kernel"] == "laplacian"
     with pytest.raises(ValueError, match="unknown method 'lrp'"):

@@ -16,7 +16,7 @@ import modelgif
 import modelgif.score.bootstrap
 import modelgif.score.inference
 from modelgif.io.download import sha256_file
-from modelgif.compare.methods import METHODS
+from modelgif.compare.methods import FIELD_METHODS, SET_METHODS
 from modelgif.mini import TASK_LABELS
 from modelgif.mini.build import loss_matrix, read_transfer_rows, wins_vs_pixels
 from modelgif.mini.zoo import load_mini_encoder
@@ -24,6 +24,9 @@ from modelgif.score.plots import read_matrix_csv
 from modelgif.reference import load_reference_images, rendered_reference_set
 from modelgif.io.storage import save_field
 from modelgif.zoo.taskonomy import load_table
+
+#: the methods params.yaml lists (the estimators need a reference set rendered from mini-scenes)
+METHODS = FIELD_METHODS + SET_METHODS
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,10 @@ from helpers import copy_project, pipeline_env, serve_directory, write_encoder_c
 from PIL import Image
 
 from modelgif.io.download import sha256_file
-from modelgif.compare.methods import FIELD_METHODS, METHODS
+from modelgif.compare.methods import FIELD_METHODS, SET_METHODS
+
+#: the methods params.yaml lists (the estimators need a reference set rendered from mini-scenes)
+METHODS = FIELD_METHODS + SET_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["normal", "reshading", "depth_zbuffer"]
@@ -212,6 +215,12 @@ def _edits(ctx) -> dict[str, tuple[dict, object, set[str]]]:
         "method_options.dds.feature_norm": ({}, "centering", {"distance"}),
         "method_options.dds.debiased": ({}, False, {"distance"}),
         "method_options.dds.bootstrap_refit": ({}, True, {"distance"}),  # resamples exact, not indexed
+        # the estimators (not listed by default): listed first; 4 images of 2×2 pixels are 16 rows,
+        # so max_samples 8 fits 2 of the images, and a new sample_seed draws other ones
+        **{f"method_options.{m}.{key}": ({"methods": ["modelgif", m], **extra}, value, {"distance"})
+           for m, opts in (("logme", {}), ("linear_mse", {"alpha": 0.5}), ("knn", {"k": 3}))
+           for key, extra, value in (*((k, {}, v) for k, v in opts.items()), ("max_samples", {}, 8),
+                                     ("sample_seed", {f"method_options.{m}.max_samples": 8}, 1))},
         "bootstrap.n": ({}, 7, {"distance"}),
         "bootstrap.seed": ({}, 1, {"distance"}),
         "ground_truth": ({"zoo": "taskonomy"}, ["all_affinities"], {"correlate"}),
@@ -252,7 +261,8 @@ def test_every_param_reruns_its_readers_and_changes_their_outputs(project):
         first = [_first_item(s, leaf) for s in readers]
         if context:  # the settings the edited one applies under: its readers run (and are checked) first
             _set(project, {leaf: context.get(leaf, original[leaf])})
-            _run(["dvc", "repro", "settings", *first, "--single-item"], project, env)
+            listed = ["method_inputs"] if "methods" in context else []  # a method listed: its inputs' fingerprint
+            _run(["dvc", "repro", "settings", *listed, *first, "--single-item"], project, env)
             _set(project, {leaf: value})
         before = _outs(project)
         out = _run(["dvc", "repro", "settings", *first, "--single-item"], project, env).stdout
@@ -265,10 +275,13 @@ def test_every_param_reruns_its_readers_and_changes_their_outputs(project):
                 assert after[stage] == before[stage], f"{leaf}={value!r}: {stage}'s output changed"
         # switching back: everything comes from the run cache, nothing runs
         _set(project, original)
+        for added in set(context.get("methods", [])) - set(original.get("methods", [])):
+            shutil.rmtree(project / "data" / "methods" / added)  # a method no longer listed: its output, in correlate's folder
         out = _run(["dvc", "repro", "dvc.yaml"], project, env).stdout
         ran = set(re.findall(r"Running stage '([^']+)'", out)) - {"settings"}  # settings: always runs
         assert not ran, f"{leaf}: switching back ran {ran}"
-        assert _outs(project) == base_outs, leaf
+        # (a stage the context added and the switch back removed keeps its entry in dvc.lock)
+        assert {s: o for s, o in _outs(project).items() if s in base_outs} == base_outs, leaf
     status = json.loads(_run(["dvc", "status", "--json"], project, env).stdout)
     assert status == {"settings": ["always changed"]}, status
 

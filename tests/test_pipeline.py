@@ -17,13 +17,16 @@ import pytest
 import yaml
 
 import modelgif
-from modelgif.compare.methods import FIELD_METHODS, METHODS
+from modelgif.compare.methods import FIELD_METHODS, SET_METHODS
 from modelgif.score.plots import read_matrix_csv
 from modelgif.reference import load_reference_images
 from modelgif.io.storage import save_field
 from modelgif.zoo.taskonomy import load_encoder
 from helpers import (closed_port, copy_project, pipeline_env, serve_directory, write_encoder_checkpoint,
                      write_sample_building)
+
+#: the methods params.yaml lists (the estimators need a reference set rendered from mini-scenes)
+METHODS = FIELD_METHODS + SET_METHODS
 
 pytestmark = pytest.mark.slow
 

@@ -68,7 +68,7 @@ def test_registrations_are_checked():
         register(Method("cka", "set", "features"))
     with pytest.raises(ValueError, match="a set method reads features"):
         Method("x", "set", "fields")
-    with pytest.raises(ValueError, match="kind must be 'field' or 'set'"):
+    with pytest.raises(ValueError, match="kind must be 'field', 'set' or 'estimator'"):
         Method("x", "pairs", "features")
     with pytest.raises(ValueError, match="compute must be 'module:function'"):
         Method("x", "set", "features", compute="nocolon")
@@ -79,11 +79,14 @@ def test_registrations_are_checked():
 
 def test_the_built_in_registrations_match_the_code_they_name():
     """The DDS choices are the similarity module's kernels and normalisations; the kinds are those
-    the bootstrap knows; a built-in method has no ``compute`` (modelgif.compare.methods computes it)."""
+    the bootstrap knows; a built-in field or set method has no ``compute`` (modelgif.compare.methods
+    computes it); an estimator's ``compute`` is its function in modelgif.compare.estimator_distances."""
     dds = get_method("dds")
     assert dds.choices == {"kernel": DDS_KERNELS + DDS_RDMS, "feature_norm": FEATURE_NORMS}
     assert registry.FIELD_METHODS == ("modelgif", "ig", "saliency", "gradxinput")
     assert registry.SET_METHODS == ("rsa", "cka", "dds")
-    assert all(m.compute is None for m in REGISTRY.values())
+    assert all(m.compute is None for m in REGISTRY.values() if m.kind != "estimator")
+    assert {n: m.compute for n, m in REGISTRY.items() if m.kind == "estimator"} == {
+        n: f"modelgif.compare.estimator_distances:{n}_distances" for n in ("logme", "linear_mse", "knn")}
     with pytest.raises(ValueError, match="dds: unknown kernel 'gauss'; valid: laplacian"):
         check_method("dds", {"kernel": "gauss"})

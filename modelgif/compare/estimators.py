@@ -154,23 +154,22 @@ def logme(features, labels, *, kind: str) -> float:
     u, s, _ = np.linalg.svd(f, full_matrices=False)
     keep = s > _RANK_RTOL * s[0]
     u, sigma = u[:, keep], s[keep] ** 2  # sigma: the nonzero eigenvalues of FᵀF
-    evidences = []
-    for j in range(ys.shape[1]):
-        y = ys[:, j]
-        if not y @ y > 0:
-            raise InputError(f"label column {j} is all zeros; LogME is unbounded for it")
-        x2 = (u.T @ y) ** 2  # y's squared coordinates along F's left singular vectors
-        outside = max(float(y @ y - x2.sum()), 0.0) if sigma.size < n else 0.0  # ‖y‖² off the span
-        evidences.append(_max_log_evidence(x2, outside, sigma, n) / n)
-    return float(np.mean(evidences))
+    norms = np.einsum("ij,ij->j", ys, ys)
+    if not (norms > 0).all():
+        raise InputError(f"label column {int(np.flatnonzero(~(norms > 0))[0])} is all zeros; LogME is unbounded for it")
+    x2 = (u.T @ ys) ** 2  # (r, m): each column's squared coordinates along F's left singular vectors
+    # each column's squared norm off F's column span (none where F spans all n samples)
+    outside = np.maximum(norms - x2.sum(axis=0), 0.0) if sigma.size < n else np.zeros(ys.shape[1])
+    return float(np.mean(_max_log_evidence(x2, outside, sigma, n) / n))
 
 
-def _max_log_evidence(x2: np.ndarray, outside: float, sigma: np.ndarray, n: int) -> float:
-    """The log evidence of one label column maximised over alpha, beta by the fixed point.
+def _max_log_evidence(x2: np.ndarray, outside: np.ndarray, sigma: np.ndarray, n: int) -> np.ndarray:
+    """The log evidence of each label column maximised over alpha, beta by the fixed point (m,).
 
-    ``x2`` (r,): the column's squared coordinates along the r left singular vectors of F,
-    ``sigma`` (r,) the matching nonzero eigenvalues of FᵀF, ``outside`` its squared norm off
-    F's column span. The fixed point depends on ``t = alpha / beta`` alone, and so does the
+    ``x2`` (r, m): the m columns' squared coordinates along the r left singular vectors of F,
+    ``sigma`` (r,) the matching nonzero eigenvalues of FᵀF, ``outside`` (m,) their squared norms
+    off F's column span. Every column iterates on its own (all at once, each stopping where it
+    would alone). The fixed point depends on ``t = alpha / beta`` alone, and so does the
     evidence once it is maximised over beta at that t (:func:`_profile_log_evidence`, equal to
     the paper's formula at the fixed point). Where the evidence has no interior maximum the
     iteration drives t to a boundary: t → ∞ (alpha → ∞, w = 0: the column is noise) or, only
@@ -178,36 +177,46 @@ def _max_log_evidence(x2: np.ndarray, outside: float, sigma: np.ndarray, n: int)
     taken where it is higher.
     """
     r = sigma.size
-    t = 1.0  # alpha = beta = 1
+    s = sigma[:, None]
+    t = np.ones(x2.shape[1])  # alpha = beta = 1
+    active = np.ones(x2.shape[1], dtype=bool)
     for _ in range(_LOGME_MAX_ITER):
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            gamma = np.sum(sigma / (sigma + t))
-            n_minus_gamma = (n - r) + np.sum(t / (sigma + t))  # term by term: no cancellation near n
-            m2 = np.sum(sigma * x2 / (sigma + t) ** 2)  # mᵀm
-            res2 = np.sum(x2 * (t / (sigma + t)) ** 2) + outside  # ‖y − F m‖²
-            new_t = (gamma / m2) / (n_minus_gamma / res2)  # alpha / beta after the update
-        if not 0 < new_t < np.inf:
-            break  # t under- or overflowed on its way to a boundary
-        t, old_t = new_t, t
-        if abs(t - old_t) <= _LOGME_TOL * old_t:
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
             break
-    ends = (t, np.inf, 0.0) if r == n else (t, np.inf)
-    return max(_profile_log_evidence(end, x2, outside, sigma, n) for end in ends)
+        ta, xa = t[idx], x2[:, idx]
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            gamma = np.sum(s / (s + ta), axis=0)
+            n_minus_gamma = (n - r) + np.sum(ta / (s + ta), axis=0)  # term by term: no cancellation near n
+            m2 = np.sum(s * xa / (s + ta) ** 2, axis=0)  # mᵀm
+            res2 = np.sum(xa * (ta / (s + ta)) ** 2, axis=0) + outside[idx]  # ‖y − F m‖²
+            new_t = (gamma / m2) / (n_minus_gamma / res2)  # alpha / beta after the update
+        moved = (new_t > 0) & (new_t < np.inf)  # otherwise t under- or overflowed on its way to a boundary
+        t[idx[moved]] = new_t[moved]
+        converged = moved & (np.abs(new_t - ta) <= _LOGME_TOL * ta)
+        active[idx[~moved | converged]] = False
+    ends = [t, np.full_like(t, np.inf)] + ([np.zeros_like(t)] if r == n else [])
+    return np.max([_profile_log_evidence(end, x2, outside, sigma, n) for end in ends], axis=0)
 
 
-def _profile_log_evidence(t: float, x2: np.ndarray, outside: float, sigma: np.ndarray, n: int) -> float:
-    """``max over beta of log p(y | F, alpha = t beta, beta)``, also at t = 0 (needs r = n) and ∞.
+def _profile_log_evidence(t: np.ndarray, x2: np.ndarray, outside: np.ndarray, sigma: np.ndarray,
+                          n: int) -> np.ndarray:
+    """``max over beta of log p(y | F, alpha = t beta, beta)`` per column (m,), also at t = 0
+    (needs r = n) and ∞.
 
     With ``Q(t) = Σ x2 t / (t + sigma) + outside = beta yᵀ(I/beta + FFᵀ/alpha)⁻¹y``, the best
     beta is ``n / Q`` and the evidence ``−1/2 [Σ log(1 + sigma/t) + n log(Q/n) + n (1 + log 2π)]``.
     """
-    if t == np.inf:
-        logdet, q = 0.0, np.sum(x2) + outside
-    elif t == 0:
-        logdet, q = np.sum(np.log(sigma)), np.sum(x2 / sigma)  # the n log t terms cancel
-    else:
-        logdet, q = np.sum(np.log1p(sigma / t)), np.sum(x2 * t / (t + sigma)) + outside
-    return float(-(logdet + n * np.log(q / n) + n * (1 + np.log(2 * np.pi))) / 2)
+    s = sigma[:, None]
+    logdet, q = np.empty_like(t), np.empty_like(t)
+    inf, zero = t == np.inf, t == 0
+    mid = ~(inf | zero)
+    logdet[inf], q[inf] = 0.0, x2[:, inf].sum(axis=0) + outside[inf]
+    logdet[zero], q[zero] = np.sum(np.log(sigma)), np.sum(x2[:, zero] / s, axis=0)  # the n log t terms cancel
+    tm = t[mid]
+    logdet[mid] = np.sum(np.log1p(s / tm), axis=0)
+    q[mid] = np.sum(x2[:, mid] * tm / (tm + s), axis=0) + outside[mid]
+    return -(logdet + n * np.log(q / n) + n * (1 + np.log(2 * np.pi))) / 2
 
 
 # ----------------------------------------------------------------------------- linear MSE

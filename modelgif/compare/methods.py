@@ -14,7 +14,13 @@ gradxinput    x ⊙ ∇_x t(x), channel mean (N, 1, H·W)          the same
 rsa           encoder output f(x), flattened (N, C·h·w)       :func:`modelgif.compare.similarity.rsa_distance`
 cka           the same                                        :func:`modelgif.compare.similarity.cka_distance`
 dds           the same                                        :func:`modelgif.compare.similarity.dds_distance`
+logme         f(x) of the source, labels of the target        −:func:`modelgif.compare.estimators.logme`
+linear_mse    the same                                        −:func:`modelgif.compare.estimators.linear_mse`
+knn           the same                                        −:func:`modelgif.compare.estimators.knn`
 ============  ==============================================  ===========================================
+
+The estimators' D is asymmetric, sources in rows and targets in columns
+(:mod:`modelgif.compare.estimator_distances`; labels: :mod:`modelgif.reference.labels`).
 
 Field methods are means over images: their resampled distances are weighted means of the
 per-image contributions (N, K, K), returned too, so a resample costs no field read. Set-level
@@ -94,7 +100,8 @@ def method_distances(method: str, inputs: Sequence, indices: np.ndarray, *, metr
         method: a registered method (:data:`modelgif.compare.registry.REGISTRY`).
         inputs: K per-model inputs: for ``modelgif`` and ``ig`` the fields (paths of stored
             fields or arrays (N, S, H·W); ``ig`` takes their last step), for ``saliency`` and
-            ``gradxinput`` the maps (N, 1, H·W), for set methods the features (N, D_k).
+            ``gradxinput`` the maps (N, 1, H·W), for set methods the features (N, D_k), for
+            estimators ``(features (N, C·h·w), TaskLabels)`` pairs (the model's own task's labels).
         indices: (B, n) resampled image indices (:func:`modelgif.compare.resample.resample_indices`).
         metric: ``cosine`` or ``euclidean``, for the field methods.
         options: the method's options (:data:`DEFAULT_OPTIONS`).

@@ -22,7 +22,8 @@ Adding a method is one module and one :func:`register` call; docs/methods.md sho
 and ``procrustes`` in params.yaml's ``methods`` (with ``method_options.procrustes`` if its
 defaults do not suit). A *field method* is a mean over images of per-image distances between
 stored fields or attribution maps; a *set method* compares the encoders' outputs over the whole
-reference set.
+reference set; an *estimator method* scores how well each source model's encoder outputs fit
+each target task's labels of the reference images (asymmetric: rows sources, columns targets).
 """
 
 from __future__ import annotations
@@ -31,8 +32,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 #: What a method can read: the stored fields (``data/fields``), one kind of attribution map made
-#: by the features stage (``data/attributions/<method>``), or the encoders' outputs (``data/features``).
-READS = ("fields", "field_end_point", "attributions", "features")
+#: by the features stage (``data/attributions/<method>``), the encoders' outputs (``data/features``),
+#: or those and the target tasks' labels of the reference images (``features_labels``: the reference
+#: set's manifest, rendered from the mini-scenes source; :mod:`modelgif.reference.labels`).
+READS = ("fields", "field_end_point", "attributions", "features", "features_labels")
+
+#: What each kind of method reads.
+KIND_READS = {"field": ("fields", "field_end_point", "attributions"), "set": ("features",),
+              "estimator": ("features_labels",)}
 
 
 @dataclass(frozen=True)
@@ -42,9 +49,13 @@ class Method:
     Attributes:
         name: its name in params.yaml (``methods``) and its stage (``distance@<name>``).
         kind: ``field`` (mean over images of per-image distances, bootstrap by reweighting the
-            per-image contributions) or ``set`` (recomputed from the whole set per resample).
+            per-image contributions), ``set`` (recomputed from the whole set per resample) or
+            ``estimator`` (recomputed per resample too; an asymmetric D, source rows, target
+            columns, from its ``compute``).
         reads: one of :data:`READS`: ``fields`` (modelgif), ``field_end_point`` (the fields'
-            last step: ig), ``attributions`` (``data/attributions/<name>``), ``features``.
+            last step: ig), ``attributions`` (``data/attributions/<name>``), ``features``, or
+            ``features_labels`` (an estimator: ``compute`` gets K ``(features, labels)`` pairs,
+            the labels a :class:`modelgif.reference.labels.TaskLabels` of the model's own task).
         options: every option with its default (``method_options.<name>`` overrides them); a
             bool default takes only true/false.
         summary: one line: what it measures, and its source.
@@ -64,12 +75,15 @@ class Method:
     choices: Mapping = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.kind not in ("field", "set"):
-            raise ValueError(f"method {self.name}: kind must be 'field' or 'set', got {self.kind!r}")
+        if self.kind not in KIND_READS:
+            raise ValueError(f"method {self.name}: kind must be 'field', 'set' or 'estimator', got {self.kind!r}")
         if self.reads not in READS:
             raise ValueError(f"method {self.name}: reads must be one of {', '.join(READS)}, got {self.reads!r}")
-        if (self.kind == "set") != (self.reads == "features"):
-            raise ValueError(f"method {self.name}: a set method reads features, a field method fields or maps")
+        if self.reads not in KIND_READS[self.kind]:
+            raise ValueError(f"method {self.name}: a set method reads features, a field method fields or maps, "
+                             "an estimator features_labels")
+        if self.kind == "estimator" and self.compute is None:
+            raise ValueError(f"method {self.name}: an estimator method needs its compute")
         if self.compute is not None and ":" not in self.compute:
             raise ValueError(f"method {self.name}: compute must be 'module:function', got {self.compute!r}")
         unknown = set(self.choices) - set(self.options)
@@ -104,6 +118,10 @@ def set_methods() -> tuple[str, ...]:
     return tuple(n for n, m in REGISTRY.items() if m.kind == "set")
 
 
+def estimator_methods() -> tuple[str, ...]:
+    return tuple(n for n, m in REGISTRY.items() if m.kind == "estimator")
+
+
 register(Method("modelgif", "field", "fields", summary="gradient fields along the path (Song et al., ICCV 2023)"))
 register(Method("ig", "field", "field_end_point",
                 summary="the fields' last step only: plain Integrated Gradients (Sundararajan et al., 2017)"))
@@ -122,7 +140,21 @@ register(Method("dds", "set", "features",
                          "feature_norm": ("none", "centering", "znorm", "group_norm", "instance_norm",
                                           "layer_norm", "batch_norm")}))
 
+# The transferability estimators (modelgif.compare.estimators), D[i, j] = -score(source i's features,
+# target j's labels): modelgif.compare.estimator_distances; max_samples rows per fit, drawn with sample_seed
+_SAMPLE = {"max_samples": 256, "sample_seed": 0}
+register(Method("logme", "estimator", "features_labels", _SAMPLE,
+                summary="encoder outputs vs target labels: LogME evidence (You et al., ICML 2021)",
+                compute="modelgif.compare.estimator_distances:logme_distances"))
+register(Method("linear_mse", "estimator", "features_labels", {"alpha": 1.0, **_SAMPLE},
+                summary="encoder outputs vs target labels: leave-one-out ridge MSE (Nguyen et al., UAI 2023)",
+                compute="modelgif.compare.estimator_distances:linear_mse_distances"))
+register(Method("knn", "estimator", "features_labels", {"k": 5, **_SAMPLE},
+                summary="encoder outputs vs target labels: leave-one-out k-NN accuracy or MSE",
+                compute="modelgif.compare.estimator_distances:knn_distances"))
+
 #: The built-in methods' names, by kind (kept as constants: users import them).
 FIELD_METHODS = field_methods()
 SET_METHODS = set_methods()
-METHODS = FIELD_METHODS + SET_METHODS
+ESTIMATOR_METHODS = estimator_methods()
+METHODS = FIELD_METHODS + SET_METHODS + ESTIMATOR_METHODS
