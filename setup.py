@@ -21,8 +21,10 @@ class BuildPyWithMiniTables(build_py):
             return  # an editable install reads data/mini/tables from the checkout
         dest = Path(self.build_lib) / "modelgif" / "data" / "mini" / "tables"
         dest.mkdir(parents=True, exist_ok=True)
-        for table in sorted(MINI_TABLES.glob("*.json")):
-            shutil.copyfile(table, dest / table.name)
+        for table in sorted(MINI_TABLES.rglob("*.json")):  # the mean tables and readouts/ (the replicates)
+            target = dest / table.relative_to(MINI_TABLES)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(table, target)
 
 
 setup(cmdclass={"build_py": BuildPyWithMiniTables})

@@ -36,7 +36,7 @@ _LAZY = {
     "encoder_features": "field.attribution", "field_end_point": "field.attribution",
     "image_contributions": "compare.resample", "resample_indices": "compare.resample",
     "bootstrap_field_distances": "compare.resample", "bootstrap_set_distances": "compare.resample",
-    "summarize": "score.bootstrap", "noise_ceiling": "score.bootstrap",
+    "summarize": "score.bootstrap", "noise_ceiling": "score.bootstrap", "readout_noise_ceiling": "score.ceiling",
 }
 
 __all__ = sorted(_LAZY)

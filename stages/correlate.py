@@ -20,10 +20,18 @@ Writes
   ``mean_rho_off_diagonal`` (each task's own entry left out), their 95 % two-factor intervals
   ``mean_rho_ci95`` / ``mean_rho_off_diagonal_ci95`` (image resamples × task draws, the tasks
   as sources and targets, percentile: :func:`modelgif.score.inference.score_method`) and
-  ``per_task`` (ρ_j in the task order, null where undefined); per table the ``noise_ceiling``
-  (where the zoo has a replicate of the table: Taskonomy's 1k for a 16k table, the mini zoo's
-  seed-1 build): ``mean_rho`` and ``mean_rho_off_diagonal`` of the per-column Spearman ρ
-  between the table and its replicate, the replicate's name and ``per_task``;
+  ``per_task`` (ρ_j in the task order, null where undefined or excluded); per table
+  ``excluded_targets`` (where any: target → why its column leaves every mean, e.g. "15 of 16
+  sources tie at 1": :func:`modelgif.score.ground_truth.degenerate_targets`, params
+  ``degenerate.max_tied_fraction``) and the ``noise_ceiling``: where the zoo has readout
+  replicates of the table (the mini zoos: the same encoders, other readout seeds), from them
+  (:func:`modelgif.score.ceiling.readout_noise_ceiling`: ``mean_rho`` = ``ceiling`` = √ of the
+  Spearman–Brown reliability, rsatoolbox's ``lower`` / ``upper`` bounds, each with ``_ci95``
+  over target resamples, ``_off_diagonal`` variants), with the agreement with another build
+  beside it as ``build_agreement`` (the encoders retrained: not measurement noise); else where
+  the zoo has a replicate of the table (Taskonomy's 1k for a 16k table): ``mean_rho`` and
+  ``mean_rho_off_diagonal`` of the per-column Spearman ρ between the table and its replicate,
+  the replicate's name and ``per_task``;
 - the details JSON beside it (``correlation_details.json``, not a DVC metric): per table every
   method and the baselines ``static`` and, per method m, ``hub:<m>`` (``role``), with everything
   :func:`modelgif.score.inference.score_method` and :func:`modelgif.score.bootstrap.summarize` give
@@ -55,11 +63,12 @@ import yaml
 
 from modelgif.io.atomic import write_text
 from modelgif.score.bootstrap import add_full_delta, noise_ceiling, summarize
+from modelgif.score.ceiling import readout_noise_ceiling
 from modelgif.score.inference import (hub_distance, paired_difference, primary_comparisons, score_method, static_distance,
                                 target_draws, task_permutations)
 from modelgif.score.correlation import per_task_spearman
 from modelgif.errors import InputError, check_output_dir, check_output_file
-from modelgif.score.ground_truth import ground_truth_tables
+from modelgif.score.ground_truth import ground_truth_tables, max_tied_fraction
 from modelgif.score.plots import ranked_long_panels_csv, read_matrix_csv
 from modelgif.settings import read_settings
 from modelgif.io.storage import load_array, read_json_record
@@ -211,6 +220,7 @@ def main(
     if reference is None:
         typer.echo(f"note: {REFERENCE} is not among the methods: no paired differences to it", err=True)
     primary = read_primary(p, params, [t.name for t in tables], names)
+    tie_rule = {"max_tied_fraction": max_tied_fraction(p)}  # the degenerate-target rule the tables were read with
     n_perm = read_permutations(p, params)
     # the seed the distance stages drew their image resamples with (their meta.json; checked to
     # pair above): so correlate depends on it through its inputs, not on a param of its own
@@ -223,6 +233,7 @@ def main(
     result, details, per_task_rows, interval_rows, heatmaps = {}, {}, [], [], []
     for table in tables:
         better = "lower" if table.higher_is_closer else "higher"
+        truth = table.scored  # the degenerate targets' columns constant: left out of every per-target mean
         rows = {m: loaded[m][::2] for m in names}  # (D, samples)
         stat = static_distance(table.matrix, table.higher_is_closer)
         rows["static"] = (stat, np.repeat(stat[None], n_boot, axis=0))  # no images: targets only
@@ -234,8 +245,8 @@ def main(
             d, samples = rows[m]
             is_method = m in names
             try:
-                s = summarize(d, samples, table.matrix, better=better)
-                inf = score_method(d, samples, table.matrix, draws, perms, higher_is_closer=table.higher_is_closer,
+                s = summarize(d, samples, truth, better=better)
+                inf = score_method(d, samples, truth, draws, perms, higher_is_closer=table.higher_is_closer,
                                    reference=None if (reference is None or m == REFERENCE or not is_method)
                                    else (reference[0], reference[2], ref_reps))
             except ValueError as e:
@@ -262,7 +273,7 @@ def main(
                     add_full_delta(entry[m], entry[REFERENCE])
         for m in names:  # how much each method beats its own hub baseline, paired as the delta to modelgif
             hub = HUB.format(m)
-            entry[m].update(paired_difference(*rows[m], table.matrix, draws, (*rows[hub], reps[hub]), name=MINUS_HUB,
+            entry[m].update(paired_difference(*rows[m], truth, draws, (*rows[hub], reps[hub]), name=MINUS_HUB,
                                               known=reps[m]))
         for m, row in entry.items():
             per_task_rows += [(task, table.name, m, "" if r is None else repr(r)) for task, r in zip(tasks, row["per_task"])]
@@ -274,19 +285,44 @@ def main(
         result[table.name] = {m: {k: row[k] for k in METRIC_KEYS if k in row} for m, row in entry.items()
                               if m in names}
         details[table.name] = dict(entry)
+        details[table.name]["degenerate_rule"] = tie_rule
+        if table.excluded:  # in the metrics, beside the scores they change
+            result[table.name]["excluded_targets"] = {t: e["reason"] for t, e in table.excluded.items()}
+            details[table.name]["excluded_targets"] = table.excluded
+        excluded_idx = [tasks.index(t) for t in table.excluded]
+        agreement = None
         if table.replicate is not None:
-            ceiling = noise_ceiling(table.matrix, table.replicate)
-            nc = {"mean_rho": ceiling["mean_rho"]}
+            ceiling = noise_ceiling(truth, table.replicate)
+            agreement = {"mean_rho": ceiling["mean_rho"]}
             if len(tasks) >= 4:
-                nc["mean_rho_off_diagonal"] = noise_ceiling(table.matrix, table.replicate, diagonal=False)["mean_rho"]
-            nc = {**nc, "replicate": table.replicate_name, "per_task": ceiling["per_task"]}
-            result[table.name]["noise_ceiling"] = nc  # unchanged from before issue 22: users read it
+                agreement["mean_rho_off_diagonal"] = noise_ceiling(truth, table.replicate, diagonal=False)["mean_rho"]
+            agreement = {**agreement, "replicate": table.replicate_name, "per_task": ceiling["per_task"]}
+        if table.readouts is not None and table.readouts.shape[0] >= 2:
+            # the noise ceiling proper: the readout replicates, the encoders fixed (modelgif.score.ceiling)
+            nc = readout_noise_ceiling(table.readouts, exclude=excluded_idx, seed=seed)
+            if len(tasks) >= 4:
+                off = readout_noise_ceiling(table.readouts, diagonal=False, exclude=excluded_idx, seed=seed)
+                nc.update({f"{k}_off_diagonal": v for k, v in off.items() if not k.startswith(("per_task", "replicates"))})
+            nc = {"kind": "readout replicates, the encoders fixed", "mean_rho": nc["ceiling"],
+                  **({"mean_rho_off_diagonal": nc["ceiling_off_diagonal"]} if "ceiling_off_diagonal" in nc else {}), **nc}
+            result[table.name]["noise_ceiling"] = nc
             details[table.name]["noise_ceiling"] = nc
+            if agreement is not None:  # another build: the encoders retrained too, reported as what it is
+                agreement = {"kind": "another build of the zoo (encoders retrained)", **agreement}
+                result[table.name]["build_agreement"] = agreement
+                details[table.name]["build_agreement"] = agreement
+        elif agreement is not None:  # Taskonomy: the same transfers measured on other images
+            result[table.name]["noise_ceiling"] = agreement  # unchanged from before issue 22: users read it
+            details[table.name]["noise_ceiling"] = agreement
         closer = "higher" if table.higher_is_closer else "lower"
         heatmaps.append((table.matrix, tasks, f"ground truth: {table.name} ({closer}: closer)", table.higher_is_closer))
-        ceiling_note = (f"; noise ceiling {details[table.name]['noise_ceiling']['mean_rho']:+.4f}"
-                        if "noise_ceiling" in details[table.name] else "")
+        nc = details[table.name].get("noise_ceiling")
+        ceiling_note = "" if nc is None else f"; noise ceiling {nc['mean_rho']:+.4f}" + (
+            f" (√ Spearman–Brown reliability of {nc['replicates']} readout replicates; rsatoolbox bounds "
+            f"[{nc['lower']:+.4f}, {nc['upper']:+.4f}])" if "lower" in nc else f" (vs {nc['replicate']})")
         typer.echo(f"{table.name} ({better} rho is better){ceiling_note}:")
+        for t, e in table.excluded.items():
+            typer.echo(f"  excluded target {t}: {e['reason']}")
         for m, row in entry.items():
             lo, hi = row["mean_rho_ci95"]
             delta = f", delta vs {REFERENCE} {row[f'delta_vs_{REFERENCE}']:+.4f}" if f"delta_vs_{REFERENCE}" in row else ""
@@ -300,18 +336,24 @@ def main(
                    err=True)
     if tables and primary["method"] in names and len(names) > 1 and not too_few:
         key = "per_task" if primary["score"] == "mean_rho" else "per_task_off_diagonal"
+        # the family: the primary method against every other method and the static baseline (a
+        # target-agnostic ranker that beats a method is part of what the primary result says)
+        table = next(t for t in tables if t.name == primary["table"])
+        family_rows = [*names, *BASELINES]
         if key == "per_task_off_diagonal":  # the off-diagonal per-task ρ: recomputed from the table's distances
-            table = next(t for t in tables if t.name == primary["table"])
-            per = {m: [None if np.isnan(r) else float(r) for r in per_task_spearman(loaded[m][0], table.matrix,
-                                                                                   diagonal=False)] for m in names}
+            dists = {m: loaded[m][0] for m in names}
+            dists.update(static=static_distance(table.matrix, table.higher_is_closer))
+            per = {m: [None if np.isnan(r) else float(r) for r in per_task_spearman(dists[m], table.scored,
+                                                                                   diagonal=False)] for m in family_rows}
         else:
-            per = {m: details[primary["table"]][m]["per_task"] for m in names}
+            per = {m: details[primary["table"]][m]["per_task"] for m in family_rows}
         try:
             family = primary_comparisons(per, primary["method"])
         except ValueError as e:
             raise ValueError(f"primary endpoint ({primary['table']}, {primary['score']}): {e}") from e
         details["primary"] = {**primary, "test": "paired Wilcoxon signed-rank over target tasks (two-sided), "
-                                                 "Holm-corrected across the family",
+                                                 "Holm-corrected across the family (every other method and the "
+                                                 "static baseline)",
                               "comparisons": family,
                               "note": "everything else in this file is secondary (no multiplicity control)"}
         typer.echo(f"primary endpoint: {primary['score']} on {primary['table']}, {primary['method']} vs each method "

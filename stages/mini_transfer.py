@@ -33,6 +33,7 @@ def main(
     batch_size: int = typer.Option(..., min=1),
     lr: float = typer.Option(..., min=0.0),
     seed: int = typer.Option(0, help="build seed (each target's readout seed is derived from it)"),
+    replicate: int = typer.Option(0, min=0, help="readout replicate: another readout seed, the encoders fixed"),
     threads: int = typer.Option(1, min=1, help="torch CPU threads"),
     out: Path = typer.Option(..., help="per-image test losses (.npz) to write"),
 ) -> None:
@@ -42,7 +43,8 @@ def main(
         encoder = load_mini_encoder(encoders / f"{source}.pth")
     torch.set_num_threads(threads)
     train, test = ensure_scenes(scenes)
-    row = transfer_row(encoder, train, test, TASK_LABELS, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    row = transfer_row(encoder, train, test, TASK_LABELS, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                       replicate=replicate)
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **{t: v.astype(np.float32) for t, v in row.items()})

@@ -12,6 +12,7 @@ from scipy.stats import spearmanr
 from modelgif.score.correlation import per_task_spearman
 from modelgif.score.inference import (
     bca_interval,
+    constant_columns,
     holm,
     hub_distance,
     mantel_null,
@@ -335,3 +336,22 @@ def test_task_resampling_by_a_direct_loop(diagonal):
         rest = [x for x in range(6) if x != i]
         assert jk[i] == pytest.approx(np.mean(per_task_spearman(d[np.ix_(rest, rest)], t[np.ix_(rest, rest)],
                                                                  diagonal=diagonal)), abs=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_per_target_scores_are_undefined_on_a_constant_column():
+    """A target whose sources all have one value (an excluded target's scored column) ranks
+    nothing: ρ, target-specific ρ, regret and NDCG are NaN there and the rest unchanged."""
+    rng = np.random.default_rng(3)
+    k = 7
+    d, t = rng.random((k, k)), rng.random((k, k))
+    np.fill_diagonal(d, 0)
+    flat = t.copy()
+    flat[:, 2] = 0.0
+    flat[2, 2] = 5.0  # its own entry is not a source: still constant over the sources
+    assert constant_columns(flat).tolist() == [j == 2 for j in range(k)]
+    for fn in (lambda a, b: top1_regret(a, b), lambda a, b: ndcg_at(a, b), target_specific_rho):
+        got = fn(d, flat)
+        assert np.isnan(got[2]) and np.isfinite(np.delete(got, 2)).all()
+    for fn in (top1_regret, ndcg_at):  # the other columns do not depend on column 2
+        np.testing.assert_allclose(np.delete(fn(d, flat), 2), np.delete(fn(d, t), 2))

@@ -44,6 +44,39 @@ def test_seeds_are_distinct_per_task_and_build():
     assert len(enc) == len(read) == 2 * len(TASK_LABELS) and not enc & read
 
 
+def test_readout_replicates_have_their_own_seeds_and_replicate_0_is_the_builds_readout():
+    """Replicate 0 keeps the seeds the committed build used; replicates 1 … 24 of 3 builds never
+    share a seed with each other, with another build's readouts or with any encoder."""
+    assert all(build.readout_seed(t, s, 0) == build.readout_seed(t, s) == 1000 * s + 500 + j
+               for j, t in enumerate(TASK_LABELS) for s in (0, 1, 2))
+    reps = [build.readout_seed(t, s, r) for t in TASK_LABELS for s in (0, 1, 2) for r in range(build.MAX_REPLICATES)]
+    enc = {build.encoder_seed(t, s) for t in TASK_LABELS for s in range(4)}
+    assert len(set(reps)) == len(reps) and not enc & set(reps)
+    with pytest.raises(ValueError, match="readout replicate 25"):
+        build.readout_seed("normal", 0, build.MAX_REPLICATES)
+
+
+def test_replicate_tables_are_the_mean_with_standard_errors(tmp_path):
+    rng = np.random.default_rng(1)
+    reps = [_rows(rng) for _ in range(3)]
+    tables = build.replicate_tables(reps)
+    for name, fn in build.TABLES.items():
+        mean, se, stack = tables[name]
+        direct = np.stack([fn(r) for r in reps])
+        np.testing.assert_allclose(stack, direct)
+        np.testing.assert_allclose(mean, direct.mean(axis=0))
+        i, j = 3, 5
+        vals = direct[:, i, j]
+        assert se[i, j] == pytest.approx(np.sqrt(((vals - vals.mean()) ** 2).sum() / 2) / np.sqrt(3))
+    text = build.table_json("losses", tables["losses"][0], TASK_LABELS, "test", tables["losses"][1], 3)
+    (tmp_path / "losses.json").write_text(text)
+    record = json.loads(text)
+    assert record["replicates"] == 3 and len(record["standard_error"]) == len(record["table"])
+    np.testing.assert_allclose(load_ground_truth("losses", TASK_LABELS, tmp_path), tables["losses"][0])
+    one = build.replicate_tables(reps[:1])["losses"]
+    assert np.isnan(one[1]).all()  # one replicate: no standard error
+
+
 def _rows(rng, n=6):
     rows = {s: {t: rng.uniform(0, 1, n) for t in TASK_LABELS} for s in [*TASK_LABELS, build.PIXELS]}
     return rows

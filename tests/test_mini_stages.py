@@ -140,3 +140,67 @@ def test_correlate_mini_reads_the_mini_tables(project, tmp_path):
     rho = modelgif.per_task_spearman(d, losses[np.ix_(idx, idx)])
     assert list(metrics) == ["losses"]
     assert metrics["losses"]["modelgif"]["mean_rho"] == pytest.approx(float(np.mean(rho)))
+
+
+@pytest.mark.slow  # runs stage scripts as processes
+def test_correlate_excludes_degenerate_targets_and_measures_the_ceiling_from_readouts(project, tmp_path):
+    """A table with readout replicates and a mostly tied target column: the column leaves the
+    mean with its reason in the metrics, and the noise ceiling is the readout replicates'
+    (modelgif.score.ceiling), the other build's agreement kept beside it as build_agreement."""
+    from modelgif.score.ceiling import readout_noise_ceiling
+    from modelgif.score.plots import matrix_csv
+
+    tasks = ["normal", "reshading", "class_object", "curvature", "depth_zbuffer", "keypoints2d"]
+    idx = [TASK_LABELS.index(t) for t in tasks]
+    rng = np.random.default_rng(4)
+    truth = rng.uniform(size=(17, 17))
+    reps = truth[None] + 0.3 * rng.standard_normal((3, 17, 17))
+    j = TASK_LABELS.index("curvature")
+    reps[:, :, j] = 1.0  # curvature: every source the same in every replicate but two (3 of its 5 sources tie)
+    reps[:, TASK_LABELS.index("normal"), j] = [0.2, 0.3, 0.25]
+    reps[:, TASK_LABELS.index("keypoints2d"), j] = [0.5, 0.4, 0.45]
+    tables = tmp_path / "tables"
+    for r, t in enumerate(reps):
+        (tables / "readouts").mkdir(parents=True, exist_ok=True)
+        (tables / "readouts" / f"losses_r{r}.json").write_text(table_json("losses", t, TASK_LABELS, "test"))
+    mean = reps.mean(axis=0)
+    (tables / "losses.json").write_text(table_json("losses", mean, TASK_LABELS, "test"))
+    other = rng.uniform(size=(17, 17))
+    (tables / "other_build.json").write_text(table_json("losses", other, TASK_LABELS, "test"))
+    d = rng.uniform(size=(6, 6))
+    d = d + d.T
+    np.fill_diagonal(d, 0)
+    methods = tmp_path / "methods" / "modelgif"
+    methods.mkdir(parents=True)
+    matrix_csv(methods / "distance.csv", d, tasks)
+    np.save(methods / "bootstrap.npy", np.stack([d, d]))
+    (methods / "meta.json").write_text(json.dumps({"tasks": tasks}))
+    params = {**yaml.safe_load((project / "params.yaml").read_text()), "methods": ["modelgif"],
+              "degenerate": {"max_tied_fraction": 0.5}, "permutation": {"n": 50}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    decl = yaml.safe_load((ROOT / "zoos" / "mini.yaml").read_text())
+    decl["ground_truth"] = {"names": "taskonomy", "tables": {"losses": {
+        "file": str(tables / "losses.json"), "higher_is_closer": False,
+        "readouts": str(tables / "readouts" / "losses_r*.json"), "replicate": str(tables / "other_build.json")}}}
+    (tmp_path / "zoo.yaml").write_text(yaml.safe_dump(decl))
+    r = run_stage("correlate.py", "--zoo", str(tmp_path / "zoo.yaml"), "--params", str(tmp_path / "params.yaml"),
+                  "--methods", str(tmp_path / "methods"), "--metrics", str(tmp_path / "m" / "correlation.json"),
+                  "--plots", str(tmp_path / "plots"), cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert "excluded target curvature: 3 of 5 sources tie at 1" in r.stdout
+    m = json.loads((tmp_path / "m" / "correlation.json").read_text())["losses"]
+    assert list(m["excluded_targets"]) == ["curvature"]
+    kept = [i for i, t in enumerate(tasks) if t != "curvature"]
+    t6 = mean[np.ix_(idx, idx)]
+    from scipy.stats import spearmanr
+
+    direct = [spearmanr(t6[:, c], d[:, c]).statistic for c in kept]
+    assert m["modelgif"]["mean_rho"] == pytest.approx(float(np.mean(direct)))
+    assert m["modelgif"]["per_task"][tasks.index("curvature")] is None
+    want = readout_noise_ceiling(reps[:, idx][:, :, idx], exclude=[tasks.index("curvature")], seed=0)
+    nc = m["noise_ceiling"]
+    assert nc["kind"].startswith("readout replicates") and nc["replicates"] == 3
+    for key in ("lower", "upper", "reliability", "ceiling", "lower_ci95"):
+        assert nc[key] == pytest.approx(want[key]), key
+    assert nc["mean_rho"] == nc["ceiling"] and "lower_off_diagonal" in nc
+    assert m["build_agreement"]["replicate"] == "other_build" and m["build_agreement"]["kind"].startswith("another build")

@@ -74,7 +74,8 @@ def test_registrations_are_checked():
         Method("x", "set", "features", compute="nocolon")
     with pytest.raises(ValueError, match="unknown method 'nope'; valid methods: modelgif, ig"):
         get_method("nope")
-    assert "nope" not in REGISTRY and METHODS == tuple(REGISTRY)
+    # every registered method is a built-in one, or the candidate under its pre-registered test
+    assert "nope" not in REGISTRY and METHODS + ("field_cka",) == tuple(REGISTRY)
 
 
 def test_the_built_in_registrations_match_the_code_they_name():
@@ -85,7 +86,8 @@ def test_the_built_in_registrations_match_the_code_they_name():
     assert dds.choices == {"kernel": DDS_KERNELS + DDS_RDMS, "feature_norm": FEATURE_NORMS}
     assert registry.FIELD_METHODS == ("modelgif", "ig", "saliency", "gradxinput")
     assert registry.SET_METHODS == ("rsa", "cka", "dds")
-    assert all(m.compute is None for m in REGISTRY.values() if m.kind != "estimator")
+    assert all(m.compute is None for m in REGISTRY.values() if m.kind != "estimator" and m.name != "field_cka")
+    assert REGISTRY["field_cka"].compute == "modelgif.compare.field_cka:field_cka_distances"
     assert {n: m.compute for n, m in REGISTRY.items() if m.kind == "estimator"} == {
         n: f"modelgif.compare.estimator_distances:{n}_distances" for n in ("logme", "linear_mse", "knn")}
     with pytest.raises(ValueError, match="dds: unknown kernel 'gauss'; valid: laplacian"):

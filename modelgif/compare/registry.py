@@ -158,3 +158,10 @@ FIELD_METHODS = field_methods()
 SET_METHODS = set_methods()
 ESTIMATOR_METHODS = estimator_methods()
 METHODS = FIELD_METHODS + SET_METHODS + ESTIMATOR_METHODS
+
+# A candidate variant of ModelGiF under its pre-registered test (docs/preregistration.md): registered
+# so that `methods: [..., field_cka]` runs it, and kept out of the built-in lists above (and of the
+# default methods) until its result on build 2 decides.
+register(Method("field_cka", "field", "fields", {"debiased": False, "per_step": False},
+                summary="gradient fields compared by linear CKA over the images (pre-registered variant)",
+                compute="modelgif.compare.field_cka:field_cka_distances"))

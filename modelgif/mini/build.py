@@ -12,7 +12,10 @@ Seeds: encoder ``i`` of :data:`TASK_LABELS` is initialised and trained with
 ``encoder_seed(task, seed) = 1000 · seed + i``, so no two encoders share initial weights;
 every readout for target ``j`` uses ``readout_seed(target, seed) = 1000 · seed + 500 + j``
 whatever its source, so the sources of one target are compared from the same initial decoder
-and batch order (a paired comparison).
+and batch order (a paired comparison). Readout replicate ``r`` (another readout seed, the
+encoders fixed: what the noise ceiling is measured from) adds ``20 · r``:
+``readout_seed(target, seed, r) = 1000 · seed + 500 + 20 · r + j`` (``r`` < 25, so no replicate
+meets another build's seeds); replicate 0 is the build's first readout.
 """
 
 from __future__ import annotations
@@ -36,9 +39,16 @@ _INT_LABELS = ("segment_unsup2d", "segment_unsup25d", "segment_semantic")
 PIXELS = "pixels"
 
 
-def readout_seed(target: str, seed: int) -> int:
-    """Seed of every readout for ``target`` in a build with ``seed`` (same for all sources)."""
-    return 1000 * int(seed) + 500 + TASK_LABELS.index(target)
+#: Readout replicates per build at most (their seeds stay below the next build's).
+MAX_REPLICATES = 25
+
+
+def readout_seed(target: str, seed: int, replicate: int = 0) -> int:
+    """Seed of every readout for ``target`` in a build with ``seed``, readout replicate
+    ``replicate`` (0 ≤ replicate < :data:`MAX_REPLICATES`; the same for all sources)."""
+    if not 0 <= int(replicate) < MAX_REPLICATES:
+        raise ValueError(f"readout replicate {replicate} is not in 0 … {MAX_REPLICATES - 1}")
+    return 1000 * int(seed) + 500 + 20 * int(replicate) + TASK_LABELS.index(target)
 
 
 def save_scenes(path: str | os.PathLike, data: Mapping[str, np.ndarray]) -> Path:
@@ -117,11 +127,12 @@ def ensure_scenes(summary_path: str | os.PathLike, progress: bool = True) -> tup
 
 
 def transfer_row(encoder, train: Mapping, test: Mapping, targets: Sequence[str] = TASK_LABELS, *, steps: int,
-                 batch_size: int, lr: float, seed: int, progress: bool = True) -> dict[str, np.ndarray]:
+                 batch_size: int, lr: float, seed: int, replicate: int = 0,
+                 progress: bool = True) -> dict[str, np.ndarray]:
     """Transfer from one frozen source (an encoder, or ``None`` for pixels) to each target.
 
     Returns target → the test loss of each test image, float64 (N_test,), of a readout
-    trained by :func:`modelgif.mini.zoo.train_readout` with ``readout_seed(target, seed)``.
+    trained by :func:`modelgif.mini.zoo.train_readout` with ``readout_seed(target, seed, replicate)``.
     """
     from .zoo import train_readout
 
@@ -133,7 +144,7 @@ def transfer_row(encoder, train: Mapping, test: Mapping, targets: Sequence[str] 
         it = tqdm(targets, desc="transfer", unit="target")
     for target in it:
         out[target] = train_readout(encoder, target, train, test, steps=steps, batch_size=batch_size, lr=lr,
-                                    seed=readout_seed(target, seed), per_image=True)
+                                    seed=readout_seed(target, seed, replicate), per_image=True)
     return out
 
 
@@ -183,17 +194,44 @@ def wins_vs_pixels(rows: Mapping[str, Mapping[str, np.ndarray]], tasks: Sequence
     return out
 
 
-def table_json(name: str, matrix: np.ndarray, tasks: Sequence[str], source: str) -> str:
+#: The build's tables: name → how one readout replicate's per-image losses give it.
+TABLES = {"losses": loss_matrix, "wins_vs_pixels": wins_vs_pixels}
+
+
+def replicate_tables(replicates: Sequence[Mapping], tasks: Sequence[str] = TASK_LABELS) -> dict:
+    """The tables of R readout replicates (each :func:`read_transfer_rows` of one readout seed,
+    the encoders fixed): ``{name: (mean (K, K), standard_error (K, K), replicates (R, K, K))}``
+    for every table of :data:`TABLES`. The published table is the mean over replicates; the
+    standard error of each entry is their standard deviation (ddof 1) / √R (NaN for R = 1)."""
+    if not replicates:
+        raise ValueError("no readout replicate to make tables of")
+    out = {}
+    for name, fn in TABLES.items():
+        stack = np.stack([fn(rows, tasks) for rows in replicates])
+        r = stack.shape[0]
+        se = stack.std(axis=0, ddof=1) / np.sqrt(r) if r > 1 else np.full(stack.shape[1:], np.nan)
+        out[name] = (stack.mean(axis=0), se, stack)
+    return out
+
+
+def table_json(name: str, matrix: np.ndarray, tasks: Sequence[str], source: str,
+               standard_error: np.ndarray | None = None, replicates: int | None = None) -> str:
     """A K × K matrix as Taskonomy-format JSON (``{"name", "source", "table": {"<old>__<old>":
-    value}}``, keys in Taskonomy's original names, as in ``data/taskonomy``)."""
+    value}}``, keys in Taskonomy's original names, as in ``data/taskonomy``), with, for a mean
+    over readout replicates, ``"replicates"`` (R) and ``"standard_error"`` keyed like ``table``."""
     from ..zoo.taskonomy import OLD_NAMES
 
     matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.shape != (len(tasks), len(tasks)):
         raise ValueError(f"matrix {matrix.shape} does not match {len(tasks)} tasks")
-    table = {f"{OLD_NAMES[a]}__{OLD_NAMES[b]}": float(matrix[i, j])
-             for i, a in enumerate(tasks) for j, b in enumerate(tasks)}
-    return json.dumps({"name": name, "source": source, "table": table}, indent=1) + "\n"
+    keys = [(i, j, f"{OLD_NAMES[a]}__{OLD_NAMES[b]}") for i, a in enumerate(tasks) for j, b in enumerate(tasks)]
+    record = {"name": name, "source": source, "table": {key: float(matrix[i, j]) for i, j, key in keys}}
+    if replicates is not None:
+        record["replicates"] = int(replicates)
+    if standard_error is not None:
+        se = np.asarray(standard_error, dtype=np.float64)
+        record["standard_error"] = {key: (float(se[i, j]) if np.isfinite(se[i, j]) else None) for i, j, key in keys}
+    return json.dumps(record, indent=1) + "\n"
 
 
 def write_manifest(path: str | os.PathLike, encoders: str | os.PathLike, tasks: Sequence[str] = TASK_LABELS,
@@ -211,5 +249,5 @@ def write_manifest(path: str | os.PathLike, encoders: str | os.PathLike, tasks: 
     return manifest
 
 
-__all__ = ["PIXELS", "encoder_seed", "ensure_scenes", "load_scenes", "read_transfer_rows", "render_split", "write_scenes", "loss_matrix", "readout_seed", "save_scenes", "table_json",
+__all__ = ["MAX_REPLICATES", "PIXELS", "encoder_seed", "ensure_scenes", "load_scenes", "read_transfer_rows", "render_split", "replicate_tables", "TABLES", "write_scenes", "loss_matrix", "readout_seed", "save_scenes", "table_json",
            "transfer_row", "wins_vs_pixels", "write_manifest"]

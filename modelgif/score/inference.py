@@ -333,14 +333,25 @@ def target_specific_rho(distance: np.ndarray, ground_truth: np.ndarray) -> np.nd
     A target-agnostic ranker (:func:`static_distance`, :func:`hub_distance`) ranks the sources
     alike for every target, so its residual ranks carry no target information and its score is
     near 0; a method that knows which source suits which target keeps a score. NaN where a
-    residual column is constant. Needs K ≥ 4."""
+    residual column is constant, and where T's column is (its sources all equal: nothing to
+    rank, though the centring would make its residuals vary). Needs K ≥ 4."""
     d = _square(distance, "distance")
     t = _square(ground_truth, "ground truth")
     if d.shape[-2:] != t.shape or t.ndim != 2 or t.shape[0] < 4:
         raise ValueError(f"distance (..., K, K) and ground truth (K, K) with K >= 4 needed; got {d.shape}, {t.shape}")
     stack = d if d.ndim == 3 else d[None]
     rho = per_task_rho(source_effect_removed(stack), source_effect_removed(t), diagonal=False)
+    rho[:, constant_columns(t)] = np.nan
     return rho if d.ndim == 3 else rho[0]
+
+
+def constant_columns(ground_truth: np.ndarray) -> np.ndarray:
+    """(K,) bool: the columns of T whose sources (the K − 1 other tasks) all have one value, where
+    no per-target score is defined (an excluded target's column is made constant:
+    :attr:`modelgif.score.ground_truth.GroundTruth.scored`)."""
+    t = _square(ground_truth, "ground truth")
+    off = ~np.eye(t.shape[0], dtype=bool)
+    return np.array([np.ptp(t[off[:, j], j]) == 0 for j in range(t.shape[0])])
 
 
 # ----------------------------------------------------------------------------- decision metrics
@@ -363,7 +374,8 @@ def top1_regret(distance: np.ndarray, ground_truth: np.ndarray, higher_is_closer
     target's own task excluded from both: (K,) for D (K, K), (B, K) for a stack.
 
     regret_j = max_{i≠j} g_ij − g_{î j}, î = argmin_{i≠j} D[i, j], g = T (higher is closer) or
-    −T (losses), in the table's own units; 0 is a perfect pick. Ties in D: lowest index."""
+    −T (losses), in the table's own units; 0 is a perfect pick. Ties in D: lowest index. NaN
+    where T's column is constant over the sources (every pick is the best: nothing measured)."""
     g = _gain(ground_truth, higher_is_closer)
     d = _square(distance, "distance")
     if d.shape[-2:] != g.shape:
@@ -374,6 +386,7 @@ def top1_regret(distance: np.ndarray, ground_truth: np.ndarray, higher_is_closer
         best = np.delete(g[:, j], j).max()
         pick = _predicted_order(d, j)[..., 0]
         out[..., j] = best - g[pick, j]
+    out[..., constant_columns(g)] = np.nan
     return out
 
 
@@ -384,7 +397,7 @@ def ndcg_at(distance: np.ndarray, ground_truth: np.ndarray, higher_is_closer: bo
     Relevance of source i for target j: the number of other sources (≠ j) it beats in the
     ground truth (ties counted half), 0 … K − 2, so the scale of T does not matter.
     DCG@k = Σ_{r ≤ k} rel(r-th predicted) / log2(r + 1), divided by the ideal DCG@k; 1 is
-    perfect."""
+    perfect. NaN where T's column is constant over the sources."""
     g = _gain(ground_truth, higher_is_closer)
     d = _square(distance, "distance")
     n = g.shape[0]
@@ -400,6 +413,7 @@ def ndcg_at(distance: np.ndarray, ground_truth: np.ndarray, higher_is_closer: bo
         rel[rows] = rankdata(g[rows, j]) - 1  # sources beaten, ties half
         ideal = np.sort(rel[rows])[::-1][:k] @ disc
         out[..., j] = rel[_predicted_order(d, j)[..., :k]] @ disc / ideal if ideal > 0 else np.nan
+    out[..., constant_columns(g)] = np.nan
     return out
 
 
@@ -625,7 +639,7 @@ def score_method(distance: np.ndarray, samples: np.ndarray, ground_truth: np.nda
 
 
 __all__ = [
-    "bca_interval", "hub_distance", "holm", "mantel_null", "ndcg_at", "paired_difference", "paired_wilcoxon",
+    "bca_interval", "constant_columns", "hub_distance", "holm", "mantel_null", "ndcg_at", "paired_difference", "paired_wilcoxon",
     "permutation_p",
     "primary_comparisons",
     "score_method", "source_effect_removed", "static_distance", "target_draws", "target_specific_rho",

@@ -30,7 +30,9 @@ Paths are relative to the current directory (the project root). A table is a CSV
 (:data:`modelgif.zoo.tasks.OLD_NAMES`) and may name more tasks than the zoo has (the published
 tables do). ``ground_truth.select: <params key>`` lets ``params.yaml`` choose among the declared
 tables (the built-in zoos: ``ground_truth``, ``mini.ground_truth``); without it every table is
-used. A file path in ``file``/``replicate`` may start with ``{taskonomy_tables}`` or
+used. ``readouts`` (optional) is a glob pattern of the table's readout replicates, the same
+encoders with other readout seeds, of which ``file`` is the mean: the noise ceiling
+(:mod:`modelgif.score.ceiling`) is measured from them. A file path in ``file``/``replicate``/``readouts`` may start with ``{taskonomy_tables}`` or
 ``{mini_tables}``, the folders of the project's own tables: such a table is checked when it is read, and
 such a replicate is used where the file exists; every other file is checked on reading the
 declaration.
@@ -70,7 +72,7 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _TOP_KEYS = {"description", "architecture", "layer", "input_size", "normalize", "reference", "models",
              "checkpoints", "ground_truth", "void_targets"}
 _MODEL_KEYS = {"architecture", "layer", "input_size", "checkpoint", "sha256"}
-_TABLE_KEYS = {"file", "higher_is_closer", "replicate"}
+_TABLE_KEYS = {"file", "higher_is_closer", "replicate", "readouts"}
 
 
 class ZooError(InputError):
@@ -101,12 +103,26 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """One ground-truth table: ``file`` (CSV or JSON), orientation, optional ``replicate`` file."""
+    """One ground-truth table: ``file`` (CSV or JSON), orientation, optional ``replicate`` file
+    (an independent measurement of the table: another build of the zoo, other transfer images)
+    and ``readouts``, a glob pattern of the table's readout replicates (the same encoders, other
+    readout seeds; ``file`` is their mean): the noise ceiling's input."""
 
     name: str
     file: Path
     higher_is_closer: bool
     replicate: Path | None = None
+    readouts: str | None = None
+
+    def readout_files(self) -> list[Path]:
+        """The files ``readouts`` matches, in replicate order (natural sort: r2 before r10)."""
+        if self.readouts is None:
+            return []
+        import glob
+        import re
+
+        files = [Path(f) for f in glob.glob(self.readouts)]
+        return sorted(files, key=lambda f: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", f.name)])
 
 
 @dataclass(frozen=True)
@@ -379,6 +395,7 @@ def load_zoo_spec(zoo: str | os.PathLike) -> ZooSpec:
             raise ZooError(f"{where}: higher_is_closer: true (affinities, win rates) or false (losses) is needed")
         file = _table_path(entry.get("file"), f"{where}: file")
         rep = None if entry.get("replicate") is None else _table_path(entry["replicate"], f"{where}: replicate")
+        readouts = None if entry.get("readouts") is None else str(_table_path(entry["readouts"], f"{where}: readouts"))
         for what, p in (("file", file), ("replicate", rep)):
             if p is None or _builtin_root(entry.get(what)):
                 continue  # the project's own tables: checked where read (an override folder may hold fewer)
@@ -393,7 +410,7 @@ def load_zoo_spec(zoo: str | os.PathLike) -> ZooSpec:
                 if lacking:
                     raise ZooError(f"{where}: {p} names {lacking[0]!r}, which is not a model of the zoo "
                                    f"(models: {', '.join(models)})")
-        tables[str(tname)] = TableSpec(str(tname), file, entry["higher_is_closer"], rep)
+        tables[str(tname)] = TableSpec(str(tname), file, entry["higher_is_closer"], rep, readouts)
 
     void = doc.get("void_targets") or {}
     if not isinstance(void, dict):
