@@ -347,3 +347,17 @@ def test_correlate_on_a_zoo_without_ground_truth_says_so_and_writes_empty_metric
     assert json.loads((tmp_path / "m/correlation.json").read_text()) == {}
     assert (tmp_path / "m/per_task_rho.csv").read_text() == "task,table,method,rho\n"
     assert (tmp_path / "plots").is_dir() and not list((tmp_path / "plots").iterdir())
+
+
+def test_readouts_that_match_fewer_than_two_files_are_refused(tmp_path, monkeypatch):
+    """A typo in a table's readouts pattern would silently drop its noise ceiling: refused on reading."""
+    monkeypatch.chdir(tmp_path)
+    Path("t.csv").write_text("source,target,value\na,a,1\na,b,0.5\nb,a,0.4\nb,b,1\n")
+    Path("t_r0.csv").write_text(Path("t.csv").read_text())
+    table = "ground_truth:\n  tables:\n    t: {file: t.csv, higher_is_closer: true, readouts: 't_r*.csv'}\n"
+    _declare(tmp_path, BASE + _models("ab" * 32) + table)
+    with pytest.raises(ZooError, match=r"zoos/mine.yaml: ground_truth.tables.t: readouts: 't_r\*.csv' matches 1 file"):
+        load_zoo_spec("mine")
+    Path("t_r1.csv").write_text(Path("t.csv").read_text())
+    spec = load_zoo_spec("mine")
+    assert [f.name for f in spec.tables["t"].readout_files()] == ["t_r0.csv", "t_r1.csv"]

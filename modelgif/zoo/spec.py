@@ -410,7 +410,11 @@ def load_zoo_spec(zoo: str | os.PathLike) -> ZooSpec:
                 if lacking:
                     raise ZooError(f"{where}: {p} names {lacking[0]!r}, which is not a model of the zoo "
                                    f"(models: {', '.join(models)})")
-        tables[str(tname)] = TableSpec(str(tname), file, entry["higher_is_closer"], rep, readouts)
+        spec_table = TableSpec(str(tname), file, entry["higher_is_closer"], rep, readouts)
+        if readouts is not None and not _builtin_root(entry.get("readouts")) and len(spec_table.readout_files()) < 2:
+            raise ZooError(f"{where}: readouts: {readouts!r} matches {len(spec_table.readout_files())} file(s); "
+                           "a noise ceiling needs at least 2 readout replicates")
+        tables[str(tname)] = spec_table
 
     void = doc.get("void_targets") or {}
     if not isinstance(void, dict):
