@@ -14,7 +14,7 @@ TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download
 # Stage commands call `python` and `dvc`: the venv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro demo show status mini-zoo test test-fast bench bench-gpu wheelhouse clean-venv
+.PHONY: install repro demo show status mini-zoo mini-builds test test-fast bench bench-gpu wheelhouse clean-venv
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,12 @@ mini-zoo: install
 	rm -rf data/mini/tables/readouts
 	cp -r data/mini/build/tables/. data/mini/tables/
 	cp data/mini/build/mini_encoders.json data/manifests/mini_encoders.json
+
+## make mini-builds: the demo on each committed build of the mini zoo (mini.build 0, 1, 2; about 8 min each),
+## then metrics/mini_builds.json: each build's methods table, Kendall's W across builds (tools/mini_builds.py)
+mini-builds: install
+	python tools/mini_builds.py run
+	python tools/mini_builds.py report
 
 ## make test: the whole test suite, the slow tier (subprocess, dvc and pipeline tests) included
 test: install

@@ -41,6 +41,7 @@ from ._imports import imported_files, module_files
 from .io.download import sha256_file
 from .errors import InputError, check_memory, check_seed
 from .compare.registry import REGISTRY
+from .zoo.mini_builds import resolve_mini_params, selected_build
 from .zoo.spec import NAMED_ARCHITECTURES, SOURCE_MODULES, ZooSpec, load_zoo_spec, params_section
 
 #: ``reference.source`` values that name a built-in source rather than a path or URL.
@@ -198,6 +199,7 @@ def checkpoint_settings(params: Mapping, spec: ZooSpec, task: str) -> dict:
     import json
 
     model = spec.model(task)
+    params = resolve_mini_params(params)  # the mini sections' nulls: the chosen build's
     out: dict = {"zoo": spec.name, "task": task, "checkpoint": model.checkpoint, "sha256": model.sha256}
     local: dict[str, str] = {}
     if model.checkpoint is not None and not _is_url(model.checkpoint) and Path(model.checkpoint).is_file():
@@ -258,6 +260,8 @@ def ground_truth_settings(params: Mapping, spec: ZooSpec) -> dict:
         for role, path in (("file", table.file), ("replicate", table.replicate)):
             if path is not None and Path(path).is_file():
                 files[f"{name}.{role}"] = sha256_file(Path(path))
+        for path in table.readout_files():  # the noise ceiling's input: a replicate added or replaced reruns correlate
+            files[f"{name}.readouts.{path.name}"] = sha256_file(path)
     return {"zoo": spec.name, "tables": sorted(tables), "files": files}
 
 
@@ -267,8 +271,9 @@ def resolve_settings(params: Mapping) -> dict[str, dict]:
     (zoo, target), ``affinity.json`` (tasks, distance),
     ``ground_truth.json``, ``checkpoint_<task>.json`` per listed task, ``method_<name>.json``
     per listed method and ``code_<script>.json`` per stage script (:data:`STAGE_SCRIPTS`)."""
+    params = resolve_mini_params(params)  # mini.checkpoints' nulls: those of the build mini.build chooses
     zoo = params.get("zoo", "taskonomy")
-    spec = load_zoo_spec(str(zoo))
+    spec = load_zoo_spec(str(zoo), mini_build=selected_build(params))
     out = {"zoo.json": {"zoo": spec.name, "code": zoo_code(spec)},
            "reference.json": reference_settings(params, spec), "field.json": field_settings(params, spec),
            "ground_truth.json": ground_truth_settings(params, spec)}

@@ -95,7 +95,9 @@ def test_a_local_checkpoint_file_is_fingerprinted(tmp_path):
     entry = yaml.safe_load((ROOT / "data/manifests/mini_encoders.json").read_text())["encoders"]["normal"]
     path = f"data/mini/encoders/{entry['file']}"
     assert s["local_files"][path] == entry["sha256"]  # the committed file is the manifest's
-    assert s["params_key"] == "mini.checkpoints" and s["section"] == PARAMS["mini"]["checkpoints"]
+    # params.yaml leaves them null: build 0's (mini.build), as they were before there were builds
+    assert s["params_key"] == "mini.checkpoints" and s["section"] == {
+        "base_url": "data/mini/encoders", "manifest": "data/manifests/mini_encoders.json", "random_seed": 0}
     # the Taskonomy zoo downloads: nothing local to hash but its manifest
     t = checkpoint_settings(PARAMS, load_zoo_spec("taskonomy"), "normal")
     assert list(t["local_files"]) == [PARAMS["checkpoints"]["manifest"]]
@@ -108,7 +110,10 @@ def test_resolve_settings_names_one_file_per_task_and_method():
                           *(f"method_{m}.json" for m in PARAMS["methods"]),
                           *(f"code_{s}.json" for s in STAGE_SCRIPTS)}
     tables = files["ground_truth.json"]["files"]
-    assert set(tables) == {"wins_vs_pixels.file", "wins_vs_pixels.replicate", "losses.file", "losses.replicate"}
+    readouts = {f"{t}.readouts.{f.name}" for t in ("wins_vs_pixels", "losses")
+                for f in (ROOT / "data/mini/tables/readouts").glob(f"{t}_r*.json")}
+    assert len(readouts) >= 6 and set(tables) == {"wins_vs_pixels.file", "wins_vs_pixels.replicate", "losses.file",
+                                                  "losses.replicate", *readouts}
 
 
 def test_no_environment_variable_moves_the_ground_truth(monkeypatch, tmp_path):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..zoo.mini_builds import selected_build
 from ..zoo.tasks import OLD_NAMES
 from ..zoo.spec import TableSpec, ZooError, ZooSpec, load_zoo_spec, params_section, read_table, table_matrix
 
@@ -148,7 +149,7 @@ def ground_truth_tables(params: dict, zoo: str, tasks) -> list[GroundTruth]:
         ValueError: the params name no table or an unknown one; a task is not a model of the
             zoo; a table lacks an entry (:class:`~modelgif.errors.MissingEntry`).
     """
-    spec = load_zoo_spec(zoo)
+    spec = load_zoo_spec(zoo, mini_build=selected_build(params))  # {mini_tables}: the build params mini.build chooses
     tasks = spec.check_models(tasks)
     limit = max_tied_fraction(params)
     tables = []

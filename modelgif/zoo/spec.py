@@ -33,9 +33,10 @@ tables (the built-in zoos: ``ground_truth``, ``mini.ground_truth``); without it 
 used. ``readouts`` (optional) is a glob pattern of the table's readout replicates, the same
 encoders with other readout seeds, of which ``file`` is the mean: the noise ceiling
 (:mod:`modelgif.score.ceiling`) is measured from them. A file path in ``file``/``replicate``/``readouts`` may start with ``{taskonomy_tables}`` or
-``{mini_tables}``, the folders of the project's own tables: such a table is checked when it is read, and
-such a replicate is used where the file exists; every other file is checked on reading the
-declaration.
+``{mini_tables}`` (the tables of the mini build params ``mini.build`` chooses, :mod:`modelgif.zoo.mini_builds`)
+or ``{mini_tables_other}`` (those of the next build: another training of the same encoders), the
+folders of the project's own tables: such a table is checked when it is read, and such a replicate
+is used where the file exists; every other file is checked on reading the declaration.
 
 Instead of a checkpoint per model, ``checkpoints:`` names a params section the checkpoints come
 from: ``{manifest: <params key>, torch_hub: bool}`` (a section with ``base_url`` and
@@ -187,18 +188,20 @@ def known_zoos() -> list[str]:
     return sorted({p.stem for d in (Path("zoos"), BUILTIN_DIR) if d.is_dir() for p in d.glob("*.yaml") if p.is_file()})
 
 
-def _table_path(value, where: str) -> Path:
+def _table_path(value, where: str, mini_build: int = 0) -> Path:
     if not isinstance(value, str) or not value:
         raise ZooError(f"{where}: a file path is needed, got {value!r}")
-    from .._resources import mini_tables_dir, taskonomy_tables_dir
+    from .._resources import taskonomy_tables_dir
+    from .mini_builds import other_build, tables_dir
 
-    value = value.replace("{taskonomy_tables}", str(taskonomy_tables_dir())).replace(
-        "{mini_tables}", str(mini_tables_dir()))
+    value = (value.replace("{taskonomy_tables}", str(taskonomy_tables_dir()))
+             .replace("{mini_tables_other}", str(tables_dir(other_build(mini_build))))
+             .replace("{mini_tables}", str(tables_dir(mini_build))))
     return Path(value)
 
 
 def _builtin_root(value) -> bool:
-    return isinstance(value, str) and value.startswith(("{taskonomy_tables}", "{mini_tables}"))
+    return isinstance(value, str) and value.startswith(("{taskonomy_tables}", "{mini_tables}", "{mini_tables_other}"))
 
 
 def read_table(path: str | os.PathLike) -> dict[tuple[str, str], float]:
@@ -296,8 +299,9 @@ def _unknown_keys(entry: dict, allowed: set[str], where: str) -> None:
         raise ZooError(f"{where}: unknown key {extra[0]!r}; valid keys: {', '.join(sorted(allowed))}")
 
 
-def load_zoo_spec(zoo: str | os.PathLike) -> ZooSpec:
-    """Read and check the declaration ``zoo`` names (:func:`zoo_path`).
+def load_zoo_spec(zoo: str | os.PathLike, *, mini_build: int = 0) -> ZooSpec:
+    """Read and check the declaration ``zoo`` names (:func:`zoo_path`); ``{mini_tables}`` in its
+    table paths is the tables of mini build ``mini_build`` (params ``mini.build``).
 
     Raises:
         ZooError: no such file, not YAML, or an entry that is not what it must be (an unknown
@@ -393,9 +397,9 @@ def load_zoo_spec(zoo: str | os.PathLike) -> ZooSpec:
         _unknown_keys(entry, _TABLE_KEYS, where)
         if not isinstance(entry.get("higher_is_closer"), bool):
             raise ZooError(f"{where}: higher_is_closer: true (affinities, win rates) or false (losses) is needed")
-        file = _table_path(entry.get("file"), f"{where}: file")
-        rep = None if entry.get("replicate") is None else _table_path(entry["replicate"], f"{where}: replicate")
-        readouts = None if entry.get("readouts") is None else str(_table_path(entry["readouts"], f"{where}: readouts"))
+        file = _table_path(entry.get("file"), f"{where}: file", mini_build)
+        rep = None if entry.get("replicate") is None else _table_path(entry["replicate"], f"{where}: replicate", mini_build)
+        readouts = None if entry.get("readouts") is None else str(_table_path(entry["readouts"], f"{where}: readouts", mini_build))
         for what, p in (("file", file), ("replicate", rep)):
             if p is None or _builtin_root(entry.get(what)):
                 continue  # the project's own tables: checked where read (an override folder may hold fewer)
