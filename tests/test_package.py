@@ -24,10 +24,14 @@ CHECK = textwrap.dedent("""
     from modelgif.zoo.tasks import TASKS
     t = modelgif.load_ground_truth("all_affinities")
     m = modelgif.load_ground_truth("wins_vs_pixels", TASKS, modelgif.zoo.models.ground_truth_dir("mini"))
+    from modelgif.zoo.mini_builds import BUILDS, tables_dir
+    from modelgif.zoo.spec import load_zoo_spec
+    builds = {b: str(load_zoo_spec("mini", mini_build=b).tables["losses"].file) for b in BUILDS}
     print(json.dumps({
         "file": modelgif.__file__, "tables": str(TABLES_DIR), "mini_tables": str(modelgif.zoo.models.ground_truth_dir("mini")),
         "shape": list(t.shape), "t01": t[0, 1], "mini_shape": list(m.shape), "mini01": m[0, 1],
-        "rgb": list(render_scene(1, 16)["rgb"].shape),
+        "rgb": list(render_scene(1, 16)["rgb"].shape), "builds": builds,
+        "builds_exist": [load_zoo_spec("mini", mini_build=b).tables["losses"].file.is_file() for b in BUILDS],
         "sys_path_has_repo": any(p.rstrip("/") == %r for p in sys.path),
     }))
 """)
@@ -63,6 +67,12 @@ def test_the_built_wheel_installs_a_working_package_with_its_data(tmp_path):
     mini = json.loads((REPO / "data/mini/tables/wins_vs_pixels.json").read_text())["table"]
     assert got["mini_shape"] == [17, 17] and got["mini01"] == mini["autoencoder__curvature"]
     assert got["rgb"] == [3, 16, 16]
+    # every committed build's tables are in the wheel, where mini.build finds them
+    mini_data = site / "modelgif" / "data" / "mini"
+    assert got["builds"] == {"0": str(mini_data / "tables" / "losses.json"), "1": str(mini_data / "tables_seed1" / "losses.json"),
+                             "2": str(mini_data / "tables_seed2" / "losses.json")}
+    assert got["builds_exist"] == [True, True, True]
+    assert (mini_data / "tables_seed2" / "readouts" / "losses_r1.json").is_file()
 
 
 def test_the_modules_of_the_flat_layout_import_under_their_old_names_with_a_warning():

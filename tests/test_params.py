@@ -224,6 +224,8 @@ def _edits(ctx) -> dict[str, tuple[dict, object, set[str]]]:
         "bootstrap.n": ({}, 7, {"distance"}),
         "bootstrap.seed": ({}, 1, {"distance"}),
         "ground_truth": ({"zoo": "taskonomy"}, ["all_affinities"], {"correlate"}),
+        # another committed build: other encoders (fetched) and other tables (correlate)
+        "mini.build": ({}, 1, {"fetch_checkpoint", "correlate"}),
         "mini.checkpoints.base_url": ({}, ctx["encoders_copy"], set()),  # the same pinned files
         "mini.checkpoints.manifest": ({}, "mini_swapped.json", {"fetch_checkpoint"}),
         "mini.checkpoints.random_seed": ({"zoo": "mini_random"}, 1, {"fetch_checkpoint"}),

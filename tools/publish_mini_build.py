@@ -29,9 +29,9 @@ from modelgif.io.download import sha256_file  # noqa: E402
 from modelgif.zoo.mini_builds import check_build, encoders_dir, manifest_path, suffix  # noqa: E402
 
 
-def _replace_dir(src: Path, dest: Path, pattern: str) -> int:
-    """Copy ``src``'s files matching ``pattern`` (recursively) to ``dest``, replacing it whole."""
-    files = sorted(p for p in src.rglob(pattern) if p.is_file())
+def _replace_dir(src: Path, dest: Path, pattern: str, keep=lambda path: True) -> int:
+    """Copy ``src``'s files matching ``pattern`` (recursively) and ``keep`` to ``dest``, replacing it whole."""
+    files = sorted(p for p in src.rglob(pattern) if p.is_file() and keep(p.relative_to(src)))
     if not files:
         raise SystemExit(f"error: {src} holds no {pattern} file")
     tmp = dest.with_name(dest.name + ".tmp")
@@ -68,7 +68,9 @@ def main(clone: Path = typer.Argument(..., help="the clone the build ran in (min
         raise SystemExit(f"error: {n} encoder files in {clone}/data/mini/encoders, {len(encoders)} in the manifest")
     tables = _replace_dir(clone / "data" / "mini" / "build" / "tables", ROOT / "data" / "mini" / f"tables{suffix(build)}", "*.json")
     train = _replace_dir(clone / "data" / "mini" / "build" / "train", ROOT / "data" / "mini" / f"train{suffix(build)}", "*.json")
-    transfer = _replace_dir(clone / "data" / "mini" / "transfer", ROOT / "data" / "mini" / f"transfer{suffix(build)}", "*.npz")
+    replicates = {f"r{r}" for r in mini_params.get("readout_replicates", [0])}  # not a stopped run's others
+    transfer = _replace_dir(clone / "data" / "mini" / "transfer", ROOT / "data" / "mini" / f"transfer{suffix(build)}", "*.npz",
+                            keep=lambda rel: rel.parts[0] in replicates)
     (ROOT / manifest_path(build)).write_text(manifest.read_text())
     typer.echo(f"build {build}: {n} encoders, {tables} tables, {train} training logs, {transfer} transfers, "
                f"manifest {manifest_path(build)}")
