@@ -1,5 +1,5 @@
 """tools/mini_builds.py report: the builds' tables side by side, Kendall's W, the ground truths'
-agreement between builds, from each build's kept correlation.json."""
+agreement between builds, from each build's kept correlation_details.json."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ METHODS = ["modelgif", "cka", "static"]
 
 
 def _kept(root: Path, per_task: dict) -> None:
-    """A correlation.json per build: ``per_task[b][table][method]`` the per-target ρ."""
+    """A correlation_details.json per build: ``per_task[b][table][method]`` the per-target ρ."""
     for b, tables in per_task.items():
         result = {}
         for t, rows in tables.items():
@@ -38,7 +38,7 @@ def _kept(root: Path, per_task: dict) -> None:
             result[t]["excluded_targets"] = {"denoising": "tied"} if t == "wins_vs_pixels" else {}
         dest = mini_builds.build_dir(b, root)
         dest.mkdir(parents=True)
-        (dest / "correlation.json").write_text(json.dumps(result))
+        (dest / "correlation_details.json").write_text(json.dumps(result))
 
 
 def test_the_report_ranks_methods_per_build_and_measures_their_agreement(tmp_path):
@@ -76,5 +76,25 @@ def test_the_report_ranks_methods_per_build_and_measures_their_agreement(tmp_pat
 
 
 def test_a_build_without_kept_results_is_named(tmp_path):
-    with pytest.raises(SystemExit, match=r"no metrics/mini_builds/build0/correlation.json"):
+    with pytest.raises(SystemExit, match=r"no metrics/mini_builds/build0/correlation_details.json"):
+        mini_builds.report(BUILDS, tmp_path)
+
+
+def test_a_build_scored_without_a_dead_encoder_is_compared_on_the_common_targets(tmp_path):
+    rng = np.random.default_rng(1)
+    per_task, names = {}, {}
+    for b in BUILDS:
+        names[b] = [t for t in TASKS if not (b == 2 and t == "depth_euclidean")]
+        per_task[b] = {t: {m: rng.uniform(-1, 1, len(names[b])) for m in METHODS} for t in ("wins_vs_pixels", "losses")}
+    _kept(tmp_path, per_task)
+    (mini_builds.build_dir(2, tmp_path) / "tasks.json").write_text(json.dumps(names[2]))
+    out = mini_builds.report(BUILDS, tmp_path)
+    common = [t for t in TASKS if t != "depth_euclidean"]
+    assert out["common_targets"] == common and out["tasks"]["2"] == names[2]
+    entry = out["tables"]["wins_vs_pixels"]
+    means = np.array([[np.mean([per_task[b]["wins_vs_pixels"][m][names[b].index(t)] for t in common]) for m in METHODS]
+                      for b in BUILDS])
+    assert entry["kendalls_w"]["mean_rho"]["w"] == pytest.approx(kendalls_w(means, "lower"))
+    (mini_builds.build_dir(1, tmp_path) / "tasks.json").write_text(json.dumps(common))  # 16 names, 17 values
+    with pytest.raises(SystemExit, match="17 per-task values for 16 tasks"):
         mini_builds.report(BUILDS, tmp_path)

@@ -11,7 +11,7 @@ build's ``metrics/correlation.json`` and ``correlation_details.json`` under
 ``metrics/mini_builds/build<b>/`` (git-tracked, like every file in metrics/). A build whose run
 fails stops the loop; what earlier builds kept stays.
 
-``report`` reads those and writes ``metrics/mini_builds.json`` (atomically) and prints a markdown
+``report`` reads the details (every row with its role, the static baseline among them) and writes ``metrics/mini_builds.json`` (atomically) and prints a markdown
 table (docs/mini-zoo.md quotes it):
 
 - per table, per build: each method's and the static baseline's ``mean_rho`` and
@@ -19,8 +19,9 @@ table (docs/mini-zoo.md quotes it):
   the encoders fixed) and the excluded targets;
 - per table and score: Kendall's W of the builds' rankings of the methods (the static baseline
   among them; rank 1 the best, :func:`modelgif.score.agreement.kendalls_w_interval` over the
-  per-target ρ of the diagonal-included score, the score whose per-target values the metrics
-  keep; the off-diagonal W is a point estimate);
+  per-target ρ of the diagonal-included score on the targets every build scores, the score whose
+  per-target values the metrics keep; the off-diagonal W is a point estimate, of each build's own
+  mean);
 - per table: the agreement of the builds' ground truths with one another (mean over targets of
   the Spearman ρ between two builds' columns): the encoder-retraining variability, which no
   method can be blamed for and which the noise ceiling (readouts only) does not contain.
@@ -51,6 +52,10 @@ from modelgif.zoo.mini_builds import BUILDS, check_build  # noqa: E402
 #: (the pre-registered endpoint; it moves only the details' primary family, not the scores).
 RUN_SETTINGS = ("methods=[modelgif,ig,saliency,gradxinput,rsa,cka,dds,field_cka]",
                 "primary.score=mean_rho_off_diagonal")
+#: Encoders of a build that are dead (their map is 0 on every reference image: a ReLU collapse in
+#: training), so that a set-level method cannot compare them; the build is scored without them, as
+#: source and target (docs/mini-zoo.md, "Builds").
+DEAD = {2: ("depth_euclidean",)}
 KEPT = ("correlation.json", "correlation_details.json")
 OUT = ROOT / "metrics" / "mini_builds.json"
 SCORES = ("mean_rho", "mean_rho_off_diagonal")
@@ -62,8 +67,9 @@ def build_dir(build: int, root: Path = ROOT) -> Path:
 
 def run(builds, extra) -> int:
     for b in builds:
+        tasks = [t for t in _tasks() if t not in DEAD.get(b, ())]
         argv = [sys.executable, str(ROOT / "tools" / "run.py"), "demo", "mini", "-S", f"mini.build={b}",
-                *(x for s in RUN_SETTINGS for x in ("-S", s)), *extra]
+                *(x for s in RUN_SETTINGS for x in ("-S", s)), "-S", f"tasks=[{','.join(tasks)}]", *extra]
         print(f"mini build {b}: {' '.join(argv[1:])}", flush=True)
         code = subprocess.run(argv, cwd=ROOT).returncode
         if code != 0:
@@ -73,25 +79,30 @@ def run(builds, extra) -> int:
         dest.mkdir(parents=True, exist_ok=True)
         for name in KEPT:
             write_text(dest / name, (ROOT / "metrics" / name).read_text())
+        write_text(dest / "tasks.json", json.dumps(tasks) + "\n")  # the order of every per_task list
     return 0
 
 
 def _rows(result: dict) -> list[str]:
-    """The methods and baselines of one table's result (its entries with a mean_rho and a role)."""
-    return [m for m, row in result.items() if isinstance(row, dict) and "role" in row and not m.startswith("hub:")
-            and not m.startswith("minus_hub:")]
+    """The methods and the static baseline of one table's details (the rows with a role; not each
+    method's own hub baseline, a target-agnostic copy of it)."""
+    return [m for m, row in result.items() if isinstance(row, dict) and "role" in row and not m.startswith("hub:")]
 
 
 def report(builds=BUILDS, root: Path = ROOT) -> dict:
     """metrics/mini_builds.json's content, from each build's kept results (module doc)."""
-    kept = {}
+    kept, tasks = {}, {}
     for b in builds:
-        path = build_dir(b, root) / "correlation.json"
+        path = build_dir(b, root) / "correlation_details.json"  # every row with its role: the baselines too
         if not path.is_file():
             raise SystemExit(f"error: no {path.relative_to(root)}: run `python tools/mini_builds.py run --builds {b}` first")
         kept[b] = json.loads(path.read_text())
+        names = build_dir(b, root) / "tasks.json"
+        tasks[b] = json.loads(names.read_text()) if names.is_file() else _tasks()
     tables = [t for t in kept[builds[0]] if isinstance(kept[builds[0]][t], dict) and "noise_ceiling" in kept[builds[0]][t]]
-    out = {"builds": list(builds), "settings": list(RUN_SETTINGS), "tables": {}}
+    common = [t for t in _tasks() if all(t in tasks[b] for b in builds)]  # the targets every build scores
+    out = {"builds": list(builds), "settings": list(RUN_SETTINGS), "tasks": {str(b): tasks[b] for b in builds},
+           "common_targets": common, "tables": {}}
     for t in tables:
         rows = _rows(kept[builds[0]][t])
         for b in builds:
@@ -111,14 +122,21 @@ def report(builds=BUILDS, root: Path = ROOT) -> dict:
         truth = {b: ground_truth_tables({"mini": {"build": b, "ground_truth": [t]}}, "mini", _tasks())[0] for b in builds}
         # a distance against a closeness (win rates): a negative rho is agreement; against losses a positive one
         better = "lower" if truth[builds[0]].higher_is_closer else "higher"
-        per_target = np.array([[[np.nan if r is None else r for r in kept[b][t][m]["per_task"]] for m in rows]
-                               for b in builds], dtype=np.float64)
+        per_target = np.array([[[_rho(kept[b][t][m]["per_task"], tasks[b], target) for target in common] for m in rows]
+                               for b in builds], dtype=np.float64)  # (builds, rows, common targets)
         w = {"mean_rho": kendalls_w_interval(per_target, better=better, n=1000, seed=0),
              "mean_rho_off_diagonal": {"w": kendalls_w(np.array([[kept[b][t][m]["mean_rho_off_diagonal"] for m in rows]
                                                                   for b in builds]), better)}}
         out["tables"][t] = {"rows": rows, "better": better, "per_build": per_build, "kendalls_w": w,
                             "between_builds": between_builds(truth)}
     return out
+
+
+def _rho(per_task: list, tasks: list[str], target: str) -> float:
+    if len(per_task) != len(tasks):
+        raise SystemExit(f"error: {len(per_task)} per-task values for {len(tasks)} tasks: a kept tasks.json from another run")
+    r = per_task[tasks.index(target)]
+    return np.nan if r is None else float(r)
 
 
 def between_builds(truth: dict) -> dict:
