@@ -125,6 +125,15 @@ def _inputs(method: str, tasks: list[str], fields: Path, features: Path, attribu
             raise InputError(f"{p} holds {a.shape[1]} values per image, but its record {features / f'{t}.json'} "
                              f"says shape {tuple(r['shape'])}; rerun its features stage")
     shapes = [tuple(records[t]["shape"]) for t in tasks]
+    if method == "rsa":  # an image whose features are constant has no Pearson correlation: name the model
+        for t, a in zip(tasks, arrays):
+            flat = np.flatnonzero(np.ptp(a, axis=1) == 0)
+            if flat.size:
+                dead = "all of them: the encoder's output does not depend on its input (a dead encoder); " \
+                    if flat.size == a.shape[0] else ""
+                raise InputError(f"rsa: {t}'s features are constant within {flat.size} of the {a.shape[0]} reference "
+                                 f"images (images {flat[:5].tolist()}), so their Pearson correlations are undefined; "
+                                 f"{dead}leave {t} out of tasks to compare the others")
     if reads == "features_labels":
         return list(zip(arrays, _labels(tasks, reference, refs.pop(), shapes))), shapes, int(arrays[0].shape[0])
     return arrays, shapes, int(arrays[0].shape[0])

@@ -224,6 +224,23 @@ def test_ig_is_refused_with_per_step_fields(tmp_path):
 
 
 @pytest.mark.slow  # runs stage scripts as processes
+def test_rsa_names_a_model_whose_features_are_constant(tmp_path):
+    """A dead encoder (its map 0 on every image, as build 2's depth_euclidean): rsa names it."""
+    rng = np.random.default_rng(0)
+    for i, task in enumerate(TASKS):
+        values = rng.random((6, 8 * 2 * 2)) if i != 1 else np.zeros((6, 32))
+        (tmp_path / "feat").mkdir(exist_ok=True)
+        np.save(tmp_path / "feat" / f"{task}.npy", values.astype(np.float32))
+        (tmp_path / "feat" / f"{task}.json").write_text(json.dumps({"reference_sha256": "0" * 64, "shape": [8, 2, 2]}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tasks": TASKS}))
+    r = distance(tmp_path, "rsa")
+    one_line_error(r, f"rsa: {TASKS[1]}'s features are constant within 6 of the 6 reference images (images [0, 1, 2, 3, 4])",
+                   "a dead encoder", f"leave {TASKS[1]} out of tasks")
+    assert not (tmp_path / "methods").exists()
+    assert distance(tmp_path, "cka").returncode == 0  # cka defines it (distance 1 to every other model)
+
+
+@pytest.mark.slow  # runs stage scripts as processes
 def test_a_reference_set_that_cannot_fit_in_memory_is_refused_before_any_work(project):
     huge_reference(project / "huge.npy")
     values = 1000 * 3 * 100_000 * 100_000
