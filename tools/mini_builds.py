@@ -189,6 +189,9 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if "--help" in argv or "-h" in argv:
+        print(__doc__)
+        return 0
     if not argv or argv[0] not in ("run", "report"):
         raise SystemExit("usage: tools/mini_builds.py run [--builds 0 1 2] [-S key=value ...] | report")
     if argv[0] == "report":
