@@ -91,16 +91,16 @@ def _rows(result: dict) -> list[str]:
 
 def report(builds=BUILDS, root: Path = ROOT) -> dict:
     """metrics/mini_builds.json's content, from each build's kept results (module doc)."""
-    kept, tasks = {}, {}
+    kept, tasks, listed = {}, {}, _tasks()
     for b in builds:
         path = build_dir(b, root) / "correlation_details.json"  # every row with its role: the baselines too
         if not path.is_file():
             raise SystemExit(f"error: no {path.relative_to(root)}: run `python tools/mini_builds.py run --builds {b}` first")
         kept[b] = json.loads(path.read_text())
         names = build_dir(b, root) / "tasks.json"
-        tasks[b] = json.loads(names.read_text()) if names.is_file() else _tasks()
+        tasks[b] = json.loads(names.read_text()) if names.is_file() else listed
     tables = [t for t in kept[builds[0]] if isinstance(kept[builds[0]][t], dict) and "noise_ceiling" in kept[builds[0]][t]]
-    common = [t for t in _tasks() if all(t in tasks[b] for b in builds)]  # the targets every build scores
+    common = [t for t in listed if all(t in tasks[b] for b in builds)]  # the targets every build scores
     out = {"builds": list(builds), "settings": list(RUN_SETTINGS), "tasks": {str(b): tasks[b] for b in builds},
            "common_targets": common, "tables": {}}
     for t in tables:
@@ -119,7 +119,7 @@ def report(builds=BUILDS, root: Path = ROOT) -> dict:
                                                                        "upper", "ceiling_ci95") if k in res["noise_ceiling"]},
                 "excluded_targets": sorted(res.get("excluded_targets", {})),
             }
-        truth = {b: ground_truth_tables({"mini": {"build": b, "ground_truth": [t]}}, "mini", _tasks())[0] for b in builds}
+        truth = {b: ground_truth_tables({"mini": {"build": b, "ground_truth": [t]}}, "mini", listed)[0] for b in builds}
         # a distance against a closeness (win rates): a negative rho is agreement; against losses a positive one
         better = "lower" if truth[builds[0]].higher_is_closer else "higher"
         per_target = np.array([[[_rho(kept[b][t][m]["per_task"], tasks[b], target) for target in common] for m in rows]

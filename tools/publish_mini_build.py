@@ -25,6 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from modelgif.io.atomic import write_text  # noqa: E402
 from modelgif.io.download import sha256_file  # noqa: E402
 from modelgif.zoo.mini_builds import check_build, encoders_dir, manifest_path, suffix  # noqa: E402
 
@@ -71,7 +72,7 @@ def main(clone: Path = typer.Argument(..., help="the clone the build ran in (min
     replicates = {f"r{r}" for r in mini_params.get("readout_replicates", [0])}  # not a stopped run's others
     transfer = _replace_dir(clone / "data" / "mini" / "transfer", ROOT / "data" / "mini" / f"transfer{suffix(build)}", "*.npz",
                             keep=lambda rel: rel.parts[0] in replicates)
-    (ROOT / manifest_path(build)).write_text(manifest.read_text())
+    write_text(ROOT / manifest_path(build), manifest.read_text())  # atomically, like every folder above
     typer.echo(f"build {build}: {n} encoders, {tables} tables, {train} training logs, {transfer} transfers, "
                f"manifest {manifest_path(build)}")
 
