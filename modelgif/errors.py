@@ -162,6 +162,19 @@ def check_seed(value, param: str) -> int:
     return int(value)
 
 
+def check_models(params, where: str = "params.yaml") -> list[str]:
+    """The ``models`` list of a params mapping (the zoo's models to compare, one field each), as
+    strings; ``InputError`` naming ``where`` unless it is a non-empty list of distinct names, and
+    for a params file that still uses the key's old name, ``tasks``."""
+    if "tasks" in params:
+        raise InputError(f"{where}: 'tasks' is now called 'models' (the zoo's models to compare); rename the key, "
+                         f"or pass -S 'models=[...]' instead of -S 'tasks=[...]'")
+    models = params.get("models")
+    if not models or not isinstance(models, list) or len(set(map(str, models))) != len(models):
+        raise InputError(f"{where}: 'models' must be a non-empty list of distinct model names, got {models!r}")
+    return [str(m) for m in models]
+
+
 def _cgroup_limit() -> int | None:
     """The memory this process's cgroup may still take (v2 ``memory.max`` − ``memory.current``,
     or v1's limit − usage), or None where there is no limit."""

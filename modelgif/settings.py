@@ -39,15 +39,14 @@ from pathlib import Path
 
 from ._imports import imported_files, module_files
 from .io.download import sha256_file
-from .errors import InputError, check_memory, check_seed
+from .io.settings_file import SETTINGS_FORMAT, read_settings  # noqa: F401 (read_settings: re-exported)
+from .errors import InputError, check_memory, check_models, check_seed
 from .compare.registry import REGISTRY
 from .zoo.mini_builds import resolve_mini_params, selected_build
 from .zoo.spec import NAMED_ARCHITECTURES, SOURCE_MODULES, ZooSpec, load_zoo_spec, params_section
 
 #: ``reference.source`` values that name a built-in source rather than a path or URL.
 BUILTIN_SOURCES = ("zoo", "taskonomy-sample", "mini-scenes")
-#: Version of the settings files' layout (a new layout reruns every stage once).
-SETTINGS_FORMAT = 1
 
 
 def _section(params: Mapping, key: str) -> dict:
@@ -227,7 +226,7 @@ def checkpoint_settings(params: Mapping, spec: ZooSpec, task: str) -> dict:
 
 
 def method_settings(params: Mapping, method: str) -> dict:
-    """What ``distance@<method>`` computes with: the tasks, its options, the bootstrap, and the
+    """What ``distance@<method>`` computes with: the models (under the key ``tasks``, as before), its options, the bootstrap, and the
     field distance (``distance``) only for a field method."""
     options = (params.get("method_options") or {}).get(method)
     check_seed((params.get("bootstrap") or {}).get("seed"), "bootstrap.seed")
@@ -235,7 +234,7 @@ def method_settings(params: Mapping, method: str) -> dict:
     if spec is not None and spec.reads == "field_end_point" and (params.get("field") or {}).get("cumulative") is False:
         raise InputError("method ig cannot run with field.cumulative: false: a per-step field's last step is not "
                          "the Integrated Gradients attribution; set field.cumulative: true or drop ig from methods")
-    out = {"method": method, "tasks": params.get("tasks"), "options": options or {},
+    out = {"method": method, "tasks": params.get("models"), "options": options or {},
            "metric": params.get("distance") if spec is not None and spec.kind == "field" else None,
            "bootstrap": params.get("bootstrap")}
     if spec is not None and spec.compute is not None:  # a method's own module, loaded by name: its code
@@ -268,7 +267,7 @@ def ground_truth_settings(params: Mapping, spec: ZooSpec) -> dict:
 def resolve_settings(params: Mapping) -> dict[str, dict]:
     """Every settings file, ``{file name: content}``: ``zoo.json`` (the sha256 of the code that
     builds the zoo's models, :func:`zoo_code`), ``reference.json``, ``field.json``, ``features.json``
-    (zoo, target), ``affinity.json`` (tasks, distance),
+    (zoo, target), ``affinity.json`` (the models, under the key ``tasks``, and distance),
     ``ground_truth.json``, ``checkpoint_<task>.json`` per listed task, ``method_<name>.json``
     per listed method and ``code_<script>.json`` per stage script (:data:`STAGE_SCRIPTS`)."""
     params = resolve_mini_params(params)  # mini.checkpoints' nulls: those of the build mini.build chooses
@@ -277,13 +276,11 @@ def resolve_settings(params: Mapping) -> dict[str, dict]:
     out = {"zoo.json": {"zoo": spec.name, "code": zoo_code(spec)},
            "reference.json": reference_settings(params, spec), "field.json": field_settings(params, spec),
            "ground_truth.json": ground_truth_settings(params, spec)}
-    tasks = params.get("tasks")
-    if not tasks or not isinstance(tasks, list) or len(set(map(str, tasks))) != len(tasks):
-        raise InputError(f"params.yaml: 'tasks' must be a non-empty list of distinct task names, got {tasks!r}")
+    tasks = check_models(params)  # the models to compare (the Taskonomy zoos': its tasks' encoders)
     # the encoder outputs and attribution maps (features@<task>) and the field distances (affinity)
     out["features.json"] = {"zoo": spec.name, "target": params.get("target")}
     out["affinity.json"] = {"tasks": tasks, "metric": params.get("distance")}
-    for task in spec.check_models([str(t) for t in tasks]):  # an unknown task: ZooError naming the zoo's models
+    for task in spec.check_models(tasks):  # an unknown task: ZooError naming the zoo's models
         out[f"checkpoint_{task}.json"] = checkpoint_settings(params, spec, task)
     methods = params.get("methods") or []
     for method in methods:
@@ -291,19 +288,6 @@ def resolve_settings(params: Mapping) -> dict[str, dict]:
     for name in STAGE_SCRIPTS:
         out[f"code_{name}.json"] = {"script": f"stages/{name}.py", "code": stage_code(f"stages/{name}.py")}
     return {name: {"format": SETTINGS_FORMAT, **content} for name, content in out.items()}
-
-
-def read_settings(path: str | os.PathLike) -> dict:
-    """A settings file written by the ``settings`` stage; ``InputError`` naming it otherwise."""
-    import json
-
-    try:
-        content = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read the settings file {path}: {e} (run the settings stage: dvc repro settings)") from e
-    if not isinstance(content, dict) or content.get("format") != SETTINGS_FORMAT:
-        raise InputError(f"{path} is not a settings file of format {SETTINGS_FORMAT} (rerun: dvc repro settings)")
-    return content
 
 
 def method_input_paths(method: str, tasks, *, fields: str | os.PathLike = "data/fields",

@@ -1,4 +1,4 @@
-"""What the stage commands share: DVC-rendered booleans, the task list, the device, the
+"""What the stage commands share: DVC-rendered booleans, the model list, the device, the
 reference set's size before it is read, one-line errors."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 import yaml
 
-from modelgif.errors import USER_ERRORS, InputError, check_memory, describe
+from modelgif.errors import USER_ERRORS, check_memory, check_models, describe
 
 
 def parse_bool(value: str, name: str = "value") -> bool:
@@ -20,12 +20,9 @@ def parse_bool(value: str, name: str = "value") -> bool:
     return v in ("true", "1", "yes")
 
 
-def read_tasks(params: Path) -> list[str]:
-    """The ``tasks`` list of a params file; ``InputError`` unless it is a non-empty list of distinct names."""
-    tasks = (yaml.safe_load(Path(params).read_text()) or {}).get("tasks")
-    if not tasks or not isinstance(tasks, list) or len(set(tasks)) != len(tasks):
-        raise InputError(f"{params}: 'tasks' must be a non-empty list of distinct task names, got {tasks!r}")
-    return [str(t) for t in tasks]
+def read_models(params: Path) -> list[str]:
+    """The ``models`` list of a params file (:func:`modelgif.errors.check_models`)."""
+    return check_models(yaml.safe_load(Path(params).read_text()) or {}, str(params))
 
 
 def resolve_device(device: str):

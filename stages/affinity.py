@@ -2,7 +2,7 @@
 
     python stages/affinity.py --settings data/settings/affinity.json --fields data/fields --out data/affinity
 
-Reads ``tasks`` from the params file and only those tasks' fields (a stale field of a
+Reads ``models`` from the params file and only those tasks' fields (a stale field of a
 removed task is never read). Refuses, before reading any values, fields whose provenance
 records (``<task>.json`` beside ``<task>.npy``, :mod:`modelgif.io.provenance`) show another
 reference set or other settings, naming the fields that differ. Writes ``distance.csv``
@@ -16,18 +16,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from _cli import clean_errors, read_tasks
+from _cli import clean_errors, read_models
 
 from modelgif.compare.distance import distance_matrix, check_metric
 from modelgif.errors import check_output_dir
 from modelgif.score.plots import matrix_csv, ranked_long_csv, similarity_tree
 from modelgif.io.provenance import check_fields
-from modelgif.settings import read_settings
+from modelgif.io.settings_file import read_settings
 
 
 @clean_errors(outputs=("out",))
 def main(
-    params: Path = typer.Option(Path("params.yaml"), help="params file holding the task list"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file holding the model list"),
     metric: str = typer.Option("cosine", help="cosine or euclidean"),
     fields: Path = typer.Option(Path("data/fields"), help="folder of <task>.npy fields"),
     out: Path = typer.Option(Path("data/affinity"), help="output folder"),
@@ -38,7 +38,7 @@ def main(
         s = read_settings(settings)
         tasks, metric = [str(t) for t in s["tasks"]], str(s["metric"])
     else:
-        tasks = read_tasks(params)
+        tasks = read_models(params)
     check_metric(metric)
     missing = [t for t in tasks if not (fields / f"{t}.npy").is_file()]
     if missing:

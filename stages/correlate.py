@@ -70,7 +70,7 @@ from modelgif.score.correlation import per_task_spearman
 from modelgif.errors import InputError, check_output_dir, check_output_file
 from modelgif.score.ground_truth import ground_truth_tables, max_tied_fraction
 from modelgif.score.plots import ranked_long_panels_csv, read_matrix_csv
-from modelgif.settings import read_settings
+from modelgif.io.settings_file import read_settings
 from modelgif.io.storage import load_array, read_json_record
 from modelgif.zoo.spec import load_zoo_spec
 

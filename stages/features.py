@@ -37,7 +37,7 @@ from modelgif.field.attribution import ATTRIBUTIONS, attribution_maps, encoder_f
 from modelgif.errors import check_output_dir, check_output_file
 from modelgif.io.provenance import file_sha256
 from modelgif.reference import load_reference_images
-from modelgif.settings import read_settings
+from modelgif.io.settings_file import read_settings
 from modelgif.io.storage import field_nbytes, reference_shape, save_field
 from modelgif.field.targets import check_target
 from modelgif.zoo.models import check_zoo, load_zoo_encoder, target_is_void

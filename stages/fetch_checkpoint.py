@@ -33,7 +33,7 @@ import typer
 
 from modelgif.zoo.checkpoint_source import fetch_model_checkpoint, hub_checkpoint_dir
 from modelgif.io.download import ChecksumError, DownloadError
-from modelgif.settings import read_settings
+from modelgif.io.settings_file import read_settings
 from modelgif.zoo.spec import load_zoo_spec
 from modelgif.zoo.models import check_zoo_models
 

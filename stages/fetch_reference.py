@@ -32,7 +32,7 @@ import typer
 from _cli import parse_bool
 
 from modelgif.io.download import DownloadError
-from modelgif.settings import read_settings
+from modelgif.io.settings_file import read_settings
 from modelgif.reference import (MAX_MEMBER_BYTES, SAMPLE, SAMPLE_BASE_URL, SAMPLE_COMMIT, build_reference_set,
                                 rendered_reference_set, write_reference_set)
 from modelgif.zoo.spec import load_zoo_spec

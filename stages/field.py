@@ -42,7 +42,7 @@ from modelgif.io.provenance import field_record, file_sha256, record_path, write
 from modelgif.field.quadrature import check_n_steps
 from modelgif.reference import load_reference_images
 from modelgif.io.storage import field_nbytes, reference_shape, storage_dtype
-from modelgif.settings import read_settings
+from modelgif.io.settings_file import read_settings
 from modelgif.field.sketch import check_sketch_dim
 from modelgif.field.targets import check_target
 from modelgif.zoo.models import check_zoo, load_zoo_encoder, target_is_void

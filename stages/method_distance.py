@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from _cli import clean_errors, read_tasks, resolve_device
+from _cli import clean_errors, read_models, resolve_device
 import yaml
 
 from modelgif.io.atomic import save_npy, write_text
@@ -42,7 +42,7 @@ from modelgif.score.plots import matrix_csv
 from modelgif.io.provenance import check_fields, file_sha256
 from modelgif.reference.build import images_sha256
 from modelgif.reference.labels import check_labelled, reference_labels
-from modelgif.settings import read_settings
+from modelgif.io.settings_file import read_settings
 from modelgif.io.storage import field_shape, load_array, open_field, read_json_record
 
 
@@ -51,7 +51,7 @@ IG_NEEDS_CUMULATIVE = ("a per-step field's last step is not the Integrated Gradi
 
 
 def _read_params(params: Path, method: str) -> tuple[list[str], dict]:
-    tasks = read_tasks(params)
+    tasks = read_models(params)
     p = yaml.safe_load(params.read_text()) or {}
     options = (p.get("method_options") or {}).get(method)
     if options is not None and not isinstance(options, dict):
@@ -142,7 +142,7 @@ def _inputs(method: str, tasks: list[str], fields: Path, features: Path, attribu
 @clean_errors(outputs=("out",))
 def main(
     method: str = typer.Argument(..., help="a registered method (modelgif/compare/registry.py): modelgif, ig, saliency, gradxinput, rsa, cka, dds, logme, linear_mse, knn"),
-    params: Path = typer.Option(Path("params.yaml"), help="params file holding tasks and method_options"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file holding models and method_options"),
     metric: str = typer.Option("cosine", help="field methods: cosine or euclidean"),
     n_boot: int = typer.Option(1000, help="bootstrap resamples of the reference images"),
     seed: int = typer.Option(0, help="seed of the bootstrap resamples"),

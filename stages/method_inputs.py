@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 import yaml
-from _cli import clean_errors, read_tasks
+from _cli import clean_errors, read_models
 from tqdm.auto import tqdm
 
 from modelgif.io.atomic import write_text
@@ -25,14 +25,14 @@ from modelgif.settings import inputs_fingerprint, method_input_paths
 
 @clean_errors(outputs=("out",))
 def main(
-    params: Path = typer.Option(Path("params.yaml"), help="params file holding tasks and methods"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file holding models and methods"),
     fields: Path = typer.Option(Path("data/fields"), help="folder of <task>.npy fields"),
     features: Path = typer.Option(Path("data/features"), help="folder of <task>.npy encoder features"),
     attributions: Path = typer.Option(Path("data/attributions"), help="folder of <kind>/<task>.npy maps"),
     reference: Path = typer.Option(Path("data/reference"), help="the reference set (images.npy, manifest.json)"),
     out: Path = typer.Option(Path("data/method_inputs"), help="output folder"),
 ) -> None:
-    tasks = read_tasks(params)
+    tasks = read_models(params)
     methods = (yaml.safe_load(params.read_text()) or {}).get("methods") or []
     out.mkdir(parents=True, exist_ok=True)
     hashed: dict = {}

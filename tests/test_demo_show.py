@@ -81,7 +81,7 @@ def test_demo_leaves_params_yaml_byte_identical(tmp_path):
         subprocess.run(cmd, cwd=project, env=env, check=True, capture_output=True)
     before = (project / "params.yaml").read_bytes()
     assert b"# " in before  # the comments the rewrite would drop
-    tiny = ["-S", "tasks=[normal,reshading,depth_zbuffer]", "-S", "reference.n_images=4", "-S", "field.n_steps=2",
+    tiny = ["-S", "models=[normal,reshading,depth_zbuffer]", "-S", "reference.n_images=4", "-S", "field.n_steps=2",
             "-S", "bootstrap.n=5", "-S", "methods=[modelgif,cka]"]
     proc = subprocess.run([sys.executable, "tools/run.py", "demo", "mini", *tiny], cwd=project, env=env,
                           capture_output=True, text=True, timeout=1200)

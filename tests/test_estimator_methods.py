@@ -233,7 +233,7 @@ def test_stage_runs_the_estimators_on_the_mini_encoders(tmp_path):
         (tmp_path / f"features/{task}.json").write_text(json.dumps(
             {"task": task, "shape": [8, 4, 4], "reference_sha256": file_sha256(tmp_path / "reference/images.npy")}))
         feats.append(f.astype(np.float64).reshape(n, 8, 4, 4))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tasks": TASKS, "method_options": {"linear_mse": {"alpha": 0.5}}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": TASKS, "method_options": {"linear_mse": {"alpha": 0.5}}}))
     labs = reference_labels(reference.manifest, TASKS, (4, 4))
     labels = [labs[t] for t in TASKS]
     indices = resample_indices(n, n_boot, 0)

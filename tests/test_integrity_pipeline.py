@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["normal", "reshading", "depth_zbuffer"]
-BASE = {"zoo": "mini", "tasks": TASKS, "methods": ["modelgif", "ig", "rsa"], "reference.n_images": 4,
+BASE = {"zoo": "mini", "models": TASKS, "methods": ["modelgif", "ig", "rsa"], "reference.n_images": 4,
         "field.n_steps": 2, "bootstrap.n": 5}
 
 

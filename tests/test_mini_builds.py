@@ -19,7 +19,7 @@ from modelgif.zoo.spec import load_zoo_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-TASKS = PARAMS["tasks"]
+TASKS = PARAMS["models"]
 
 
 def _params(build: int, **checkpoints) -> dict:

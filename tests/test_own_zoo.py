@@ -57,7 +57,7 @@ def test_readme_own_models_example_end_to_end(tmp_path, monkeypatch):
     # the distances and rho equal a direct computation from the declared checkpoints
     monkeypatch.chdir(project)  # the declaration's paths are relative to the project root
     params = yaml.safe_load((project / "params.yaml").read_text())
-    assert params["zoo"] == "mine" and params["tasks"] == MODELS
+    assert params["zoo"] == "mine" and params["models"] == MODELS
     fp = params["field"]
     spec = yaml.safe_load((project / "zoos/mine.yaml").read_text())
     images = load_reference_images(project / "data/reference/images.npy")
@@ -88,7 +88,7 @@ def test_readme_own_models_example_end_to_end(tmp_path, monkeypatch):
     assert f"modelgif: mean rho {score['mean_rho']:+.4f}" in proc.stdout
 
     # a model the zoo lacks: one line naming the zoo file, from the first stage that reads it
-    bad = _run(["dvc", "exp", "run", "-S", "tasks=[resnet_a,resnet_z]"], project, env, check=False)
+    bad = _run(["dvc", "exp", "run", "-S", "models=[resnet_a,resnet_z]"], project, env, check=False)
     assert bad.returncode != 0
     assert "error: zoos/mine.yaml: unknown task 'resnet_z': not a model of zoo mine" in bad.stdout + bad.stderr
 

@@ -32,7 +32,7 @@ METHODS = FIELD_METHODS + SET_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["normal", "reshading", "depth_zbuffer"]
-BASE = {"zoo": "mini", "tasks": TASKS, "reference.n_images": 4, "reference.image_size": 32, "field.n_steps": 2,
+BASE = {"zoo": "mini", "models": TASKS, "reference.n_images": 4, "reference.image_size": 32, "field.n_steps": 2,
         "bootstrap.n": 5}
 
 
@@ -183,7 +183,7 @@ def _edits(ctx) -> dict[str, tuple[dict, object, set[str]]]:
     sample = {"reference.source": "taskonomy-sample", "reference.base_url": f"{server}/a", "reference.commit": "c1"}
     return {
         "zoo": ({}, "mini_random", {"fetch_checkpoint", "field", "features"}),  # the field of the new encoder
-        "tasks": ({}, list(reversed(TASKS)), {"affinity", "method_inputs", "distance"}),
+        "models": ({}, list(reversed(TASKS)), {"affinity", "method_inputs", "distance"}),
         "target": ({}, 5, {"field", "features"}),  # features: its attribution maps
         "reference.source": ({}, "images", {"fetch_reference"}),  # a folder of 4 PNGs
         "reference.n_images": ({}, 5, {"fetch_reference"}),

@@ -209,7 +209,7 @@ def distance(root: Path, method: str, *args, params="params.yaml"):
 @pytest.mark.slow  # runs stage scripts as processes
 def test_ig_is_refused_with_per_step_fields(tmp_path):
     stored_fields(tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tasks": TASKS, "field": {"cumulative": False}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": TASKS, "field": {"cumulative": False}}))
     r = distance(tmp_path, "ig")
     one_line_error(r, "method ig cannot run with field.cumulative: false", "not the Integrated Gradients attribution",
                    "drop ig from methods")
@@ -217,7 +217,7 @@ def test_ig_is_refused_with_per_step_fields(tmp_path):
     assert distance(tmp_path, "modelgif").returncode == 0  # the field itself is fine for modelgif
     # the params say cumulative, the fields' records do not: the records decide
     stored_fields(tmp_path, cumulative=False)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tasks": TASKS, "field": {"cumulative": True}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": TASKS, "field": {"cumulative": True}}))
     r = distance(tmp_path, "ig")
     one_line_error(r, "method ig cannot run on the fields in fields: their records say field.cumulative: false")
     assert not (tmp_path / "methods" / "ig").exists()
@@ -232,7 +232,7 @@ def test_rsa_names_a_model_whose_features_are_constant(tmp_path):
         (tmp_path / "feat").mkdir(exist_ok=True)
         np.save(tmp_path / "feat" / f"{task}.npy", values.astype(np.float32))
         (tmp_path / "feat" / f"{task}.json").write_text(json.dumps({"reference_sha256": "0" * 64, "shape": [8, 2, 2]}))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tasks": TASKS}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": TASKS}))
     r = distance(tmp_path, "rsa")
     one_line_error(r, f"rsa: {TASKS[1]}'s features are constant within 6 of the 6 reference images (images [0, 1, 2, 3, 4])",
                    "a dead encoder", f"leave {TASKS[1]} out of tasks")
@@ -384,7 +384,7 @@ CORRUPT_FEATURES = {
 def test_method_distance_refuses_corrupted_features_in_one_line(tmp_path, case):
     name, damage, message = CORRUPT_FEATURES[case]
     damage(features_folder(tmp_path) / name)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tasks": TASKS}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": TASKS}))
     one_line_error(distance(tmp_path, "cka"), message)
     assert not (tmp_path / "methods").exists()
 
@@ -443,7 +443,7 @@ def test_a_negative_seed_is_refused_naming_its_param(project, tmp_path):
     one_line_error(field(project, "--sketch-seed", -2), "field.sketch_seed (--sketch-seed) must be an integer")
     assert not (project / "fields").exists()
     stored_fields(project)
-    (project / "params.yaml").write_text(yaml.safe_dump({"tasks": TASKS}))
+    (project / "params.yaml").write_text(yaml.safe_dump({"models": TASKS}))
     one_line_error(distance(project, "modelgif", "--seed", -5),
                    "bootstrap.seed (--seed) must be an integer from 0 to 4294967295, got -5")
     one_line_error(distance(project, "modelgif", "--n-boot", 0), "bootstrap.n (--n-boot) must be a positive integer")

@@ -56,7 +56,7 @@ def test_a_registered_method_is_computed_checked_wired_and_fingerprinted(new_met
         check_method("mycka", {"kernel": "rbf"})
     # the stage wiring: its inputs are the encoder outputs; its settings carry its code's sha256
     assert [p.as_posix() for p in method_input_paths("mycka", ["a"])] == ["data/features/a.npy", "data/features/a.json"]
-    params = {"tasks": ["a", "b"], "bootstrap": {"n": 6, "seed": 1}, "distance": "cosine"}
+    params = {"models": ["a", "b"], "bootstrap": {"n": 6, "seed": 1}, "distance": "cosine"}
     before = method_settings(params, "mycka")
     assert set(before["code"]) == {"my_methods.py"} and before["metric"] is None
     (tmp_path / "my_methods.py").write_text(MODULE + "\n# edited\n")

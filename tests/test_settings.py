@@ -106,7 +106,7 @@ def test_a_local_checkpoint_file_is_fingerprinted(tmp_path):
 def test_resolve_settings_names_one_file_per_task_and_method():
     files = resolve_settings({**PARAMS, "zoo": "mini"})
     assert set(files) == {"zoo.json", "reference.json", "field.json", "features.json", "affinity.json", "ground_truth.json",
-                          *(f"checkpoint_{t}.json" for t in PARAMS["tasks"]),
+                          *(f"checkpoint_{t}.json" for t in PARAMS["models"]),
                           *(f"method_{m}.json" for m in PARAMS["methods"]),
                           *(f"code_{s}.json" for s in STAGE_SCRIPTS)}
     tables = files["ground_truth.json"]["files"]
@@ -158,6 +158,15 @@ def test_bad_settings_are_refused_by_the_first_stage_naming_the_param(change, me
 
 def test_an_unknown_task_is_refused_naming_the_zoos_models():
     with pytest.raises(InputError, match=r"zoos/mini.yaml: unknown task 'nope': not a model of zoo mini .*known tasks: autoencoding"):
-        resolve_settings({**PARAMS, "zoo": "mini", "tasks": ["normal", "nope"]})
-    with pytest.raises(InputError, match="'tasks' must be a non-empty list of distinct task names"):
-        resolve_settings({**PARAMS, "tasks": ["normal", "normal"]})
+        resolve_settings({**PARAMS, "zoo": "mini", "models": ["normal", "nope"]})
+    with pytest.raises(InputError, match="'models' must be a non-empty list of distinct model names"):
+        resolve_settings({**PARAMS, "models": ["normal", "normal"]})
+
+
+def test_the_old_name_of_models_is_refused_with_the_new_one():
+    """``tasks`` was renamed ``models``: an old params file (or ``-S tasks=[...]``, which adds the
+    key beside ``models``) is refused, naming both keys, before anything is resolved."""
+    old = {k: v for k, v in PARAMS.items() if k != "models"} | {"tasks": PARAMS["models"]}
+    for params in (old, {**PARAMS, "tasks": ["normal"]}):
+        with pytest.raises(InputError, match=r"params.yaml: 'tasks' is now called 'models'.*-S 'models=\[\.\.\.\]'"):
+            resolve_settings(params)

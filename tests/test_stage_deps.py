@@ -150,3 +150,16 @@ def test_a_zoo_s_own_code_is_a_dependency_of_its_stages_only(name):
     deps = {n: d for p, n, _, d in STAGES if p == "dvc.yaml"}[name]
     assert "data/settings/zoo.json" in deps
     assert not [d for d in deps if d.startswith("modelgif/mini") or d == "modelgif/zoo/taskonomy.py"], deps
+
+
+@pytest.mark.parametrize("name", [s for s in STAGE_SCRIPTS if s != "settings"])
+def test_a_stage_reads_its_settings_without_the_resolver(name):
+    """A stage reads its settings file through ``modelgif.io.settings_file``; the resolver
+    (``modelgif/settings.py``: params.yaml → settings files) is in no code fingerprint but the
+    settings stage's (and method_inputs', which uses its input lists), so editing it reruns the
+    settings stage and, where no settings file's content changes, nothing else: no field."""
+    code = stage_code(f"stages/{name}.py")
+    if name == "method_inputs":
+        assert "modelgif/settings.py" in code
+    else:
+        assert "modelgif/settings.py" not in code and "modelgif/io/settings_file.py" in code, sorted(code)

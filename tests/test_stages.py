@@ -63,7 +63,7 @@ def fields(tmp_path_factory):
     for task in TASKS:
         f = base + rng.uniform(0.3, 3.0) * rng.standard_normal(base.shape)
         write_field(root / "fields" / f"{task}.npy", f.astype(np.float32))
-    (root / "params.yaml").write_text(yaml.safe_dump({"tasks": TASKS, "ground_truth": ["all_affinities", "wins_vs_pixels"]}))
+    (root / "params.yaml").write_text(yaml.safe_dump({"models": TASKS, "ground_truth": ["all_affinities", "wins_vs_pixels"]}))
     return root
 
 
@@ -146,13 +146,16 @@ def test_affinity_and_correlate_write_what_the_library_computes(fields):
 @pytest.mark.slow  # runs stage scripts as processes
 def test_affinity_errors(fields, tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"tasks": TASKS + ["room_layout"]}))
+    params.write_text(yaml.safe_dump({"models": TASKS + ["room_layout"]}))
     r = run_stage("affinity.py", "--params", params, "--fields", fields / "fields", "--out", tmp_path / "out", cwd=tmp_path)
     assert r.returncode == 1 and "error: no field for task(s) room_layout" in r.stderr
     assert not (tmp_path / "out").exists()
-    params.write_text(yaml.safe_dump({"tasks": "normal"}))
+    params.write_text(yaml.safe_dump({"models": "normal"}))
     r = run_stage("affinity.py", "--params", params, "--fields", fields / "fields", cwd=tmp_path)
-    assert r.returncode == 1 and "'tasks' must be a non-empty list" in r.stderr
+    assert r.returncode == 1 and "'models' must be a non-empty list" in r.stderr
+    params.write_text(yaml.safe_dump({"tasks": TASKS}))  # the key's old name
+    r = run_stage("affinity.py", "--params", params, "--fields", fields / "fields", cwd=tmp_path)
+    assert r.returncode == 1 and f"error: {params}: 'tasks' is now called 'models'" in r.stderr
     r = run_stage("affinity.py", "--params", fields / "params.yaml", "--metric", "manhattan",
                   "--fields", fields / "fields", cwd=tmp_path)
     assert r.returncode == 1 and "valid metrics: cosine, euclidean" in r.stderr
@@ -213,12 +216,12 @@ def test_method_distance_errors(fields, tmp_path):
     for options, fragment in (({"cka": {"unbiased": True}}, "method 'cka' has no option(s) unbiased; its options: debiased"),
                               ({"dds": {"kernel": "poly"}}, "dds: unknown kernel 'poly'"),
                               ({"cka": {"debiased": "yes"}}, "option debiased must be true or false")):
-        params.write_text(yaml.safe_dump({"tasks": TASKS, "method_options": options}))
+        params.write_text(yaml.safe_dump({"models": TASKS, "method_options": options}))
         r = run_stage("method_distance.py", next(iter(options)), *args, cwd=tmp_path)
         assert_one_line_error(r, fragment)
     r = run_stage("method_distance.py", "lrp", *args, cwd=tmp_path)
     assert_one_line_error(r, "unknown method 'lrp'; valid methods: modelgif, ig, saliency, gradxinput, rsa, cka, dds")
-    params.write_text(yaml.safe_dump({"tasks": TASKS}))
+    params.write_text(yaml.safe_dump({"models": TASKS}))
     r = run_stage("method_distance.py", "cka", *args, "--features", tmp_path / "none", cwd=tmp_path)
     assert_one_line_error(r, "cka: no input", "none/normal.npy")
     assert not (tmp_path / "out").exists()

@@ -160,4 +160,4 @@ def test_the_task_list_is_defined_once_and_params_yaml_follows_it():
     assert len(tasks.TASKS) == 17 and tuple(tasks.OLD_NAMES) == tasks.TASKS
     repo = Path(__file__).resolve().parent.parent
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    assert tuple(params["tasks"]) == tasks.TASKS  # DVC's foreach cannot import Python: checked here
+    assert tuple(params["models"]) == tasks.TASKS  # DVC's foreach cannot import Python: checked here

@@ -83,7 +83,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    tasks = list(params["tasks"])
+    tasks = list(params["models"])
     ref = dict(REFERENCE)
     n_steps = 3 if args.smoke else 50
     if args.smoke:

@@ -69,7 +69,7 @@ def run(builds, extra) -> int:
     for b in builds:
         tasks = [t for t in _tasks() if t not in DEAD.get(b, ())]
         argv = [sys.executable, str(ROOT / "tools" / "run.py"), "demo", "mini", "-S", f"mini.build={b}",
-                *(x for s in RUN_SETTINGS for x in ("-S", s)), "-S", f"tasks=[{','.join(tasks)}]", *extra]
+                *(x for s in RUN_SETTINGS for x in ("-S", s)), "-S", f"models=[{','.join(tasks)}]", *extra]
         print(f"mini build {b}: {' '.join(argv[1:])}", flush=True)
         code = subprocess.run(argv, cwd=ROOT).returncode
         if code != 0:
@@ -154,7 +154,7 @@ def between_builds(truth: dict) -> dict:
 def _tasks() -> list[str]:
     import yaml
 
-    return yaml.safe_load((ROOT / "params.yaml").read_text())["tasks"]
+    return yaml.safe_load((ROOT / "params.yaml").read_text())["models"]
 
 
 def markdown(result: dict) -> str:
