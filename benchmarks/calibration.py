@@ -53,7 +53,7 @@ from modelgif.field.gradients import gradient_field  # noqa: E402
 from modelgif.score.inference import score_method, target_draws, task_permutations  # noqa: E402
 from modelgif.reference import rendered_reference_set  # noqa: E402
 from modelgif.compare.similarity import cka_distance, dds_distance, rsa_distance  # noqa: E402
-from modelgif.zoo.taskonomy import load_ground_truth  # noqa: E402
+from modelgif.score.ground_truth import ground_truth_tables  # noqa: E402
 from modelgif.zoo.models import random_encoder  # noqa: E402
 
 FIELD_METHODS = ("modelgif", "ig", "saliency", "gradxinput")
@@ -104,10 +104,15 @@ def main(argv=None) -> int:
                          "primary endpoint, at the same settings")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    tasks = list(yaml.safe_load((ROOT / "params.yaml").read_text())["tasks"])
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    tasks = list(params["models"])
     images_u8 = rendered_reference_set(args.n_images, 64, first_seed=1_000_000, use_cutmix=True, seed=3).images
     images = torch.from_numpy(images_u8).float().div_(255).mul_(2).sub_(1)
-    truths = {t: load_ground_truth(t, tasks, ROOT / "data/mini/tables") for t in TABLES}
+    # the tables as the correlate stage scores them: the build params.yaml's mini.build chooses, the
+    # degenerate targets' columns constant (left out of every per-target mean)
+    tables = {t.name: t for t in ground_truth_tables(params, "mini_random", tasks)}
+    truths = {name: tables[name].scored for name in TABLES}
+    assert all(tables[name].higher_is_closer == closer for name, closer in TABLES.items())
     draws = target_draws(len(tasks), args.n_boot, seed=(args.seed, 1))
     perms = task_permutations(len(tasks), args.permutations, seed=(args.seed, 2))
     if args.mini_table:
@@ -119,17 +124,7 @@ def main(argv=None) -> int:
         models = [random_encoder(t, random_seed) for t in tasks]
         dist = method_distances(models, images, args.n_steps, args.n_boot, args.seed)
         for table, closer in TABLES.items():
-            for m, (d, samples) in dist.items():
-                old = summarize(d, samples, truths[table], better="lower" if closer else "higher")
-                new = score_method(d, samples, truths[table], draws, perms, higher_is_closer=closer)
-                rows.append({"random_seed": random_seed, "table": table, "method": m,
-                             "mean_rho_off_diagonal": new["mean_rho_off_diagonal"],
-                             "old_ci95": old["mean_rho_off_diagonal_ci95"], "new_ci95": new["mean_rho_off_diagonal_ci95"],
-                             "new_bca_ci95": new["mean_rho_off_diagonal_ci95_bca"],
-                             "targets_ci95": new["mean_rho_off_diagonal_ci95_targets"],
-                             "p_perm_off_diagonal": new["p_perm_off_diagonal"],
-                             "chance_level": new["chance_level"], "mean_rho": new["mean_rho"],
-                             "p_perm": new["p_perm"]})
+            rows += score_draw(dist, truths[table], draws, perms, closer, random_seed, table)
         print(f"draw {random_seed}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     summary = summarize_rows(rows)
     print(report(summary, args))
@@ -137,6 +132,45 @@ def main(argv=None) -> int:
         args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json)}, "summary": summary,
                                          "rows": rows}, indent=1) + "\n")
     return 0
+
+
+def score_draw(dist: dict, truth: np.ndarray, draws, perms, closer: bool, random_seed: int, table: str) -> list:
+    """One row per method on one zoo draw and table: the intervals and p-values whose truth is 0
+    off the diagonal on mini_random (mean ρ; the target-specific score; the paired differences
+    minus_hub and delta_vs_modelgif), scored as the correlate stage scores them."""
+    from modelgif.score.inference import hub_distance, paired_difference
+
+    better = "lower" if closer else "higher"
+    scored, reps = {}, {}
+    for m in sorted(dist, key=lambda m: m != "modelgif"):  # modelgif first: it pairs the others
+        d, samples = dist[m]
+        ref = None if m == "modelgif" else (*dist["modelgif"], reps["modelgif"])
+        scored[m] = score_method(d, samples, truth, draws, perms, higher_is_closer=closer, reference=ref)
+        reps[m] = scored[m].pop("_replicates")
+    rows = []
+    for m, (d, samples) in dist.items():
+        old = summarize(d, samples, truth, better=better)
+        new = scored[m]
+        hub = (hub_distance(d), hub_distance(samples))  # the method's own target-agnostic version
+        mh = paired_difference(d, samples, truth, draws, hub, name="minus_hub", known=reps[m])
+        rows.append({"random_seed": random_seed, "table": table, "method": m,
+                     "mean_rho_off_diagonal": new["mean_rho_off_diagonal"],
+                     "old_ci95": old["mean_rho_off_diagonal_ci95"], "new_ci95": new["mean_rho_off_diagonal_ci95"],
+                     "new_bca_ci95": new["mean_rho_off_diagonal_ci95_bca"],
+                     "targets_ci95": new["mean_rho_off_diagonal_ci95_targets"],
+                     "p_perm_off_diagonal": new["p_perm_off_diagonal"],
+                     "chance_level": new["chance_level"], "mean_rho": new["mean_rho"],
+                     "p_perm": new["p_perm"],
+                     "target_specific": new["mean_rho_target_specific"],
+                     "target_specific_ci95": new["mean_rho_target_specific_ci95"],
+                     "target_specific_bca_ci95": new["mean_rho_target_specific_ci95_bca"],
+                     "p_perm_target_specific": new["p_perm_target_specific"],
+                     "minus_hub_off_diagonal": mh["minus_hub_off_diagonal"],
+                     "minus_hub_ci95": mh["minus_hub_off_diagonal_ci95"],
+                     "minus_hub_bca_ci95": mh["minus_hub_off_diagonal_ci95_bca"],
+                     "minus_hub_targets_ci95": mh["minus_hub_off_diagonal_ci95_targets"],
+                     "delta_ci95": new.get("delta_vs_modelgif_off_diagonal_ci95")})
+    return rows
 
 
 def mini_table(tasks, images, truths, draws, perms, args) -> str:
@@ -182,14 +216,47 @@ def per_task_spearman_list(d, t) -> list:
     return [None if np.isnan(r) else float(r) for r in per_task_spearman(d, t)]
 
 
-def summarize_rows(rows: list[dict]) -> dict:
+COUNTS = {  # column: (what excludes the true 0, row key)
+    "old: images only": ("interval", "old_ci95"),
+    "new: images x tasks (percentile, primary)": ("interval", "new_ci95"),
+    "same, BCa": ("interval", "new_bca_ci95"),
+    "images x targets, sources fixed": ("interval", "targets_ci95"),
+    "p_perm_off_diagonal < 0.05": ("p", "p_perm_off_diagonal"),
+    "p_perm < 0.05 (diagonal in)": ("p", "p_perm"),
+}
+SECONDARY = {  # the secondary scores, truth 0 off the diagonal as well
+    "minus_hub: images x tasks (primary)": ("interval", "minus_hub_ci95"),
+    "minus_hub: BCa": ("interval", "minus_hub_bca_ci95"),
+    "minus_hub: sources fixed": ("interval", "minus_hub_targets_ci95"),
+    "target-specific: sources fixed (primary)": ("interval", "target_specific_ci95"),
+    "target-specific: BCa": ("interval", "target_specific_bca_ci95"),
+    "p_perm_target_specific < 0.05": ("p", "p_perm_target_specific"),
+    "delta_vs_modelgif: images x tasks": ("interval", "delta_ci95"),
+}
+
+
+def _hit(kind: str, value) -> bool | None:
+    """Whether a score rejects the true 0: an interval that excludes it, a p-value below 0.05;
+    None where the row has no such score (modelgif's delta to itself, a p-value left undefined)."""
+    if value is None:
+        return None
+    if kind == "interval":
+        return excludes_zero(value) if np.all(np.isfinite(value)) else None
+    return bool(value < 0.05) if np.isfinite(value) else None
+
+
+def summarize_rows(rows: list[dict], columns: dict | None = None) -> dict:
+    """{group: {"n": rows, column: [hits, scored]}}: for each column, how many of the group's rows
+    reject the true 0 out of how many have the score."""
+    columns = COUNTS | SECONDARY if columns is None else columns
+
     def share(sel):
         sel = list(sel)
-        return {"n": len(sel), "old_excludes_0": sum(excludes_zero(r["old_ci95"]) for r in sel),
-                "new_excludes_0": sum(excludes_zero(r["new_ci95"]) for r in sel),
-                "new_bca_excludes_0": sum(excludes_zero(r["new_bca_ci95"]) for r in sel),
-                "targets_excludes_0": sum(excludes_zero(r["targets_ci95"]) for r in sel),
-                "p_perm_below_0.05": sum(r["p_perm_off_diagonal"] < 0.05 for r in sel)}
+        out = {"n": len(sel)}
+        for name, (kind, key) in columns.items():
+            hits = [h for h in (_hit(kind, r.get(key)) for r in sel) if h is not None]
+            out[name] = [sum(hits), len(hits)]
+        return out
 
     out = {"all": share(rows)}
     out["field methods"] = share(r for r in rows if r["method"] in FIELD_METHODS)
@@ -200,18 +267,18 @@ def summarize_rows(rows: list[dict]) -> dict:
 
 
 def report(summary: dict, args) -> str:
-    lines = [f"mini_random, {args.draws} draws (random seeds {args.first_seed}..{args.first_seed + args.draws - 1}), "
-             f"{args.n_images} images, {args.n_steps} steps, {args.n_boot} resamples, {args.permutations} permutations",
-             "| scores | n | old: images only | new: images x tasks (percentile, primary) | "
-             "same, BCa | images x targets, sources fixed | p_perm_off_diagonal < 0.05 |",
-             "|---|---|---|---|---|---|---|"]
-    for name, s in summary.items():
-        n = s["n"]
-        lines.append(f"| {name} | {n} | {s['old_excludes_0']} ({s['old_excludes_0'] / n:.1%}) | "
-                     f"{s['new_excludes_0']} ({s['new_excludes_0'] / n:.1%}) | "
-                     f"{s['new_bca_excludes_0']} ({s['new_bca_excludes_0'] / n:.1%}) | "
-                     f"{s['targets_excludes_0']} ({s['targets_excludes_0'] / n:.1%}) | "
-                     f"{s['p_perm_below_0.05']} ({s['p_perm_below_0.05'] / n:.1%}) |")
+    head = (f"mini_random, {args.draws} draws (random seeds {args.first_seed}..{args.first_seed + args.draws - 1}), "
+            f"{args.n_images} images, {args.n_steps} steps, {args.n_boot} resamples, {args.permutations} permutations")
+    lines = [head]
+    for title, columns in (("mean rho, off the diagonal (and p_perm with the diagonal in)", COUNTS),
+                           ("secondary scores, off the diagonal", SECONDARY)):
+        lines += ["", title, "| scores | n | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
+        for name, s in summary.items():
+            cells = []
+            for c in columns:
+                hits, n = s[c]
+                cells.append(f"{hits}/{n} ({hits / n:.1%})" if n else "-")
+            lines.append(f"| {name} | {s['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
