@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata, spearmanr
 
-from modelgif.score.agreement import kendalls_w, kendalls_w_interval
+from modelgif.score.agreement import concordance_p, kendalls_w, kendalls_w_interval
 
 
 @pytest.mark.parametrize("m", [2, 3, 5])
@@ -40,12 +40,43 @@ def test_w_extremes_and_orientation():
         kendalls_w(np.array([[0.1, np.nan], [0.2, 0.3]]))
 
 
-def test_interval_holds_w_and_separates_agreement_from_noise():
+def test_range_holds_w_and_separates_agreement_from_noise():
     rng = np.random.default_rng(0)
     effect = np.linspace(-0.6, 0.0, 6)[None, :, None]
-    agree = kendalls_w_interval(effect + 0.05 * rng.standard_normal((3, 6, 17)), n=300)
-    noise = kendalls_w_interval(0.05 * rng.standard_normal((3, 6, 17)), n=300)
-    lo, hi = agree["w_ci95"]
+    agree = kendalls_w_interval(effect + 0.05 * rng.standard_normal((3, 6, 17)), n=300, permutations=2000)
+    noise = kendalls_w_interval(0.05 * rng.standard_normal((3, 6, 17)), n=300, permutations=2000)
+    lo, hi = agree["w_range95_targets"]
     assert lo <= agree["w"] <= hi and agree["w"] > 0.9
-    assert noise["w"] < agree["w"] and noise["w_ci95"][1] < lo
+    assert noise["w"] < agree["w"] and noise["w_range95_targets"][1] < lo
     assert agree["n_builds"] == 3 and agree["n_methods"] == 6
+    # every build ranks the 6 methods alike: only the 1/6!^2 permutations that repeat it are as extreme
+    assert agree["p_perm"] == pytest.approx(1 / 2001) and noise["p_perm"] > 0.05
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_w_is_friedmans_statistic_over_m_n_minus_1(ties):
+    """Friedman's chi-square (scipy, tie-corrected) is m (n - 1) W."""
+    from scipy.stats import friedmanchisquare
+
+    rng = np.random.default_rng(4)
+    scores = rng.standard_normal((4, 7))
+    if ties:
+        scores = np.round(scores, 0)
+    m, n = scores.shape
+    assert m * (n - 1) * kendalls_w(scores) == pytest.approx(friedmanchisquare(*scores.T).statistic)
+
+
+def test_concordance_p_against_scipys_permutation_test():
+    """The within-build permutation null, against scipy.stats.permutation_test permuting each
+    build's values among the methods (``permutation_type="samples"``), both Monte Carlo."""
+    from scipy.stats import permutation_test
+
+    rng = np.random.default_rng(7)
+    scores = rng.standard_normal((3, 8))
+    scores[1:] += 0.3 * scores[0]  # some agreement: p well inside (0, 1)
+    mine = concordance_p(scores, n=20000, seed=1)
+    ref = permutation_test(tuple(scores.T), lambda *x: kendalls_w(np.stack(x, axis=-1)), permutation_type="samples",
+                           n_resamples=20000, alternative="greater", random_state=3).pvalue
+    assert 0.01 < ref < 0.5 and mine == pytest.approx(ref, abs=0.015)
+    # "higher" is better: the same agreement, the same p
+    assert concordance_p(-scores, "higher", n=20000, seed=1) == mine

@@ -3,6 +3,7 @@ agreement between builds, from each build's kept correlation_details.json."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -63,7 +64,12 @@ def test_the_report_ranks_methods_per_build_and_measures_their_agreement(tmp_pat
         ranks = np.array([[3, 1, 2], [3, 1, 2], [2, 1, 3]])  # losses: the signs flipped, higher is better
         s = ((ranks.sum(axis=0) - 3 * 4 / 2) ** 2).sum()
         assert w["w"] == pytest.approx(12 * s / (9 * (27 - 3)))
-        assert w["w_ci95"][0] <= w["w"] <= w["w_ci95"][1] and w["n_builds"] == 3 and w["n_methods"] == 3
+        lo, hi = w["w_range95_targets"]
+        assert lo <= w["w"] <= hi and w["n_builds"] == 3 and w["n_methods"] == 3
+        # p_perm against the exact null: every build's 3! orders, all 6³ combinations enumerated
+        exact = np.mean([kendalls_w(np.array(orders, dtype=float)) >= w["w"] - 1e-12
+                         for orders in itertools.product(itertools.permutations(range(3)), repeat=3)])
+        assert w["p_perm"] == pytest.approx(exact, abs=0.02)
         assert entry["per_build"]["1"]["noise_ceiling"]["mean_rho"] == 0.9
         assert entry["per_build"]["0"]["excluded_targets"] == (["denoising"] if t == "wins_vs_pixels" else [])
     # the ground truths between builds: Spearman per target column of the committed tables, by scipy

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from modelgif.io.atomic import write_text  # noqa: E402
-from modelgif.score.agreement import kendalls_w, kendalls_w_interval  # noqa: E402
+from modelgif.score.agreement import concordance_p, kendalls_w, kendalls_w_interval  # noqa: E402
 from modelgif.score.bootstrap import noise_ceiling  # noqa: E402
 from modelgif.score.ground_truth import ground_truth_tables  # noqa: E402
 from modelgif.zoo.mini_builds import BUILDS, check_build  # noqa: E402
@@ -125,11 +125,15 @@ def report(builds=BUILDS, root: Path = ROOT) -> dict:
         per_target = np.array([[[_rho(kept[b][t][m]["per_task"], tasks[b], target) for target in common] for m in rows]
                                for b in builds], dtype=np.float64)  # (builds, rows, common targets)
         w = {"mean_rho": kendalls_w_interval(per_target, better=better, n=1000, seed=0),
-             "mean_rho_off_diagonal": {"w": kendalls_w(np.array([[kept[b][t][m]["mean_rho_off_diagonal"] for m in rows]
-                                                                  for b in builds]), better)}}
+             "mean_rho_off_diagonal": _w_with_p(np.array([[kept[b][t][m]["mean_rho_off_diagonal"] for m in rows]
+                                                          for b in builds]), better)}
         out["tables"][t] = {"rows": rows, "better": better, "per_build": per_build, "kendalls_w": w,
                             "between_builds": between_builds(truth)}
     return out
+
+
+def _w_with_p(scores: np.ndarray, better: str) -> dict:
+    return {"w": kendalls_w(scores, better), "p_perm": concordance_p(scores, better, 10000, 0)}
 
 
 def _rho(per_task: list, tasks: list[str], target: str) -> float:
@@ -177,11 +181,12 @@ def markdown(result: dict) -> str:
         lines.append("| excluded targets | " + " | ".join(", ".join(entry["per_build"][b]["excluded_targets"]) or "none"
                                                        for b in builds) + " |")
         w = entry["kendalls_w"]
-        lo, hi = w["mean_rho"]["w_ci95"]
+        lo, hi = w["mean_rho"]["w_range95_targets"]
         lines.append("")
         lines.append(f"Kendall's W over the {len(builds)} builds, {len(entry['rows'])} rankings: mean ρ "
-                     f"{w['mean_rho']['w']:.3f} [{lo:.3f}, {hi:.3f}] (targets resampled), off the diagonal "
-                     f"{w['mean_rho_off_diagonal']['w']:.3f}. Ground truths between builds (mean ρ over targets, "
+                     f"{w['mean_rho']['w']:.3f} (p_perm {w['mean_rho']['p_perm']:.2g}; range {lo:.3f} to {hi:.3f} with the "
+                     f"targets resampled, not a confidence interval), off the diagonal "
+                     f"{w['mean_rho_off_diagonal']['w']:.3f} (p_perm {w['mean_rho_off_diagonal']['p_perm']:.2g}). Ground truths between builds (mean ρ over targets, "
                      "off the diagonal): " + ", ".join(f"{p} {v['mean_rho_off_diagonal']:.3f}"
                                                        for p, v in entry["between_builds"].items()) + ".")
         lines.append("")
