@@ -138,7 +138,7 @@ def test_make_show_never_pages_and_shows_changed_params_and_headline_metrics(tmp
     project.mkdir()
     env = {**pipeline_env(tmp_path), "COLUMNS": "120", "LINES": "10", "TERM": "xterm",
            "DVC_PAGER": f"touch {tmp_path / 'paged'}; cat", "PAGER": f"touch {tmp_path / 'paged'}; cat"}
-    (project / "params.yaml").write_text("zoo: mini\ntasks: [a, b]\nfield:\n  n_steps: 50\n  seed: 0\n")
+    (project / "params.yaml").write_text("zoo: mini\nmodels: [a, b]\nfield:\n  n_steps: 50\n  seed: 0\n")
     (project / "write_metrics.py").write_text(WRITE_METRICS)
     (project / "metrics").mkdir()
     (project / "dvc.yaml").write_text("stages:\n  m:\n    cmd: python write_metrics.py\n    deps: [write_metrics.py]\n"

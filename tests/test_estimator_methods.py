@@ -276,7 +276,7 @@ def test_stage_refuses_a_reference_set_without_labels(tmp_path):
         np.save(tmp_path / f"features/{task}.npy", np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32))
         (tmp_path / f"features/{task}.json").write_text(json.dumps(
             {"shape": [8, 1, 1], "reference_sha256": file_sha256(tmp_path / "reference/images.npy")}))
-    (tmp_path / "params.yaml").write_text("tasks: [normal, curvature, reshading]\n")
+    (tmp_path / "params.yaml").write_text("models: [normal, curvature, reshading]\n")
     run = subprocess.run([sys.executable, str(root / "stages/method_distance.py"), "logme", "--params",
                           str(tmp_path / "params.yaml"), "--n-boot", "2", "--features", str(tmp_path / "features"),
                           "--reference", str(tmp_path / "reference"), "--out", str(tmp_path / "out")],

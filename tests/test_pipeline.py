@@ -73,7 +73,7 @@ def project(tmp_path_factory):
     write_sample_building(mirror / "sample", N_IMAGES + 2, size=(80, 72), missing=(2,))
     base, stop = serve_directory(mirror)
 
-    _set_params(project, tasks=TASKS, **{
+    _set_params(project, models=TASKS, **{
         "reference.base_url": f"{base}/sample", "reference.n_images": N_IMAGES, "reference.image_size": SIZE,
         "checkpoints.base_url": f"{base}/checkpoints/", "checkpoints.manifest": "mirror_manifest.json",
         "field.n_steps": N_STEPS,
@@ -137,12 +137,12 @@ def test_pipeline_end_to_end(project):
     _run(["git", "commit", "-qm", "baseline"], project, env)
 
     # 2. adding a task runs only its stages, then affinity and correlate
-    _set_params(project, tasks=TASKS + [EXTRA])
+    _set_params(project, models=TASKS + [EXTRA])
     out = _run(["dvc", "repro"], project, env).stdout
     assert _ran(out) == {"settings", f"fetch_checkpoint@{EXTRA}", f"field@{EXTRA}", f"features@{EXTRA}", "affinity",
                          "method_inputs", "correlate"} | {f"distance@{m}" for m in METHODS}
     assert read_matrix_csv(project / "data/affinity/distance.csv")[1] == TASKS + [EXTRA]
-    _set_params(project, tasks=TASKS)
+    _set_params(project, models=TASKS)
     out = _run(["dvc", "repro"], project, env).stdout
     assert "field@" not in "".join(_ran(out)) and "features@" not in "".join(_ran(out))  # the stale field is not read
     assert np.allclose(read_matrix_csv(project / "data/affinity/distance.csv")[0], d)
