@@ -18,7 +18,7 @@ tasks resampled (the unit each build's mean ρ is averaged over), the same draw 
 and method, every build's mean per method and W recomputed, the 2.5 and 97.5 percentiles. The
 latter is a sensitivity range, **not a confidence interval**: W of noisy means is biased
 towards 0 by the noise and towards 1 by the targets every build shares, so its coverage of the
-W of the builds' population means runs from 3 % to 100 % in simulations whose truth is known
+W of the builds' population means runs from 0 % to 99 % in simulations whose truth is known
 (``benchmarks/kendalls_w_coverage.py``, benchmarks/README.md); with 3 builds, the builds,
 which would be the unit of such an interval, cannot be resampled.
 """
