@@ -41,15 +41,25 @@ def test_params_kept_puts_the_bytes_back_after_a_rewrite_and_after_an_error(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # no temporary file left
 
 
-def test_demo_argv_is_the_demo_settings_with_later_values_replacing_earlier_ones():
-    assert run_tool.demo_argv([]) == ["exp", "run", "-S", "reference.n_images=100", "-S", "reference.image_size=64",
-                                      "-S", "zoo=mini"]
-    assert run_tool.demo_argv(["mini_random", "-S", "reference.n_images=4", "--set-param", "field.n_steps=2"]) == [
+def test_demo_argv_is_the_demo_settings_with_later_values_replacing_earlier_ones(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("zoo: taskonomy\nmethods: [modelgif, cka]\nreference: {source: zoo}\n")
+    estimators = ["-S", "methods=[modelgif,cka,logme,linear_mse,knn]"]  # the mini zoos' sets have labels
+    assert run_tool.demo_argv([], params) == ["exp", "run", "-S", "reference.n_images=100", "-S",
+                                              "reference.image_size=64", "-S", "zoo=mini", *estimators]
+    assert run_tool.demo_argv(["mini_random", "-S", "reference.n_images=4", "--set-param", "field.n_steps=2"],
+                              params) == [
         "exp", "run", "-S", "reference.image_size=64", "-S", "zoo=mini_random", "-S", "reference.n_images=4",
-        "-S", "field.n_steps=2"]
-    assert run_tool.requested_zoo(run_tool.demo_argv(["mini_random"])) == "mini_random"
+        "-S", "field.n_steps=2", *estimators]
+    assert run_tool.requested_zoo(run_tool.demo_argv(["mini_random"], params)) == "mini_random"
     with pytest.raises(SystemExit, match="usage: tools/run.py demo"):
-        run_tool.demo_argv(["mini", "reference.n_images=4"])
+        run_tool.demo_argv(["mini", "reference.n_images=4"], params)
+    # a methods setting given wins; no estimators where the reference set has no labels
+    assert run_tool.demo_argv(["mini", "-S", "methods=[cka]"], params)[-2:] == ["-S", "methods=[cka]"]
+    assert run_tool.demo_argv(["taskonomy"], params)[-2:] == ["-S", "zoo=taskonomy"]
+    assert run_tool.demo_argv(["mini", "-S", "reference.source=/data/photos"], params)[-1] == "reference.source=/data/photos"
+    params.write_text("methods: [modelgif, knn]\n")  # listed already: not twice
+    assert run_tool.demo_argv([], params)[-1] == "methods=[modelgif,knn,logme,linear_mse]"
 
 
 def _recipe(target: str) -> list[str]:

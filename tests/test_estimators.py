@@ -7,7 +7,7 @@ from sklearn.linear_model import Ridge
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
 from modelgif.errors import InputError
-from modelgif.compare.estimators import ESTIMATORS, knn, linear_mse, logme
+from modelgif.compare.estimators import ESTIMATORS, knn, knn_table, linear_mse, linear_mse_table, logme, logme_table
 
 
 def _task(seed=0, n=60, d=8, k=2, noise=0.5):
@@ -153,6 +153,45 @@ def test_knn_ties_go_to_the_lower_index_and_the_smaller_label():
 
 
 # ----------------------------------------------------------------------------- bad input
+# ----------------------------------------------------------------------------- tables
+def _models(n=20, seed=11):
+    """Models of different width and rank on the same n samples: full rank d < n, rank 2 of
+    d = 5 (repeated columns), d > n (spans every sample: LogME's t → 0 end), and one column."""
+    rng = np.random.default_rng(seed)
+    low = rng.standard_normal((n, 2)) @ rng.standard_normal((2, 5))
+    return [rng.standard_normal((n, 4)), low, rng.standard_normal((n, n + 5)), rng.standard_normal((n, 1))]
+
+
+def test_tables_are_the_one_pair_estimators():
+    """Each table entry is the one-pair estimator on that (model, labels) pair (the one-pair
+    functions are checked against the direct oracles above), for models whose ranks differ,
+    so that LogME's fixed point runs columns of different ranks side by side."""
+    f = _models()
+    rng = np.random.default_rng(12)
+    classes, targets = rng.integers(0, 3, 20), rng.standard_normal((20, 2))
+    fit = f[0] @ rng.standard_normal((4, 1)) + 0.1 * rng.standard_normal((20, 1))  # an interior maximum
+    labels = [(classes, "classification"), (targets, "regression"), (fit, "regression")]
+    got = logme_table(f, labels)
+    want = np.array([[logme(x, y, kind=kind) for y, kind in labels] for x in f])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert len(np.unique(got[:, 0].round(6))) == len(f)  # the classes score each model differently
+    assert got[0, 2] > got[1:, 2].max() + 1  # the target made from model 0's features: model 0 far ahead
+    got = linear_mse_table(f, [targets, fit], alpha=0.7)
+    np.testing.assert_array_equal(got, [[linear_mse(x, y, 0.7) for y in (targets, fit)] for x in f])
+    got = knn_table(f, labels, k=3)
+    np.testing.assert_array_equal(got, [[knn(x, y, 3, kind=kind) for y, kind in labels] for x in f])
+
+
+def test_tables_need_models_on_the_same_samples():
+    f = _models()
+    for call in (lambda fs: logme_table(fs, [(_C, "classification")]), lambda fs: linear_mse_table(fs, [_Y]),
+                 lambda fs: knn_table(fs, [(_C, "classification")])):
+        with pytest.raises(InputError, match="model 0 has n = 20, model 1 has n = 12"):
+            call([f[0], _F])
+        with pytest.raises(InputError, match="no features"):
+            call([])
+
+
 def test_registry():
     assert ESTIMATORS == {"logme": logme, "linear_mse": linear_mse, "knn": knn}
 

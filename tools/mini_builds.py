@@ -47,10 +47,10 @@ from modelgif.score.bootstrap import noise_ceiling  # noqa: E402
 from modelgif.score.ground_truth import ground_truth_tables  # noqa: E402
 from modelgif.zoo.mini_builds import BUILDS, check_build  # noqa: E402
 
-#: What every build runs with, after the demo's own settings: the label-free methods and the
+#: What every build runs with, after the demo's own settings: the label-free methods, the three estimators and the
 #: pre-registered field_cka (docs/preregistration.md), the off-diagonal score as the primary one
 #: (the pre-registered endpoint; it moves only the details' primary family, not the scores).
-RUN_SETTINGS = ("methods=[modelgif,ig,saliency,gradxinput,rsa,cka,dds,field_cka]",
+RUN_SETTINGS = ("methods=[modelgif,ig,saliency,gradxinput,rsa,cka,dds,field_cka,logme,linear_mse,knn]",
                 "primary.score=mean_rho_off_diagonal")
 #: Encoders of a build that are dead (their map is 0 on every reference image: a ReLU collapse in
 #: training), so that a set-level method cannot compare them; the build is scored without them, as

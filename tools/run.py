@@ -185,6 +185,10 @@ def requested_zoo(argv: list[str], params: Path = Path("params.yaml")) -> str | 
 #: ``make demo``: the mini zoo's 100 rendered reference scenes at the mini encoders' 64 px.
 DEMO_ZOO = "mini"
 DEMO_SETTINGS = ("reference.n_images=100", "reference.image_size=64")
+#: ... and, where the reference set has task labels (rendered from ``mini-scenes``: the mini zoos' own),
+#: the label-using transferability estimators after params.yaml's methods (issue 23), unless a
+#: ``-S methods=...`` is given.
+DEMO_ESTIMATORS = ("logme", "linear_mse", "knn")
 
 
 @contextmanager
@@ -202,8 +206,22 @@ def params_kept(path: Path = Path("params.yaml")):
                 tmp.write_bytes(original)
 
 
-def demo_argv(argv: list[str]) -> list[str]:
-    """The ``dvc exp run`` arguments of ``demo [ZOO] [-S key=value ...]`` (module doc)."""
+def _labelled(zoo: str, source: str) -> bool:
+    """Whether ``zoo``'s reference set from ``source`` (``reference.source``) has task labels."""
+    from modelgif.reference.labels import LABELLED_SOURCE
+    from modelgif.zoo.spec import ZooError, load_zoo_spec
+
+    if source == "zoo":
+        try:
+            source = load_zoo_spec(zoo).reference
+        except (ZooError, OSError):
+            return False  # not a zoo this can read: the run itself names the problem
+    return source == LABELLED_SOURCE
+
+
+def demo_argv(argv: list[str], params: Path = Path("params.yaml")) -> list[str]:
+    """The ``dvc exp run`` arguments of ``demo [ZOO] [-S key=value ...]`` (module doc): on a zoo
+    whose reference set has labels, ``methods`` is ``params``'s methods and :data:`DEMO_ESTIMATORS`."""
     settings: dict[str, str] = {}
     for item in DEMO_SETTINGS:
         settings[item.split("=", 1)[0]] = item
@@ -218,6 +236,16 @@ def demo_argv(argv: list[str]) -> list[str]:
         item = rest.pop(0)
         settings.pop(item.split("=", 1)[0], None)  # the later value of a key, in its new place
         settings[item.split("=", 1)[0]] = item
+    import yaml
+
+    doc = (yaml.safe_load(params.read_text()) or {}) if params.is_file() else {}
+    reference = doc.get("reference") if isinstance(doc.get("reference"), dict) else {}
+    source = settings["reference.source"].split("=", 1)[1] if "reference.source" in settings else \
+        str(reference.get("source", "zoo"))
+    methods = doc.get("methods")
+    if "methods" not in settings and isinstance(methods, list) and _labelled(zoo, source):
+        methods = [str(m) for m in methods] + [e for e in DEMO_ESTIMATORS if e not in methods]
+        settings["methods"] = f"methods=[{','.join(methods)}]"
     return ["exp", "run", *(x for item in settings.values() for x in ("-S", item))]
 
 

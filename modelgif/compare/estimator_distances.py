@@ -38,7 +38,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from .estimators import knn, linear_mse, logme
+from .estimators import knn_table, linear_mse_table, logme_table
 
 
 def _check_options(options: Mapping) -> None:
@@ -59,14 +59,6 @@ def sample_rows(images: np.ndarray, per_image: int, max_samples: int, rng: np.ra
     if images.size > keep:
         images = np.sort(rng.choice(images, keep, replace=False))
     return (images[:, None] * per_image + np.arange(per_image)).ravel()
-
-
-def _score(estimator: str, features: np.ndarray, labels: np.ndarray, kind: str, options: Mapping) -> float:
-    if estimator == "logme":
-        return logme(features, labels, kind=kind)
-    if estimator == "knn":
-        return knn(features, labels, min(options["k"], len(features) - 1), kind=kind)
-    return linear_mse(features, labels, options["alpha"])
 
 
 def _target(estimator: str, values: np.ndarray, kind: str) -> tuple[np.ndarray, str] | None:
@@ -91,23 +83,34 @@ def estimator_matrix(estimator: str, features: Sequence[np.ndarray], labels: Seq
         images: the image indices to fit on (distinct).
     """
     n, _, h, w = features[0].shape
-    pixels = [f.transpose(0, 2, 3, 1).reshape(n * h * w, -1) for f in features]  # (N·h·w, C)
-    whole = [f.reshape(n, -1) for f in features]  # (N, C·h·w)
     rows = {True: sample_rows(images, h * w, options["max_samples"], rng),
             False: sample_rows(images, 1, options["max_samples"], rng)}
     d = np.zeros((len(features), len(labels)))
-    for j, lab in enumerate(labels):
-        if lab.dense:
-            flat = lab.values.reshape(n * h * w) if lab.kind == "classification" else \
-                lab.values.transpose(0, 2, 3, 1).reshape(n * h * w, -1)
-        else:
-            flat = lab.values
-        target = _target(estimator, flat[rows[lab.dense]], lab.kind)
-        if target is None:
+    for dense in (True, False):  # the pixel rows' targets, then the image rows' (each: one table)
+        columns, targets = [], []
+        for j, lab in enumerate(labels):
+            if lab.dense != dense:
+                continue
+            if dense:
+                flat = lab.values.reshape(n * h * w) if lab.kind == "classification" else \
+                    lab.values.transpose(0, 2, 3, 1).reshape(n * h * w, -1)
+            else:
+                flat = lab.values
+            target = _target(estimator, flat[rows[dense]], lab.kind)
+            if target is not None:
+                columns.append(j)
+                targets.append(target)
+        if not columns:
             continue
-        for i in range(len(features)):
-            x = (pixels if lab.dense else whole)[i][rows[lab.dense]]
-            d[i, j] = -_score(estimator, x, *target, options)
+        x = [(f.transpose(0, 2, 3, 1).reshape(n * h * w, -1) if dense else f.reshape(n, -1))[rows[dense]]
+             for f in features]  # (rows, C) at each pixel, or (rows, C·h·w) per image
+        if estimator == "logme":
+            table = logme_table(x, targets)
+        elif estimator == "knn":
+            table = knn_table(x, targets, min(options["k"], len(rows[dense]) - 1))
+        else:
+            table = linear_mse_table(x, [values for values, _ in targets], options["alpha"])
+        d[:, columns] = -table
     return d
 
 
